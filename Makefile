@@ -1,0 +1,41 @@
+# Two commands for a fresh Debian/Ubuntu machine:
+#   make run    install everything and start the daemon in the foreground
+#   make test   install everything and run lint, types and the whole test suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_PACKAGES := python3-venv libportaudio2 jackd2 libjack-jackd2-0 fluidsynth fluid-soundfont-gm timgm6mb-soundfont
+
+.PHONY: run test system venv lint bench clean
+
+system:
+	@if ! dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1; then \
+	  echo "jackd2 jackd/tweak_rt_limits boolean false" | $(SUDO) debconf-set-selections; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES); \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check mxfd tests benchmarks
+	$(VENV)/bin/mypy
+
+test: system venv lint
+	$(VENV)/bin/pytest -q
+
+run: system venv
+	$(VENV)/bin/mxfd run
+
+bench: system venv
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

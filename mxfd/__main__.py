@@ -1,0 +1,5 @@
+import sys
+
+from mxfd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,6 @@
+"""Placeholder: being written."""
+from mxfd.core.mxf import MXFNode
+
+
+class CaptureSink(MXFNode):
+    pass

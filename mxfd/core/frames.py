@@ -1,0 +1,7 @@
+"""Placeholder: being written."""
+class AllocatorFraming:
+    pass
+
+
+class DefaultFrameAllocator:
+    pass
