@@ -1,0 +1,79 @@
+"""A real JACK server with the dummy driver, for end-to-end tests.
+
+One server per test run, under its own name (``JACK_DEFAULT_SERVER``), so
+tests never touch a user's sound server and parallel runs never collide.
+``restart()`` kills and restarts it, for the sound-server-restart tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from typing import Optional
+
+import jack
+
+RATE = 48000
+PERIOD = 128
+
+
+class JackServer:
+    """``jackd --no-realtime -d dummy`` under a private server name."""
+
+    def __init__(self, name: str, rate: int = RATE, period: int = PERIOD) -> None:
+        self.name = name
+        self.rate = rate
+        self.period = period
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.log_path = f"/tmp/{name}.jackd.log"
+
+    def start(self, timeout: float = 10.0) -> None:
+        jackd = shutil.which("jackd")
+        if jackd is None:
+            raise RuntimeError("jackd not found: the test command installs jackd2 (make test)")
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [jackd, "--no-realtime", "-n", self.name, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jackd exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                c = jack.Client("mxfd-test-probe", no_start_server=True, servername=self.name)
+            except jack.JackError:
+                time.sleep(0.05)
+                continue
+            c.close()
+            return
+        raise RuntimeError(f"jackd did not come up in {timeout} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        """Kill the server hard, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
