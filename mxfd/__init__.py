@@ -27,7 +27,14 @@ from mxfd.core.event import (
     PACKAGE_EVENT,
     KernelEvent,
 )
-from mxfd.core.frames import AllocatorFraming, DefaultFrameAllocator
+from mxfd.core.frames import (
+    AllocatorFraming,
+    DefaultFrameAllocator,
+    FrameAllocator,
+    FrameAllocatorError,
+    StreamAllocatorStatus,
+    frame_as_audio,
+)
 from mxfd.core.mxf import MXF, KSState, MXFNode
 from mxfd.core.packer import Packer
 from mxfd.core.sequencer import DONT_HOLD_FOR_SEQUENCING, Sequencer
@@ -55,6 +62,8 @@ __all__ = [
     "BadBufferError",
     "CaptureSink",
     "DefaultFrameAllocator",
+    "FrameAllocator",
+    "FrameAllocatorError",
     "KSState",
     "KernelEvent",
     "MXFNode",
@@ -62,9 +71,11 @@ __all__ = [
     "Packer",
     "ReferenceTime",
     "Sequencer",
+    "StreamAllocatorStatus",
     "Synth",
     "Unpacker",
     "decode_buffer",
     "encode_buffer",
+    "frame_as_audio",
     "master_time",
 ]
