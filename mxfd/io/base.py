@@ -1,0 +1,106 @@
+"""What MIDI input adapters feed and what the hot-plug watcher drives.
+
+An input adapter (rtmidi, JACK, a raw byte device) knows nothing of the
+transport graph: it hands each message or byte chunk, stamped with the
+master clock on arrival, to a :class:`CaptureTarget` (the daemon's capture
+stream for that source) and says when a batch of arrivals is over, so live
+input is packed and passed on at once instead of waiting for a timer.
+
+A :class:`MidiBackend` lists the ports that could be connected and opens and
+closes them; :mod:`mxfd.io.hotplug` decides which.  Backends that get
+notifications from their system (JACK port registration) set the shared
+``wake`` event; the others are polled.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any, Optional, Protocol
+
+#: Bytes as adapters deliver them: a bytearray, a cffi buffer, a list of ints from rtmidi.
+MidiBytes = Any
+
+
+class BackendUnavailable(RuntimeError):
+    """The MIDI system is not there now (no JACK server, no ALSA sequencer)."""
+
+
+class CaptureTarget(Protocol):
+    """Where an input adapter delivers what it reads (the source's capture stream)."""
+
+    def capture(self, data: MidiBytes, start: int, end: int, pres_time: int, flags: int) -> None:
+        """Take ``data[start:end]`` arrived at master time ``pres_time`` (COMPLETE or INCOMPLETE)."""
+
+    def flush(self) -> None:
+        """The current batch of arrivals is over: pass what was captured on now."""
+
+
+class SourceHandle(Protocol):
+    """An open source (a connected port or an open device)."""
+
+    name: str
+
+
+class MidiBackend(Protocol):
+    """A MIDI system whose input ports come and go."""
+
+    #: "jack", "alsa" or "raw", for logs and status.
+    kind: str
+
+    @property
+    def alive(self) -> bool:
+        """False once the system went away (the JACK server died); reopen with :meth:`open`."""
+
+    def open(self) -> None:
+        """Connect to the MIDI system; raises :class:`BackendUnavailable` when it is not there."""
+
+    def close(self) -> None:
+        """Close every port and the connection to the MIDI system."""
+
+    def list_sources(self) -> list[str]:
+        """Names of the ports that could be connected now (never this daemon's own)."""
+
+    def open_source(self, name: str, target: CaptureTarget) -> SourceHandle:
+        """Connect port ``name`` so what it plays reaches ``target``."""
+
+    def close_source(self, handle: SourceHandle) -> None:
+        """Disconnect and close a source; nothing reaches its target afterwards."""
+
+    def open_virtual(self, port: str, target: CaptureTarget) -> Optional[SourceHandle]:
+        """Expose the daemon's own input port (``mxfd:in``) feeding ``target``."""
+
+
+#: Client names of this daemon and of other mxfd instances: never connected.
+_OWN_CLIENT = re.compile(r"^mxfd(?:$|[-_ .])")
+
+
+def is_mxfd_port(name: str) -> bool:
+    """True for ports of any mxfd instance (``mxfd:in``, ``mxfd-01:in``, ``mxfd-out:...``)."""
+    return _OWN_CLIENT.match(name.split(":", 1)[0]) is not None
+
+
+class Wake:
+    """One event several backends set when their port set may have changed."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def wait(self, timeout: float) -> bool:
+        fired = self._event.wait(timeout)
+        self._event.clear()
+        return fired
+
+
+__all__ = [
+    "BackendUnavailable",
+    "CaptureTarget",
+    "MidiBackend",
+    "MidiBytes",
+    "SourceHandle",
+    "Wake",
+    "is_mxfd_port",
+]

@@ -1,0 +1,469 @@
+"""MIDI input adapters: JACK MIDI (frame-accurate) and python-rtmidi (ALSA sequencer, JACK).
+
+Theory of operation
+-------------------
+Every adapter stamps what arrives with the master clock and hands it, as
+complete messages (``EVENT_COMPLETE``: both JACK MIDI and rtmidi deliver whole
+messages, SysEx included), to the source's capture target; after each batch
+it calls ``flush`` so the packer completes its buffer at once.  Nothing is
+filtered here: rtmidi drops SysEx, clock and active sensing unless told not
+to (``ignore_types(False, False, False)``), and the recorders want them.
+
+Two readers for JACK, chosen by ``[midi] jack_reader``:
+
+* :class:`JackMidiBackend` (default) is one JACK client, ``mxfd``, with the
+  virtual port ``in`` and one input port per connected source.  Its process
+  callback reads every port once per cycle and stamps each event at its own
+  frame: the cycle's start time from JACK's delay-locked loop
+  (``jack_get_cycle_times``) plus the event's frame offset, moved from JACK's
+  clock to the master clock by an offset measured in pairs of reads.  Live
+  events are therefore exact to the frame and thru latency is constant.
+  Port registration notifications wake the hot-plug watcher, and a server
+  shutdown marks the backend dead so the watcher reopens it.
+* :class:`RtMidiBackend` on JACK stamps each event when rtmidi's process
+  callback delivers it: period-accurate only (each ``MidiIn`` is its own JACK
+  client).  On ALSA it is the only reader; there rtmidi's delta times come
+  from the sequencer queue's own time stamps, and :class:`ArrivalStamper`
+  turns them back into master times without the delivery delay.
+
+The process callback runs in JACK's thread and needs the GIL, so it does
+little: read, stamp, pass on.  It never raises (a raising JACK callback would
+have the client thrown out of the graph); failures are counted and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any, Optional
+
+from mxfd.core.clock import UNITS_PER_US, Clock, master_time
+from mxfd.core.event import EVENT_COMPLETE
+from mxfd.io.base import BackendUnavailable, CaptureTarget, Wake, is_mxfd_port
+
+log = logging.getLogger(__name__)
+
+#: How far the arrival stamper lets its anchor creep later per second, to
+#: follow a sequencer clock slower than the master clock (200 ppm).
+_CREEP_PER_SECOND = 2_000
+
+
+class ArrivalStamper:
+    """Master-clock stamps from a source's own relative time stamps.
+
+    ``stamp(delta_s)`` takes the seconds since the source's previous message
+    (rtmidi's delta, from the ALSA queue's time stamps) and returns the
+    message's master time.  The source clock gives exact intervals; the
+    master clock gives arrival times that include a delivery delay.  The
+    anchor is the smallest ``arrival - elapsed`` seen so far (the delivery
+    with the least delay), so stamps keep the source's intervals and lose the
+    delivery jitter.  A stamp is never later than the arrival itself, and the
+    anchor creeps forward slowly so a drifting source clock is followed.
+    """
+
+    __slots__ = ("clock", "_elapsed", "_anchor", "_last_arrival")
+
+    def __init__(self, clock: Clock = master_time) -> None:
+        self.clock = clock
+        self._elapsed = 0
+        self._anchor: Optional[int] = None
+        self._last_arrival = 0
+
+    def stamp(self, delta_s: float) -> int:
+        now = self.clock()
+        anchor = self._anchor
+        if anchor is None:
+            self._anchor = now
+            self._elapsed = 0
+            self._last_arrival = now
+            return now
+        self._elapsed += round(delta_s * 10_000_000)
+        creep = (now - self._last_arrival) * _CREEP_PER_SECOND // 10_000_000
+        self._last_arrival = now
+        candidate = now - self._elapsed
+        anchor = min(anchor + creep, candidate)
+        self._anchor = anchor
+        return anchor + self._elapsed
+
+
+# -- JACK, through JACK-Client ---------------------------------------------------
+
+
+class _CycleTimes:
+    """``jack_get_cycle_times`` and ``jack_get_time``, which JACK-Client does not wrap."""
+
+    def __init__(self, client: Any) -> None:
+        import cffi  # type: ignore[import-untyped]
+        import jack
+
+        ffi = cffi.FFI()
+        ffi.cdef(
+            "int jack_get_cycle_times(void *client, uint32_t *current_frames, uint64_t *current_usecs,"
+            " uint64_t *next_usecs, float *period_usecs);"
+            "uint64_t jack_get_time(void);"
+        )
+        self._ffi = ffi
+        self._lib = ffi.dlopen("libjack.so.0")
+        # JACK-Client keeps the client handle private; the address is all we need.
+        self._client = ffi.cast("void *", int(jack._ffi.cast("uintptr_t", client._ptr)))
+        self._frames = ffi.new("uint32_t *")
+        self._current = ffi.new("uint64_t *")
+        self._next = ffi.new("uint64_t *")
+        self._period = ffi.new("float *")
+        #: master time (µs) minus JACK time (µs)
+        self.offset_us = 0
+        self.sync()
+
+    def sync(self) -> None:
+        """Measure the offset between JACK's clock and the master clock (best of 5 bracketed reads)."""
+        best: Optional[tuple[int, int]] = None
+        get_time = self._lib.jack_get_time
+        for _ in range(5):
+            a = time.monotonic_ns()
+            j = get_time()
+            b = time.monotonic_ns()
+            if best is None or b - a < best[0]:
+                best = (b - a, (a + b) // 2000 - j)
+        assert best is not None
+        self.offset_us = best[1]
+
+    def cycle(self) -> tuple[int, int]:
+        """(master time of this cycle's first frame, length of the cycle), both in 100 ns."""
+        if self._lib.jack_get_cycle_times(self._client, self._frames, self._current, self._next, self._period):
+            now = time.monotonic_ns() // 100
+            return now, 0
+        cur = self._current[0]
+        return (cur + self.offset_us) * UNITS_PER_US, (self._next[0] - cur) * UNITS_PER_US
+
+
+class JackPort:
+    """A source connected to one of the daemon's JACK MIDI input ports."""
+
+    def __init__(self, name: str, port: Any, target: CaptureTarget) -> None:
+        self.name = name
+        self.port = port
+        self.target = target
+        #: events read from this port
+        self.events = 0
+
+
+class JackMidiBackend:
+    """One JACK client reading every MIDI source at its exact frame."""
+
+    kind = "jack"
+
+    def __init__(self, wake: Wake, *, client_name: str = "mxfd", servername: Optional[str] = None) -> None:
+        self.wake = wake
+        self.client_name = client_name
+        self.servername = servername
+        self.client: Any = None
+        self._times: Optional[_CycleTimes] = None
+        self._alive = False
+        self._entries: tuple[JackPort, ...] = ()
+        self._virtual: Optional[JackPort] = None
+        self._cycles = 0
+        #: Exceptions caught in the process callback.
+        self.errors = 0
+        self._last_error_log = 0.0
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    @property
+    def samplerate(self) -> int:
+        return int(self.client.samplerate) if self.client is not None else 0
+
+    def open(self) -> None:
+        import jack
+
+        try:
+            client = jack.Client(self.client_name, no_start_server=True, servername=self.servername)
+        except jack.JackError as exc:
+            raise BackendUnavailable(f"no JACK server: {exc}") from None
+        try:
+            client.set_process_callback(self._process)
+            client.set_port_registration_callback(self._on_registration, only_available=False)
+            client.set_port_connect_callback(self._on_connect, only_available=False)
+            client.set_shutdown_callback(self._on_shutdown)
+            self._times = _CycleTimes(client)
+            client.activate()
+        except Exception:
+            client.close()
+            raise
+        self.client = client
+        self._alive = True
+        log.info("JACK: connected as %s (%d Hz, period %d)", client.name, client.samplerate, client.blocksize)
+
+    def close(self) -> None:
+        client = self.client
+        self._entries = ()
+        self._virtual = None
+        self._alive = False
+        self.client = None
+        if client is None:
+            return
+        try:
+            client.deactivate()
+        except Exception as exc:  # the server may be gone already
+            log.debug("JACK: deactivate: %s", exc)
+        try:
+            client.close()
+        except Exception as exc:
+            log.debug("JACK: close: %s", exc)
+
+    def sync_clock(self) -> None:
+        """Re-measure JACK's clock against the master clock (they drift apart by ppm)."""
+        times = self._times
+        if times is not None:
+            times.sync()
+
+    # -- ports ------------------------------------------------------------------
+
+    def list_sources(self) -> list[str]:
+        client = self.client
+        if client is None or not self._alive:
+            return []
+        import jack
+
+        try:
+            ports = client.get_ports(is_midi=True, is_output=True)
+            by_hand: set[str] = set()
+            if self._virtual is not None:
+                # A port someone connected to mxfd:in themselves is theirs: no second path.
+                by_hand = {p.name for p in client.get_all_connections(self._virtual.port)}
+        except jack.JackError as exc:
+            log.warning("JACK: cannot list ports: %s", exc)
+            return []
+        return [p.name for p in ports if not is_mxfd_port(p.name) and p.name not in by_hand]
+
+    def _port_name(self, source: str) -> str:
+        short = re.sub(r"[:]+", "/", source)[:200] or "source"
+        taken = {p.shortname for p in self.client.midi_inports}
+        name, i = short, 2
+        while name in taken:
+            name = f"{short}#{i}"
+            i += 1
+        return name
+
+    def open_source(self, name: str, target: CaptureTarget) -> JackPort:
+        if self.client is None:
+            raise BackendUnavailable("JACK is not connected")
+        port = self.client.midi_inports.register(self._port_name(name))
+        try:
+            self.client.connect(name, port)
+        except Exception:
+            port.unregister()
+            raise
+        entry = JackPort(name, port, target)
+        self._entries = (*self._entries, entry)
+        return entry
+
+    def open_virtual(self, port: str, target: CaptureTarget) -> JackPort:
+        if self.client is None:
+            raise BackendUnavailable("JACK is not connected")
+        entry = JackPort(f"{self.client.name}:{port}", self.client.midi_inports.register(port), target)
+        self._virtual = entry
+        self._entries = (*self._entries, entry)
+        return entry
+
+    def close_source(self, handle: object) -> None:
+        assert isinstance(handle, JackPort)
+        self._entries = tuple(e for e in self._entries if e is not handle)
+        if handle is self._virtual:
+            self._virtual = None
+        if self.client is None or not self._alive:
+            return
+        self._wait_cycle()
+        try:
+            handle.port.unregister()
+        except Exception as exc:
+            log.debug("JACK: unregister %s: %s", handle.name, exc)
+
+    def _wait_cycle(self, timeout: float = 0.2) -> None:
+        """Let the process callback finish a cycle, so it no longer uses a removed entry."""
+        start = self._cycles
+        deadline = time.monotonic() + timeout
+        while self._cycles - start < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    # -- callbacks (JACK threads) --------------------------------------------------
+
+    def _process(self, frames: int) -> None:
+        try:
+            entries = self._entries
+            if entries:
+                times = self._times
+                assert times is not None
+                t0, span = times.cycle()
+                for entry in entries:
+                    target = entry.target
+                    n = 0
+                    for offset, data in entry.port.incoming_midi_events():
+                        target.capture(data, 0, len(data), t0 + offset * span // frames, EVENT_COMPLETE)
+                        n += 1
+                    if n:
+                        entry.events += n
+                        target.flush()
+        except Exception:
+            self.errors += 1
+            now = time.monotonic()
+            if now - self._last_error_log > 5.0:
+                self._last_error_log = now
+                log.exception("JACK: MIDI input failed (%d times so far)", self.errors)
+        self._cycles += 1
+
+    def _on_registration(self, port: Any, register: bool) -> None:
+        self.wake.set()
+
+    def _on_connect(self, a: Any, b: Any, connect: bool) -> None:
+        self.wake.set()
+
+    def _on_shutdown(self, status: Any, reason: str) -> None:
+        log.warning("JACK: server shut down: %s", reason)
+        self._alive = False
+        self.wake.set()
+
+
+# -- rtmidi (ALSA sequencer, or JACK period-accurate) ----------------------------------
+
+
+class RtMidiPort:
+    """One rtmidi ``MidiIn`` feeding a capture target."""
+
+    def __init__(self, name: str, midi_in: Any, target: CaptureTarget, clock: Clock) -> None:
+        self.name = name
+        self.midi_in = midi_in
+        self.target = target
+        self.stamper = ArrivalStamper(clock)
+        self.events = 0
+        midi_in.ignore_types(sysex=False, timing=False, active_sense=False)
+        midi_in.set_callback(self._on_message)
+
+    def _on_message(self, event: tuple[list[int], float], data: object = None) -> None:
+        message, delta = event
+        try:
+            t = self.stamper.stamp(delta)
+            self.target.capture(message, 0, len(message), t, EVENT_COMPLETE)
+            self.target.flush()
+            self.events += 1
+        except Exception:
+            log.exception("%s: capture failed", self.name)
+
+    def close(self) -> None:
+        self.midi_in.cancel_callback()
+        self.midi_in.close_port()
+        self.midi_in.delete()
+
+
+class RtMidiBackend:
+    """Inputs through python-rtmidi: ALSA sequencer ports, or JACK ports (period-accurate).
+
+    rtmidi has no port notifications, so the watcher polls :meth:`list_sources`.
+    """
+
+    def __init__(self, api: str, wake: Wake, *, client_name: str = "mxfd", clock: Clock = master_time) -> None:
+        if api not in ("alsa", "jack"):
+            raise ValueError(f"rtmidi api must be 'alsa' or 'jack', not {api!r}")
+        self.kind = api
+        self.wake = wake
+        self.client_name = client_name
+        self.clock = clock
+        self._watch: Any = None
+        self._ports: list[RtMidiPort] = []
+
+    def _api(self) -> int:
+        import rtmidi
+
+        return int(rtmidi.API_LINUX_ALSA if self.kind == "alsa" else rtmidi.API_UNIX_JACK)
+
+    def _midi_in(self, name: str) -> Any:
+        import rtmidi
+
+        try:
+            return rtmidi.MidiIn(self._api(), name=name)
+        except rtmidi.SystemError as exc:
+            raise BackendUnavailable(f"rtmidi {self.kind}: {exc}") from None
+
+    @property
+    def alive(self) -> bool:
+        return self._watch is not None
+
+    def open(self) -> None:
+        watch = self._midi_in(f"{self.client_name}-watch")
+        try:
+            watch.get_ports()
+        except Exception as exc:
+            watch.delete()
+            raise BackendUnavailable(f"rtmidi {self.kind}: {exc}") from None
+        self._watch = watch
+
+    def close(self) -> None:
+        for p in list(self._ports):
+            self.close_source(p)
+        if self._watch is not None:
+            self._watch.delete()
+            self._watch = None
+
+    def list_sources(self) -> list[str]:
+        if self._watch is None:
+            return []
+        return [n for n in self._watch.get_ports() if not is_mxfd_port(n)]
+
+    def open_source(self, name: str, target: CaptureTarget) -> RtMidiPort:
+        midi_in = self._midi_in(self.client_name)
+        try:
+            ports = midi_in.get_ports()
+            if name not in ports:
+                raise BackendUnavailable(f"port {name!r} is gone")
+            midi_in.open_port(ports.index(name), name=re.sub(r"[:]+", "/", name)[:64])
+        except Exception:
+            midi_in.delete()
+            raise
+        port = RtMidiPort(name, midi_in, target, self.clock)
+        self._ports.append(port)
+        return port
+
+    def open_virtual(self, port: str, target: CaptureTarget) -> RtMidiPort:
+        midi_in = self._midi_in(self.client_name)
+        midi_in.open_virtual_port(port)
+        handle = RtMidiPort(f"{self.client_name}:{port}", midi_in, target, self.clock)
+        self._ports.append(handle)
+        return handle
+
+    def close_source(self, handle: object) -> None:
+        assert isinstance(handle, RtMidiPort)
+        if handle in self._ports:
+            self._ports.remove(handle)
+        handle.close()
+
+
+def alsa_sequencer_present() -> bool:
+    """True when the ALSA sequencer exists (desktops; not in containers without /dev/snd)."""
+    import os
+
+    return os.path.exists("/dev/snd/seq")
+
+
+def make_backend(
+    api: str, wake: Wake, *, jack_reader: str = "jack-client", client_name: str = "mxfd"
+) -> "JackMidiBackend | RtMidiBackend":
+    """The MIDI backend for ``api`` ('auto' picks ALSA when its sequencer exists, else JACK)."""
+    if api == "auto":
+        api = "alsa" if alsa_sequencer_present() else "jack"
+    if api == "jack" and jack_reader == "jack-client":
+        return JackMidiBackend(wake, client_name=client_name)
+    return RtMidiBackend(api, wake, client_name=client_name)
+
+
+__all__ = [
+    "ArrivalStamper",
+    "JackMidiBackend",
+    "JackPort",
+    "RtMidiBackend",
+    "RtMidiPort",
+    "alsa_sequencer_present",
+    "make_backend",
+]
+
