@@ -12,6 +12,7 @@ in ``tests/e2e/test_client.py``.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import tempfile
@@ -179,6 +180,7 @@ class CoreEngine:
 def socket_dir() -> Iterator[str]:
     """A short private directory for sockets (Unix socket paths are limited to 107 bytes)."""
     with tempfile.TemporaryDirectory(prefix="mxfd-t", dir="/tmp") as d:
+        os.chmod(d, 0o755)  # other users may enter: only the daemon's own modes keep them out
         yield d
 
 
