@@ -112,10 +112,11 @@ class Subscription:
 
 
 class CoreEngine:
-    """The Engine contract over the real core, with a manual clock."""
+    """The Engine contract over the real core, with a manual clock (or the one given)."""
 
-    def __init__(self, pool: int = 64, cap: int = 4096) -> None:
-        self.clock = ManualClock(1_000_000_000)
+    def __init__(self, pool: int = 64, cap: int = 4096, clock: Optional[Callable[[], int]] = None) -> None:
+        self.manual = ManualClock(1_000_000_000)
+        self.clock: Callable[[], int] = clock if clock is not None else self.manual
         self.render_latency_100ns = LATENCY
         self.rendered = Rendered()
         self.streams: list[CoreStream] = []
@@ -135,7 +136,9 @@ class CoreEngine:
 
     def tick(self, delta: int = 0) -> int:
         """Move the clock and release what is due in every open stream."""
-        now = self.clock.advance(delta)
+        if delta:
+            self.manual.advance(delta)
+        now = self.clock()
         n = 0
         for s in list(self.streams):
             if not s.closed:
@@ -215,6 +218,27 @@ class RawPeer:
         self.sock.close()
 
 
+class Ticking:
+    """Release due events in every stream of ``engine`` every millisecond, on a thread."""
+
+    def __init__(self, engine: CoreEngine) -> None:
+        self.engine = engine
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.wait(0.001):
+            self.engine.tick()
+
+    def __enter__(self) -> "Ticking":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -224,4 +248,4 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
     return predicate()
 
 
-__all__ = ["CoreEngine", "RawPeer", "socket_dir", "wait_for"]
+__all__ = ["CoreEngine", "RawPeer", "Ticking", "socket_dir", "wait_for"]

@@ -205,7 +205,7 @@ def test_hello_refused_is_raised_by_the_client(server: Server, monkeypatch: pyte
 
 def test_time_gives_the_master_clock_and_the_render_latency(server: Server, engine: CoreEngine) -> None:
     with Client(server.path) as c:
-        engine.clock.advance(123)
+        engine.manual.advance(123)
         assert c.time() == (engine.clock(), engine.render_latency_100ns)
 
 
