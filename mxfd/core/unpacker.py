@@ -102,14 +102,15 @@ class Unpacker(MXFNode):
             records += 1
             body = off + EVENT_HEADER_SIZE
             if flags & DMUS_EVENT_STRUCTURED:
-                n = 1 + DATA_LENGTH[data[body]]
-                if cb < n:
-                    raise BadBufferError(
-                        off, f"structured event of {cb} bytes; status {data[body]:#04x} needs {n}"
-                    )
-                for i in range(body + 1, body + n):
-                    if data[i] & 0x80:
-                        raise BadBufferError(i, f"status byte {data[i]:#04x} inside a structured message")
+                n = DATA_LENGTH[data[body]]
+                if n:
+                    if cb <= n:
+                        raise BadBufferError(
+                            off, f"structured event of {cb} bytes; status {data[body]:#04x} needs {n + 1}"
+                        )
+                    if data[body + 1] & 0x80 or (n > 1 and data[body + 2] & 0x80):
+                        bad = body + 1 if data[body + 1] & 0x80 else body + 2
+                        raise BadBufferError(bad, f"status byte {data[bad]:#04x} inside a structured message")
                 events += 1
             else:
                 full, rest = divmod(cb, buffer_size)
