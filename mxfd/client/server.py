@@ -60,6 +60,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol
 
@@ -330,6 +331,7 @@ class Session:
         if self.stream is None:
             self.stream = self.engine.open_playback_stream(self.name)
         stream = self.stream
+        refusals = 0
         while True:
             try:
                 n = stream.submit(ev.data, ev.start_time)
@@ -349,11 +351,18 @@ class Session:
                                     offset=0, buffer=self.buffers)
                     )
                     return
-                self.backpressure_waits += 1
+                if refusals == 0:
+                    self.backpressure_waits += 1
+                elif refusals == 1:
+                    log.info("%s: stream pool full; not reading this client until it drains", self.name)
+                refusals += 1
                 # back-pressure: stop reading this client until its stream has room again
                 while not stream.wait_for_space(SPACE_POLL):
                     if self._closing:
                         return
+                if refusals > 1:
+                    # room for some events but not yet for this buffer: let the render thread drain more
+                    time.sleep(SPACE_POLL / 50)
                 continue
             self.buffers_played += 1
             self.events += n
