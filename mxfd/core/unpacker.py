@@ -147,22 +147,25 @@ class Unpacker(MXFNode):
                 f"buffer needs {need} events and {need_buffers} data buffers; "
                 f"the allocator has {alloc.available()} and {alloc.buffers_available()}"
             )
-        head = self._build(data, start_time)
+        head = self._build(data, start_time, need)
         self.byte_position += len(data)
         self.buffers += 1
         self.events += need
         self._output.put_message(head)
         return need
 
-    def _build(self, data: Bytes, start_time: int) -> KernelEvent:
-        """Turn a validated buffer into one event chain (all or nothing)."""
+    def _build(self, data: Bytes, start_time: int, need: int) -> KernelEvent:
+        """Turn a validated buffer into one chain of ``need`` events (all or nothing)."""
         alloc = self.allocator
-        get = alloc.get_message
+        try:
+            head = alloc.get_chain(need)  # one lock for the whole buffer; takes all or none
+        except AllocatorExhausted:
+            self.back_pressure += 1
+            raise
         buffer_size = alloc.buffer_size
         base = self.byte_position
         used = len(data)
-        head: Optional[KernelEvent] = None
-        tail: Optional[KernelEvent] = None
+        e: Optional[KernelEvent] = head
         off = 0
         try:
             while off < used:
@@ -174,7 +177,7 @@ class Unpacker(MXFNode):
                     record_end = used
                 t = start_time + delta
                 if flags & DMUS_EVENT_STRUCTURED:
-                    e = get()
+                    assert e is not None
                     inline = e.inline
                     status = data[body]
                     inline[0] = status
@@ -187,23 +190,14 @@ class Unpacker(MXFNode):
                     e.channel_group = group
                     e.pres_time_100ns = t
                     e.byte_position = base + record_end
-                    if tail is None:
-                        head = e
-                    else:
-                        tail.next_evt = e
-                    tail = e
+                    e = e.next_evt
                 else:
                     pos = body
                     while pos < end:
+                        assert e is not None
                         stop = pos + buffer_size
                         if stop >= end:
                             stop = end
-                        e = get()
-                        if tail is None:
-                            head = e
-                        else:
-                            tail.next_evt = e
-                        tail = e
                         e.set_data(data, pos, stop)
                         e.channel_group = group
                         e.pres_time_100ns = t
@@ -214,15 +208,15 @@ class Unpacker(MXFNode):
                             e.flags = EVENT_COMPLETE
                             e.byte_position = base + record_end
                         pos = stop
+                        e = e.next_evt
                 off = record_end
         except BaseException as exc:
-            # Raced past the availability check: undo, so the buffer stays unapplied.
-            if head is not None:
-                alloc.put_message(head)
+            # Raced past the availability check (data buffers): undo, so the buffer stays unapplied.
+            alloc.put_message(head)
             if isinstance(exc, AllocatorExhausted):
                 self.back_pressure += 1
             raise
-        assert head is not None
+        assert e is None, "event count and records disagree"
         return head
 
     def put_message(self, evt: Optional[KernelEvent]) -> None:

@@ -240,6 +240,22 @@ def test_a_race_past_the_availability_check_still_applies_nothing(
     alloc.put_message(taken)
 
 
+def test_running_out_of_data_buffers_half_way_still_applies_nothing(
+    sink: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alloc = Allocator(pool_size=8, buffer_size=16, buffer_pool_size=1, max_buffers=1)
+    unpacker = Unpacker(alloc)
+    unpacker.connect_output(sink)
+    monkeypatch.setattr(alloc, "buffers_available", lambda: 1000)  # drained after the check
+    start, data = encode_buffer([(0, 1, NOTE_ON), (1, 1, bytes(12)), (2, 1, bytes(12)), (3, 1, NOTE_OFF)])
+    with pytest.raises(AllocatorExhausted):
+        unpacker.unpack(data, start)
+    assert sink.chains == []
+    assert alloc.is_idle()
+    assert unpacker.back_pressure == 1
+    assert unpacker.byte_position == 0
+
+
 # -- states and counters --------------------------------------------------------------------
 
 
