@@ -21,6 +21,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from mxfd.client.client import default_socket_path
+
 #: Sample rates the synth renders at.
 RATES = (44100, 48000, 88200, 96000)
 MIDI_APIS = ("auto", "alsa", "jack")
@@ -104,14 +106,6 @@ class ThruConfig:
 @dataclass(frozen=True)
 class SynthConfig:
     polyphony: int = 256
-
-
-def default_socket_path() -> str:
-    """``$XDG_RUNTIME_DIR/mxfd/mxfd.sock`` (``/tmp/mxfd-UID/mxfd.sock`` without a runtime dir)."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime:
-        return os.path.join(runtime, "mxfd", "mxfd.sock")
-    return os.path.join("/tmp", f"mxfd-{os.getuid()}", "mxfd.sock")
 
 
 @dataclass(frozen=True)

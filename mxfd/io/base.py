@@ -47,6 +47,8 @@ class MidiBackend(Protocol):
 
     #: "jack", "alsa" or "raw", for logs and status.
     kind: str
+    #: True when the backend wakes the watcher itself as ports come and go (no polling needed).
+    notifies: bool
 
     @property
     def alive(self) -> bool:

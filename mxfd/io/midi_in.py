@@ -152,6 +152,7 @@ class JackMidiBackend:
     """One JACK client reading every MIDI source at its exact frame."""
 
     kind = "jack"
+    notifies = True
 
     def __init__(self, wake: Wake, *, client_name: str = "mxfd", servername: Optional[str] = None) -> None:
         self.wake = wake
@@ -367,6 +368,7 @@ class RtMidiBackend:
         if api not in ("alsa", "jack"):
             raise ValueError(f"rtmidi api must be 'alsa' or 'jack', not {api!r}")
         self.kind = api
+        self.notifies = False
         self.wake = wake
         self.client_name = client_name
         self.clock = clock
