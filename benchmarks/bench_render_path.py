@@ -13,6 +13,8 @@ Rows:
   timer's ``release(now)`` runs with ``now`` trailing the buffers by 40 ms, so
   a couple of buffers are always queued; released chains go back to the
   allocator (the miniport's last step).
+* ``unpack+sequence (shuffled)``: as above with every buffer packed in
+  random time order, so the sequencer sorts each chain before merging it.
 * ``unpack+pass-through``: the same with ``DONT_HOLD_FOR_SEQUENCING``.
 * ``decode_buffer+mido``: for comparison, the naive path: the plain
   ``decode_buffer`` function and a ``mido.Message.from_bytes`` per message.
@@ -42,8 +44,12 @@ EVENTS_PER_BUFFER = 32
 BUFFER_SPAN = 20 * MS
 
 
-def realistic_buffers(count: int, seed: int = 1) -> list[tuple[int, bytes, int]]:
-    """``count`` buffers of 32 records: (start time relative to the buffer, data, events)."""
+def realistic_buffers(count: int, seed: int = 1, shuffled: bool = False) -> list[tuple[int, bytes, int]]:
+    """``count`` buffers of 32 records: (start time relative to the buffer, data, events).
+
+    ``shuffled`` packs each buffer's records in random order (clients must not,
+    but the sequencer copes).
+    """
     rnd = random.Random(seed)
     out = []
     for _ in range(count):
@@ -64,6 +70,8 @@ def realistic_buffers(count: int, seed: int = 1) -> list[tuple[int, bytes, int]]
             else:
                 msg = bytes([0xC0 | ch, rnd.randrange(128)])
             records.append((t, 1 + (ch >> 3), msg))
+        if shuffled:
+            rnd.shuffle(records)  # the times stay absolute: encode_buffer returns the new start
         start, data = encode_buffer(records)
         out.append((start, data, len(records)))
     return out
@@ -126,10 +134,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
 
     buffers = realistic_buffers(args.buffers)
+    shuffled = realistic_buffers(args.buffers, shuffled=True)
     total_bytes = sum(len(d) for _, d, _ in buffers)
     rows = {
         "unpack": lambda: run_unpack(buffers, args.rounds),
         "unpack+sequence+release": lambda: run_sequenced(buffers, args.rounds, 0),
+        "unpack+sequence (shuffled)": lambda: run_sequenced(shuffled, args.rounds, 0),
         "unpack+pass-through": lambda: run_sequenced(buffers, args.rounds, DONT_HOLD_FOR_SEQUENCING),
         "decode_buffer+mido": lambda: run_naive(buffers, args.rounds),
     }

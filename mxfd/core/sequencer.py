@@ -16,12 +16,14 @@ does).  That also keeps the INCOMPLETE chunks of a long SysEx together and in
 order, since they share one time stamp and arrive in one chain.
 
 The queue *is* a ``next_evt`` chain, so holding and releasing allocate
-nothing and a release is a single cut of the chain.  Inserting is O(1) for
-events that arrive in time order (the normal case: buffers are packed in
-ascending time and follow each other), and merging a later buffer that
-overlaps queued events walks forward from the previous insertion point, so a
-sorted run costs O(queued + run).  Only adversarial orders cost O(queued) per
-event, bounded by the allocator's cap.
+nothing and a release is a single cut of the chain.  A chain that is put is
+merged into the queue whole: first it is checked for order in one pass (and,
+only if a client packed it out of order, put in order by a stable merge sort
+of the linked list, O(k log k), still without allocating); then, in the
+normal case where it starts at or after the queue's last event, it is simply
+linked on, O(1).  A chain that overlaps queued events is merged in one walk
+that starts from the previous merge point when it can, so a buffer costs at
+most O(queued + k) however its times fall.
 
 A prefetch of 2**63 or more (``DONT_HOLD_FOR_SEQUENCING``, what a software
 synth that schedules by sample time asks for) passes chains straight through
@@ -156,14 +158,26 @@ class Sequencer(MXFNode):
                 self.released += n
                 self._output.put_message(evt)
                 return
-            insert = self._insert
-            n = 0
-            e: Optional[KernelEvent] = evt
+            # One pass: count the chain, find its last event, check its order.
+            n = 1
+            in_order = True
+            last = evt
+            t = evt.pres_time_100ns
+            e = evt.next_evt
             while e is not None:
-                nxt = e.next_evt
-                insert(e)
+                et = e.pres_time_100ns
+                if et < t:
+                    in_order = False
+                t = et
+                last = e
                 n += 1
-                e = nxt
+                e = e.next_evt
+            if not in_order:
+                evt = _sort_chain(evt)
+                last = evt
+                while last.next_evt is not None:
+                    last = last.next_evt
+            self._merge(evt, last)
             self.received += n
             self._held += n
             if self._pass_through and state is KSState.RUN:
@@ -217,35 +231,89 @@ class Sequencer(MXFNode):
 
     # -- the ordered queue ---------------------------------------------------
 
-    def _insert(self, e: KernelEvent) -> None:
-        """Link ``e`` after the last held event whose time is not greater."""
-        t = e.pres_time_100ns
+    def _merge(self, s: Optional[KernelEvent], s_last: KernelEvent) -> None:
+        """Merge the time-ordered chain ``s`` (ending at ``s_last``) into the queue, stably."""
+        assert s is not None
+        head = self._head
         tail = self._tail
-        if tail is None:
-            e.next_evt = None
-            self._head = self._tail = e
+        if head is None or tail is None:
+            self._head = s
+            self._tail = s_last
             return
+        t = s.pres_time_100ns
         if tail.pres_time_100ns <= t:
-            e.next_evt = None
-            tail.next_evt = e
-            self._tail = e
+            tail.next_evt = s
+            self._tail = s_last
             return
-        # Somewhere before the tail: walk from the last insertion point when
-        # that is not past ``t``, else from the head.
+        # Start after the last queued event not later than the chain's first,
+        # from the previous merge point when that is not past it.
+        prev: Optional[KernelEvent]
         c = self._cursor
-        if c is None or c.pres_time_100ns > t:
-            c = self._head
-            assert c is not None
-            if c.pres_time_100ns > t:
-                e.next_evt = c
-                self._head = e
-                self._cursor = e
-                return
-        n = c.next_evt
-        # The tail is later than t, so the walk stops before running off the end.
-        while n is not None and n.pres_time_100ns <= t:
-            c = n
-            n = n.next_evt
-        c.next_evt = e
-        e.next_evt = n
-        self._cursor = e
+        if c is not None and c.pres_time_100ns <= t:
+            prev, q = c, c.next_evt
+        elif head.pres_time_100ns <= t:
+            prev, q = head, head.next_evt
+        else:
+            prev, q = None, head
+        while s is not None:
+            if q is None:
+                # The rest of the chain, already linked, goes at the end.
+                if prev is None:
+                    self._head = s
+                else:
+                    prev.next_evt = s
+                self._tail = s_last
+                prev = s_last
+                break
+            if q.pres_time_100ns <= s.pres_time_100ns:  # queued first among equals: stable
+                prev = q
+                q = q.next_evt
+            else:
+                nxt = s.next_evt
+                if prev is None:
+                    self._head = s
+                else:
+                    prev.next_evt = s
+                s.next_evt = q
+                prev = s
+                s = nxt
+        self._cursor = prev
+
+
+def _sort_chain(head: KernelEvent) -> KernelEvent:
+    """Stable merge sort of a ``next_evt`` chain by presentation time; returns the new head."""
+    if head.next_evt is None:
+        return head
+    # Split in the middle (slow and fast pointers), sort each half, merge.
+    slow = head
+    fast: Optional[KernelEvent] = head.next_evt
+    while fast is not None and fast.next_evt is not None:
+        nxt = slow.next_evt
+        assert nxt is not None
+        slow = nxt
+        fast = fast.next_evt.next_evt
+    second = slow.next_evt
+    assert second is not None
+    slow.next_evt = None
+    a: Optional[KernelEvent] = _sort_chain(head)
+    b: Optional[KernelEvent] = _sort_chain(second)
+    assert a is not None and b is not None
+    # Take from the first half on ties, which keeps equal times in arrival order.
+    if b.pres_time_100ns < a.pres_time_100ns:
+        out = b
+        b = b.next_evt
+    else:
+        out = a
+        a = a.next_evt
+    last = out
+    while a is not None and b is not None:
+        if b.pres_time_100ns < a.pres_time_100ns:
+            last.next_evt = b
+            last = b
+            b = b.next_evt
+        else:
+            last.next_evt = a
+            last = a
+            a = a.next_evt
+    last.next_evt = a if a is not None else b
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from typing import Iterator
 
@@ -137,6 +138,22 @@ def test_incomplete_sysex_chunks_stay_together_and_in_order(alloc: Allocator, si
     assert [s.pres_time for s in seen] == [100, 100, 100, 100, 100, 100, 100, 200, 300]
     assert first == 2  # after the two events at 100 that came before it, before those after
     assert seen[5].data == b"\xf8" and seen[6].data == tag(100)
+
+
+def test_a_long_chain_packed_out_of_order_is_sorted_stably(sink: Recorder) -> None:
+    alloc = Allocator(pool_size=20_000, buffer_size=16)
+    seq = Sequencer(alloc)
+    seq.connect_output(sink)
+    rnd = random.Random(7)
+    put(seq, alloc, *range(0, 1000, 3))  # already queued, overlapping the chain below
+    items = [(rnd.randrange(1000), i.to_bytes(3, "big")) for i in range(15_000)]
+    seq.put_message(chain_of(alloc, *items))
+    assert seq.release(10**6) == 15_000 + 334
+    released = [(s.pres_time, s.data) for s in sink.seen]
+    queued = [(t, tag(t)) for t in range(0, 1000, 3)]
+    # Queued events come first among equal times, then the chain's in arrival order.
+    assert released == sorted(queued + items, key=lambda x: x[0])
+    assert alloc.is_idle()
 
 
 # -- prefetch --------------------------------------------------------------------------
@@ -333,7 +350,7 @@ def test_puts_from_io_threads_and_releases_from_a_render_thread_lose_nothing() -
 
 ops = st.lists(
     st.one_of(
-        st.tuples(st.just("put"), st.lists(st.integers(0, 50), min_size=1, max_size=8)),
+        st.tuples(st.just("put"), st.lists(st.integers(0, 50), min_size=1, max_size=30)),
         st.tuples(st.just("release"), st.integers(0, 60)),
         st.tuples(st.just("pause"), st.just(0)),
         st.tuples(st.just("run"), st.just(0)),
