@@ -69,7 +69,7 @@ class Sequencer(MXFNode):
         self._lock = threading.Lock()
         self._head: Optional[KernelEvent] = None
         self._tail: Optional[KernelEvent] = None
-        # Last insertion point, always an event in the queue (or None).
+        # Where the last merge stopped: always an event in the queue, or None.
         self._cursor: Optional[KernelEvent] = None
         self._held = 0
         self._prefetch = 0

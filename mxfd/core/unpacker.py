@@ -17,6 +17,8 @@ A buffer is applied all or nothing, in three steps:
 2. Check that the allocator can supply that many.  If not, raise
    :class:`~mxfd.core.allocator.AllocatorExhausted` *before* taking any: the
    caller holds the buffer and retries later (back-pressure; nothing lost).
+   A buffer needing more than the allocator's cap could never go through, so
+   it is refused with ``BadBufferError`` instead.
 3. Build the chain, then pass it on.  Should the allocator still run dry half
    way (another thread took events after the check), the partial chain goes
    back to the pool and the error is raised, so the buffer is still unapplied.
@@ -141,6 +143,14 @@ class Unpacker(MXFNode):
             self.buffers += 1
             return 0
         alloc = self.allocator
+        if need > alloc.max_pool_size or need_buffers > alloc.max_buffers:
+            # Waiting would never help: refuse it as bad input rather than as back-pressure.
+            self.bad_buffers += 1
+            raise BadBufferError(
+                0,
+                f"buffer needs {need} events and {need_buffers} data buffers, more than this stream's "
+                f"allocator can ever hold ({alloc.max_pool_size} and {alloc.max_buffers})",
+            )
         if alloc.available() < need or alloc.buffers_available() < need_buffers:
             self.back_pressure += 1
             raise AllocatorExhausted(

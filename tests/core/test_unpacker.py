@@ -216,13 +216,17 @@ def test_back_pressure_when_the_allocator_cannot_supply_the_events(sink: Recorde
 
 
 def test_back_pressure_when_data_buffers_run_out(sink: Recorder) -> None:
-    alloc = Allocator(pool_size=8, buffer_size=16, buffer_pool_size=1, max_buffers=1)
+    alloc = Allocator(pool_size=8, buffer_size=16, buffer_pool_size=1, max_buffers=2)
     unpacker = Unpacker(alloc)
     unpacker.connect_output(sink)
+    held = alloc.get_buffer()
     start, data = encode_buffer([(0, 1, bytes(12)), (0, 1, bytes(12))])
     with pytest.raises(AllocatorExhausted, match="data buffers"):
         unpacker.unpack(data, start)
     assert sink.chains == []
+    assert alloc.in_use == 0 and alloc.buffers_in_use == 1
+    alloc.put_buffer(held)
+    assert unpacker.unpack(data, start) == 2
     assert alloc.is_idle()
 
 
@@ -243,14 +247,16 @@ def test_a_race_past_the_availability_check_still_applies_nothing(
 def test_running_out_of_data_buffers_half_way_still_applies_nothing(
     sink: Recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alloc = Allocator(pool_size=8, buffer_size=16, buffer_pool_size=1, max_buffers=1)
+    alloc = Allocator(pool_size=8, buffer_size=16, buffer_pool_size=1, max_buffers=2)
     unpacker = Unpacker(alloc)
     unpacker.connect_output(sink)
+    held = alloc.get_buffer()
     monkeypatch.setattr(alloc, "buffers_available", lambda: 1000)  # drained after the check
     start, data = encode_buffer([(0, 1, NOTE_ON), (1, 1, bytes(12)), (2, 1, bytes(12)), (3, 1, NOTE_OFF)])
     with pytest.raises(AllocatorExhausted):
         unpacker.unpack(data, start)
     assert sink.chains == []
+    alloc.put_buffer(held)
     assert alloc.is_idle()
     assert unpacker.back_pressure == 1
     assert unpacker.byte_position == 0
@@ -354,4 +360,19 @@ def test_unpacking_gives_back_every_encoded_message(recs: list[tuple[int, int, b
     assert pending == b""
     assert messages == [(t - start + base, g, m) for t, g, m in recs]
     assert sink.seen[-1] == Seen(sink.seen[-1].pres_time, recs[-1][1], 0, sink.seen[-1].data, len(data))
+    assert alloc.is_idle()
+
+
+def test_a_buffer_larger_than_the_allocator_could_ever_hold_is_refused_as_bad(sink: Recorder) -> None:
+    alloc = Allocator(pool_size=2, max_pool_size=3, buffer_size=16, buffer_pool_size=1, max_buffers=1)
+    unpacker = Unpacker(alloc)
+    unpacker.connect_output(sink)
+    start, data = encode_buffer([(t, 1, NOTE_ON) for t in range(4)])
+    with pytest.raises(BadBufferError, match="can ever hold"):
+        unpacker.unpack(data, start)  # retrying would never help: not back-pressure
+    start, data = encode_buffer([(0, 1, bytes(12)), (1, 1, bytes(12))])
+    with pytest.raises(BadBufferError, match="can ever hold"):
+        unpacker.unpack(data, start)
+    assert (unpacker.bad_buffers, unpacker.back_pressure) == (2, 0)
+    assert sink.chains == []
     assert alloc.is_idle()
