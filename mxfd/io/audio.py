@@ -227,6 +227,7 @@ class AudioOutput:
         self._foreign_for: Optional[FrameAllocator] = None
         self._sync_countdown = SYNC_INTERVAL
         self._min_offset_ns = 0
+        self._device_latency_ns = 0
         self._wake_ns = np.zeros(WAKE_HISTORY, dtype=np.int64)
         self._wakes = 0
         # counters
@@ -318,7 +319,7 @@ class AudioOutput:
             "periods": self.periods,
             "channels": self.channels,
             "latency_frames": self.periods * self.period,
-            "device_latency_s": info.get("latency"),
+            "device_latency_s": self._device_latency_ns / 1e9 if self._device_latency_ns else info.get("latency"),
             "framing": {"frames": f.frames, "frame_size": f.frame_size, "alignment": f.alignment},
             "allocator": type(self._allocator).__name__,
             "state": self._state,
@@ -350,7 +351,6 @@ class AudioOutput:
             raise RuntimeError("AudioOutput is already started")
         self._own.initialize(self._framing)
         self._ring = FrameRing(self._own.control, self._framing.frames)
-        self._allocator = self._own
         self._stopping.clear()
         self._first_outcome.clear()
         self._position = 0
@@ -489,9 +489,10 @@ class AudioOutput:
             self._sync_countdown -= 1
             if self._sync_countdown <= 0:
                 self._sync_countdown = SYNC_INTERVAL
+                dac_ns = ring.slot_dac_ns(n)
+                self._device_latency_ns = dac_ns - ring.slot_current_ns(n)
                 if self._on_sync is not None:
-                    ref_ns = ring.slot_dac_ns(n) + self._min_offset_ns
-                    self._emit_sync(ref_ns // 100, ring.slot_position(n))
+                    self._emit_sync((dac_ns + self._min_offset_ns) // 100, ring.slot_position(n))
                 self._min_offset_ns = 1 << 62
             self._freed = n + 1
 
@@ -529,8 +530,13 @@ class AudioOutput:
                     self._wakes += 1
                 self._fill(ring)
         except Exception:
-            log.exception("audio render loop failed; falling back to the timer")
+            log.exception("audio render loop failed; restarting the worker")
             self.last_error = "render loop failed (see log)"
+            proc = self._proc
+            if proc is not None:
+                proc.kill()
+            while os.readv(fd, rbufs):  # the ring is the worker's until it is gone
+                pass
         finally:
             os.close(fd)
             # The worker is gone (end of file), so nobody else touches the ring:

@@ -1,0 +1,362 @@
+"""The audio output pin against a real JACK server (dummy driver), heard by a real JACK client."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import tracemalloc
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from mxfd.core.clock import UNITS_PER_SECOND, master_time
+from mxfd.core.frames import AllocatorFraming, AudioView, DefaultFrameAllocator
+from mxfd.io.audio import SYNC_INTERVAL, AudioOutput
+from mxfd.io.shm_frames import SHM_DIR, SharedFrameAllocator
+from tests.e2e.ears import Ear, dominant_frequency, rms_dbfs, wait_until
+from tests.jackserver import JackServer
+
+pytestmark = pytest.mark.e2e
+
+RATE = 48000
+PERIOD = 128
+
+
+class Sine:
+    """A render callback: a 440 Hz sine from a table, phase-continuous by sample position, no allocation."""
+
+    def __init__(self, freq: float = 440.0, amplitude: float = 0.3) -> None:
+        cycle = int(round(RATE / np.gcd(int(freq), RATE)))  # samples in a whole number of cycles
+        t = np.arange(cycle + PERIOD) / RATE
+        self.table = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+        self.cycle = cycle
+        self.calls = 0
+        self.positions: list[int] = []
+
+    def __call__(self, frame: AudioView, position: int) -> None:
+        off = position % self.cycle
+        src = self.table[off : off + PERIOD]
+        np.copyto(frame[:, 0], src)
+        np.copyto(frame[:, 1], src)
+        self.calls += 1
+
+
+class Recorder:
+    """on_state / on_sync sink."""
+
+    def __init__(self) -> None:
+        self.states: list[tuple[str, str]] = []
+        self.syncs: list[tuple[int, int, int]] = []  # (ref_time, position, master time when told)
+        self.lock = threading.Lock()
+
+    def on_state(self, state: str, message: str) -> None:
+        with self.lock:
+            self.states.append((state, message))
+
+    def on_sync(self, ref_time: int, position: int) -> None:
+        self.syncs.append((ref_time, position, master_time()))
+
+    def seen(self, state: str) -> bool:
+        with self.lock:
+            return any(s == state for s, _ in self.states)
+
+
+_names = iter(range(1000))
+
+
+def make_output(render: Sine, rec: Recorder, **kw: object) -> AudioOutput:
+    return AudioOutput(
+        render,
+        rate=RATE,
+        period=PERIOD,
+        client_name=f"mxfdt-out{next(_names)}",
+        on_state=rec.on_state,
+        on_sync=rec.on_sync,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def ear(jack_server: JackServer) -> Iterator[Ear]:
+    e = Ear(name="mxfdt-ear")
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+def hears_440(ear: Ear, seconds: float = 0.5) -> float:
+    x = ear.listen(seconds)
+    assert rms_dbfs(x) > -30, f"silence at the ear ({rms_dbfs(x):.1f} dBFS)"
+    return dominant_frequency(x, ear.rate)
+
+
+def ports_of(out: AudioOutput) -> list[str]:
+    return list(out.status()["ports"])
+
+
+def process_gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie awaiting a reaper that is not us counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+DAEMON = """
+import sys, time
+from mxfd.io.audio import AudioOutput
+out = AudioOutput(lambda frame, pos: frame.fill(0.0), client_name="mxfdt-orphan")
+out.start()
+print(out.state, out.worker_pid, out.shm_name, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_sine_rendered_through_the_pin_is_heard_at_440_hz(jack_server: JackServer, ear: Ear) -> None:
+    sine, rec = Sine(), Recorder()
+    out = make_output(sine, rec)
+    out.start()
+    try:
+        assert out.state == "running"
+        ports = ports_of(out)
+        assert ports == [f"{out.client_name}:out_0", f"{out.client_name}:out_1"]
+        ear.connect(f"^{out.client_name}:")
+        f = hears_440(ear)
+        assert abs(f - 440.0) <= 440.0 * 0.005, f
+        assert out.underruns <= 2  # only a start-up xrun of the dummy driver is tolerated
+    finally:
+        out.stop()
+
+
+def test_framing_is_derived_from_the_period_and_reported() -> None:
+    out = AudioOutput(Sine(), period=256, channels=2, periods=3)
+    assert out.framing == AllocatorFraming(frames=4, frame_size=256 * 2 * 4, file_alignment=63)
+    assert out.status()["framing"] == {"frames": 4, "frame_size": 2048, "alignment": 64}
+    assert out.status()["latency_frames"] == 3 * 256
+    assert isinstance(out.allocator, SharedFrameAllocator)
+
+
+def test_an_assigned_allocator_serves_the_stream_and_none_restores_the_pins_own(
+    jack_server: JackServer, ear: Ear
+) -> None:
+    sine, rec = Sine(), Recorder()
+    out = make_output(sine, rec)
+    own = out.allocator
+    with pytest.raises(ValueError, match="needs 1024"):
+        out.allocator = DefaultFrameAllocator(AllocatorFraming(frames=2, frame_size=512, file_alignment=63))
+    out.start()
+    try:
+        ear.connect(f"^{out.client_name}:")
+        theirs = DefaultFrameAllocator(out.framing)
+        out.allocator = theirs
+        assert out.allocator is theirs
+        calls = sine.calls
+        assert wait_until(lambda: theirs.high_water > 0 and sine.calls > calls + 50, 3.0)
+        f = hears_440(ear)
+        assert abs(f - 440.0) <= 440.0 * 0.005, f
+        out.allocator = None
+        assert out.allocator is own
+        time.sleep(0.05)
+        assert theirs.allocated == 0  # the render thread took nothing away with it
+    finally:
+        out.stop()
+
+
+def test_jack_restart_degrades_then_brings_sound_back_on_the_same_output(jack_server: JackServer) -> None:
+    sine, rec = Sine(), Recorder()
+    out = make_output(sine, rec)
+    out.start()
+    ear = Ear(name="mxfdt-ear")
+    try:
+        ear.connect(f"^{out.client_name}:")
+        assert abs(hears_440(ear, 0.3) - 440.0) <= 2.2
+        ear.close()  # a JACK client must not outlive its server (closing it afterwards crashes)
+        jack_server.restart()
+        assert wait_until(lambda: rec.seen("degraded"), 5.0), rec.states
+        ear = Ear(name="mxfdt-ear")
+        assert wait_until(lambda: out.state == "running", 10.0), out.status()
+        assert out.restarts >= 1
+        ear.connect(f"^{out.client_name}:")
+        f = hears_440(ear)
+        assert abs(f - 440.0) <= 440.0 * 0.005, f
+        states = [s for s, _ in rec.states]
+        assert states[-2:] == ["degraded", "running"], rec.states
+    finally:
+        out.stop()
+        ear.close()
+
+
+def test_no_sound_server_at_start_degrades_clearly_then_plays_when_one_appears(
+    jack_server: JackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    sine, rec = Sine(), Recorder()
+    out = make_output(sine, rec)
+    ear = None
+    # The session's server, stopped cleanly and started again under the same name
+    # (JACK's registry has room for only a few server names).
+    jack_server.stop()
+    try:
+        with caplog.at_level(logging.WARNING, logger="mxfd.io.audio"):
+            out.start()
+        assert out.state == "degraded"
+        message = out.status()["message"]
+        assert "no audio output device" in message
+        assert f"JACK: no server {jack_server.name!r} running" in message
+        assert any("no audio output device" in r.getMessage() for r in caplog.records)
+        # The render clock keeps running while degraded, at about the nominal rate.
+        pos0, t0 = out.sample_position, time.monotonic()
+        time.sleep(0.3)
+        rate = (out.sample_position - pos0) / (time.monotonic() - t0)
+        assert 0.7 * RATE < rate < 1.3 * RATE, rate
+        jack_server.start()
+        assert wait_until(lambda: out.state == "running", 10.0), out.status()
+        ear = Ear(name="mxfdt-ear")
+        ear.connect(f"^{out.client_name}:")
+        f = hears_440(ear)
+        assert abs(f - 440.0) <= 440.0 * 0.005, f
+    finally:
+        out.stop()
+        if ear is not None:
+            ear.close()
+        if jack_server.proc is None:
+            jack_server.start()
+
+
+def test_a_device_is_chosen_by_name_substring_and_an_unknown_one_is_named_in_the_error(
+    jack_server: JackServer,
+) -> None:
+    out = make_output(Sine(), Recorder(), device="syst")
+    out.start()
+    try:
+        assert out.state == "running"
+        assert out.status()["device"] == "system"
+    finally:
+        out.stop()
+    out = make_output(Sine(), Recorder(), device="no-such-card")
+    out.start()
+    try:
+        assert out.state == "degraded"
+        assert "audio output device 'no-such-card' not found" in out.status()["message"]
+    finally:
+        out.stop()
+
+
+def test_an_aborting_worker_never_takes_the_daemon_down(jack_server: JackServer) -> None:
+    sine, rec = Sine(), Recorder()
+    out = make_output(sine, rec)
+    out.start()
+    try:
+        pid = out.worker_pid
+        assert pid is not None and out.state == "running"
+        os.kill(pid, signal.SIGABRT)
+        assert wait_until(lambda: "SIGABRT" in out.last_error, 5.0), out.status()
+        assert wait_until(lambda: out.state == "running" and out.worker_pid not in (None, pid), 10.0), out.status()
+        assert process_gone(pid)
+        calls = sine.calls
+        assert wait_until(lambda: sine.calls > calls + 100, 3.0)
+    finally:
+        out.stop()
+
+
+def test_stop_leaves_no_worker_no_thread_and_no_shared_memory(jack_server: JackServer) -> None:
+    out = make_output(Sine(), Recorder())
+    out.start()
+    pid = out.worker_pid
+    shm = out.shm_name
+    assert pid is not None and shm is not None
+    assert os.path.exists(os.path.join(SHM_DIR, shm))
+    out.stop()
+    assert out.state == "stopped"
+    assert process_gone(pid)  # reaped, not a zombie
+    assert not os.path.exists(os.path.join(SHM_DIR, shm))
+    assert not [t for t in threading.enumerate() if t.name.startswith("mxfd-audio")]
+    out.stop()  # idempotent
+
+
+def test_on_sync_maps_sample_positions_to_master_time(jack_server: JackServer) -> None:
+    rec = Recorder()
+    out = make_output(Sine(), rec)
+    out.start()
+    try:
+        assert out.state == "running"
+        first = len(rec.syncs)
+        time.sleep(0.6)
+        running = rec.syncs[first + 1 :]  # device-paced only
+    finally:
+        out.stop()
+    assert len(running) >= 10
+    for (r0, p0, _), (r1, p1, _) in itertools.pairwise(running):
+        assert p1 - p0 == SYNC_INTERVAL * PERIOD
+        seconds = (r1 - r0) / UNITS_PER_SECOND
+        assert abs(seconds - (p1 - p0) / RATE) < 0.002  # generous: scheduling noise only
+    for ref, _, told in running:
+        # told as the frame is taken; it plays about one device latency later
+        assert -0.005 < (ref - told) / UNITS_PER_SECOND < 0.05
+
+
+def test_a_failing_render_is_counted_and_played_as_silence(jack_server: JackServer) -> None:
+    def broken(frame: AudioView, position: int) -> None:
+        raise RuntimeError("synth bug")
+
+    out = AudioOutput(broken, rate=RATE, period=PERIOD, client_name="mxfdt-broken")
+    out.start()
+    try:
+        assert wait_until(lambda: out.render_errors > 50, 3.0)
+        assert out.state == "running"
+        assert "synth bug" in out.last_error
+    finally:
+        out.stop()
+
+
+def test_steady_state_rendering_allocates_nothing(jack_server: JackServer) -> None:
+    sine = Sine()
+    last_sync = np.zeros(2, dtype=np.int64)
+
+    def on_sync(ref_time: int, position: int) -> None:  # keeps nothing alive
+        last_sync[0] = ref_time
+        last_sync[1] = position
+
+    out = AudioOutput(sine, rate=RATE, period=PERIOD, client_name="mxfdt-alloc", on_sync=on_sync)
+    mine = [tracemalloc.Filter(True, "*/mxfd/io/audio.py"), tracemalloc.Filter(True, "*/mxfd/io/shm_frames.py")]
+    tracemalloc.start()
+    try:
+        out.start()
+        # Warm up under tracing, so both snapshots hold the loop's steady set of live objects.
+        assert wait_until(lambda: sine.calls > 300, 3.0)
+        before = tracemalloc.take_snapshot().filter_traces(mine)
+        calls = sine.calls
+        assert wait_until(lambda: sine.calls > calls + 400, 5.0)
+        after = tracemalloc.take_snapshot().filter_traces(mine)
+    finally:
+        tracemalloc.stop()
+        out.stop()
+    diff = after.compare_to(before, "lineno")
+    growth = sum(s.size_diff for s in diff)
+    assert growth < 512, [str(s) for s in diff[:5]]
+    assert last_sync[1] > 0
+
+
+def test_a_killed_daemon_leaves_no_worker_and_no_shared_memory(jack_server: JackServer) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    daemon = subprocess.Popen(
+        [sys.executable, "-c", DAEMON], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert daemon.stdout is not None
+        state, pid, shm = daemon.stdout.readline().split()
+        assert state == "running"
+        assert os.path.exists(os.path.join(SHM_DIR, shm))
+    finally:
+        daemon.kill()
+        daemon.wait()
+    assert wait_until(lambda: process_gone(int(pid)), 3.0)  # PR_SET_PDEATHSIG / lifeline
+    assert wait_until(lambda: not os.path.exists(os.path.join(SHM_DIR, shm)), 3.0)  # resource tracker
