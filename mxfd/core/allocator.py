@@ -241,44 +241,73 @@ class Allocator:
         """
         if n < 1:
             raise ValueError(f"get_chain needs at least one event, got {n}")
-        with self._lock:
-            free = self._free
-            short = n - len(free)
-            if short > 0:
-                if self.total + short > self.max_pool_size:
-                    self.exhausted += 1
-                    raise AllocatorExhausted(
-                        f"event pool exhausted: {n} events wanted, {self.available()} left "
-                        f"(cap {self.max_pool_size})"
-                    )
-                self._grow(max(short, self.total // 2))
-            pop = free.pop
-            debug = self.debug
-            head: Optional[KernelEvent] = None
-            for _ in range(n):
-                e = pop()
-                if debug:
-                    self._check_poison(e)
-                e.reserved = 0
-                e.cb_struct = KERNEL_EVENT_SIZE
-                e.cb_event = 0
-                e.channel_group = 0
-                e.flags = EVENT_COMPLETE
-                e.pres_time_100ns = 0
-                e.byte_position = 0
-                e._pooled = False
-                e.next_evt = head
-                head = e
-            in_use = self.total - len(free)
-            if in_use > self.high_water:
-                self.high_water = in_use
-            assert head is not None
-            return head
+        lock = self._lock
+        lock.acquire()  # not ``with``: on a hot path the explicit pair costs half as much
+        try:
+            return self._get_chain(n)
+        finally:
+            lock.release()
+
+    def exchange(self, evt: Optional[KernelEvent], n: int) -> Optional[KernelEvent]:
+        """Take back ``evt`` (as ``put_message``), then return ``n`` events (as ``get_chain``).
+
+        One lock for both halves, for a node that returns what it read and
+        takes what it writes in the same breath (the capture sink).  ``n`` may
+        be 0 (returns None).  ``evt`` is taken back even when the get half
+        raises :class:`AllocatorExhausted`.
+        """
+        if n < 0:
+            raise ValueError(f"exchange needs n >= 0, got {n}")
+        lock = self._lock
+        lock.acquire()
+        try:
+            if evt is not None:
+                self._put_message(evt)
+            return self._get_chain(n) if n else None
+        finally:
+            lock.release()
+
+    def _get_chain(self, n: int) -> KernelEvent:
+        free = self._free
+        short = n - len(free)
+        if short > 0:
+            if self.total + short > self.max_pool_size:
+                self.exhausted += 1
+                raise AllocatorExhausted(
+                    f"event pool exhausted: {n} events wanted, {self.available()} left (cap {self.max_pool_size})"
+                )
+            self._grow(max(short, self.total // 2))
+        pop = free.pop
+        debug = self.debug
+        head: Optional[KernelEvent] = None
+        for _ in range(n):
+            e = pop()
+            if debug:
+                self._check_poison(e)
+            e.reserved = 0
+            e.cb_struct = KERNEL_EVENT_SIZE
+            e.cb_event = 0
+            e.channel_group = 0
+            e.flags = EVENT_COMPLETE
+            e.pres_time_100ns = 0
+            e.byte_position = 0
+            e._pooled = False
+            e.next_evt = head
+            head = e
+        in_use = self.total - len(free)
+        if in_use > self.high_water:
+            self.high_water = in_use
+        assert head is not None
+        return head
 
     def put_message(self, evt: Optional[KernelEvent]) -> None:
         """Take back ``evt``, its ``next_evt`` chain, packages and buffers."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             self._put_message(evt)
+        finally:
+            lock.release()
 
     def _put_message(self, evt: Optional[KernelEvent]) -> None:
         while evt is not None:

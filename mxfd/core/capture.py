@@ -57,12 +57,16 @@ States: in STOP the parser resets (running status included) and whatever is
 given is returned to the allocator and counted as ``discarded``; the other
 states parse (the miniport decides what to capture).
 
-Speed: the parse loop keeps all state in locals, reads each fragment's bytes
-with one slice and takes its output events from the allocator in chains
-(:meth:`~mxfd.core.allocator.Allocator.get_chain`), one lock per refill.  The
-output events are a prefix of that chain, so emitting a message costs no
-linking; the whole burst goes downstream as one ``next_evt`` chain.  One
-thread drives a sink at a time; a lock keeps ``set_state`` from racing it.
+Speed: each chain is handled in two passes under one lock.  Pass 1 runs the
+state machine over the bytes, with all state in locals (loaded from and
+stored to one tuple per chain), and notes each short message as a small
+record; SysEx chunks and COMPLETE events already are events and keep their
+place.  Pass 2 returns the raw events and takes exactly as many events as
+there are records in one :meth:`~mxfd.core.allocator.Allocator.exchange`
+(one allocator lock per chain, nothing taken in vain), fills them and links
+them in order.  A full 8-byte raw event is read in place, without a slice.
+The whole burst goes downstream as one ``next_evt`` chain.  One thread
+drives a sink at a time; the lock keeps ``set_state`` from racing it.
 """
 
 from __future__ import annotations
@@ -102,6 +106,11 @@ def _build_tables() -> tuple[bytes, bytes]:
 
 _START, _REARM = _build_tables()
 _INCOMPLETE_RAW: Final = EVENT_INCOMPLETE | PACKAGE_EVENT  # mask: raw bytes are INCOMPLETE, not a package
+_STOPPED: Final = KSState.STOP  # bound once: an enum member lookup costs as much as a dozen bytecodes
+#: Pass-1 record of an event that already exists (its place in the output order).
+_PREBUILT: Final = (0, 0, 0, 0, 0, 0)
+#: Parser state at rest: (need, status, rearm, d1, time, group, sysex length, sysex chunked).
+_CLEAN: Final = (_IDLE, 0, _IDLE, 0, 0, 0, 0, False)
 
 
 class _ChainHead(KernelEvent):
@@ -126,16 +135,11 @@ class CaptureSink(MXFNode):
         super().__init__(allocator)
         self._lock = threading.Lock()
         self._head = _ChainHead(allocator)
-        # Parser state (see the module docstring).
-        self._need = _IDLE
-        self._status = 0
-        self._rearm = _IDLE
-        self._d1 = 0
-        self._time = 0
-        self._group = 0
+        # Parser state (see the module docstring), one tuple: loaded and stored once per chain.
+        self._state: tuple[int, int, int, int, int, int, int, bool] = _CLEAN
         self._sysex = bytearray(allocator.buffer_size)
-        self._sysex_len = 0
-        self._sysex_chunked = False
+        self._records: list[tuple[int, int, int, int, int, int]] = []
+        self._prebuilt: list[KernelEvent] = []
         # Counters.
         self.messages = 0
         self.realtime = 0
@@ -172,7 +176,8 @@ class CaptureSink(MXFNode):
     @property
     def running_status(self) -> int:
         """The running status byte now in force, or 0."""
-        return self._status if 0 < self._need < _IN_SYSEX and self._rearm else 0
+        need, status, rearm = self._state[:3]
+        return status if 0 < need < _IN_SYSEX and rearm else 0
 
     # -- IMXF ----------------------------------------------------------------
 
@@ -194,12 +199,21 @@ class CaptureSink(MXFNode):
         """
         if evt is None:
             return
-        if self.state is KSState.STOP:
+        if self.state is _STOPPED:
             self.discarded += evt.chain_length()
             self.allocator.put_message(evt)
             return
-        with self._lock:
+        if evt.next_evt is None and (evt.flags & _INCOMPLETE_RAW) != EVENT_INCOMPLETE:
+            # One COMPLETE event (a miniport that parses, one message per call): no parsing.
+            self.passthrough += 1
+            self._output.put_message(evt)
+            return
+        lock = self._lock
+        lock.acquire()
+        try:
             out = self._parse(evt)
+        finally:
+            lock.release()
         if out is not None:
             self._output.put_message(out)
 
@@ -208,30 +222,15 @@ class CaptureSink(MXFNode):
     def _reset(self) -> Optional[KernelEvent]:
         """Forget the message in progress; return the final chunk of a cut SysEx chain, if any."""
         tail: Optional[KernelEvent] = None
-        if self._need == _IN_SYSEX:
+        need, _, _, _, t, group, sxlen, chunked = self._state
+        if need == _IN_SYSEX:
             self.truncated += 1
-            if self._sysex_chunked:
-                tail = self._sysex_event(self._sysex_len, self._time, self._group, EVENT_COMPLETE)
-        self._need = _IDLE
-        self._status = 0
-        self._rearm = _IDLE
-        self._sysex_len = 0
-        self._sysex_chunked = False
+            if chunked:
+                tail = self._sysex_event(sxlen, t, group, EVENT_COMPLETE)
+        elif 0 < need < _RUN_2:
+            self.truncated += 1
+        self._state = _CLEAN
         return tail
-
-    def _refill(self, tail: KernelEvent) -> Optional[KernelEvent]:
-        """Take more output events and link them after ``tail``; None (counted) when exhausted."""
-        alloc = self.allocator
-        try:
-            chain = alloc.get_chain(REFILL)
-        except AllocatorExhausted:
-            try:
-                chain = alloc.get_message()
-            except AllocatorExhausted:
-                self.lost += 1
-                return None
-        tail.next_evt = chain
-        return chain
 
     def _sysex_event(self, n: int, t: int, group: int, flags: int) -> Optional[KernelEvent]:
         """An event holding the first ``n`` collected SysEx bytes; None (counted) when exhausted."""
@@ -253,38 +252,35 @@ class CaptureSink(MXFNode):
         self.sysex_chunks += 1
         return e
 
+
     def _parse(self, evt: KernelEvent) -> Optional[KernelEvent]:
-        """Run the chain through the parser; return the output chain (or None)."""
-        head = self._head
-        tail: KernelEvent = head
-        spare: Optional[KernelEvent] = None  # invariant: tail.next_evt is spare
-        raw: Optional[KernelEvent] = None  # consumed raw events, to return in one put
+        """Run the chain through the parser; return the output chain (or None).
+
+        Pass 1 parses and notes each short message as a record (its events
+        are not taken yet); pass 2 takes exactly that many events in one
+        ``get_chain`` and fills them, linking in order the events that already
+        exist (COMPLETE ones passed through, SysEx chunks).
+        """
+        recs = self._records
+        rec = recs.append
+        pre = self._prebuilt
         start_t = _START
         rearm_t = _REARM
         kind_t = STATUS_KIND
-        refill = self._refill
-        need = self._need
-        status = self._status
-        rearm = self._rearm
-        d1 = self._d1
-        mt = self._time
-        mg = self._group
+        need, status, rearm, d1, mt, mg, sxlen, chunked = self._state
         sx = self._sysex
         sxcap = len(sx)
-        sxlen = self._sysex_len
-        chunked = self._sysex_chunked
-        emitted = 0  # short messages (realtime included) taken from the spare chain
-        nrt = nstray = ntrunc = nraw = nbytes = npass = 0
+        raw: Optional[KernelEvent] = None  # consumed raw events, returned in one put
+        nstray = ntrunc = nraw = nbytes = nrt = 0
         e: Optional[KernelEvent] = evt
         try:
             while e is not None:
                 nxt = e.next_evt
                 if (e.flags & _INCOMPLETE_RAW) != EVENT_INCOMPLETE:
                     # COMPLETE (or a package): straight through, in order.
-                    tail.next_evt = e
-                    e.next_evt = spare
-                    tail = e
-                    npass += 1
+                    rec(_PREBUILT)
+                    pre.append(e)
+                    self.passthrough += 1
                     e = nxt
                     continue
                 t = e.pres_time_100ns
@@ -293,25 +289,16 @@ class CaptureSink(MXFNode):
                 cb = e.cb_event
                 nraw += 1
                 nbytes += cb
-                for b in (e.inline if xb is None else xb)[:cb]:
+                if xb is None:
+                    # A full inline event is read in place; anything shorter costs a slice.
+                    src = e.inline if cb == 8 else e.inline[:cb]
+                else:
+                    src = xb[:cb]
+                for b in src:
                     if b < 0x80:
                         if need == 2:
+                            rec((mt, mg, 3, status, d1, b))
                             need = rearm
-                            m = spare
-                            if m is None:
-                                m = spare = refill(tail)
-                                if m is None:
-                                    continue
-                            spare = m.next_evt
-                            tail = m
-                            ib = m.inline
-                            ib[0] = status
-                            ib[1] = d1
-                            ib[2] = b
-                            m.cb_event = 3
-                            m.pres_time_100ns = mt
-                            m.channel_group = mg
-                            emitted += 1
                         elif need == 4:
                             mt = t
                             mg = g
@@ -322,9 +309,8 @@ class CaptureSink(MXFNode):
                                 # The scratch is full and the SysEx goes on: out with the chunk.
                                 x = self._sysex_event(sxlen, mt, mg, EVENT_INCOMPLETE)
                                 if x is not None:
-                                    tail.next_evt = x
-                                    x.next_evt = spare
-                                    tail = x
+                                    rec(_PREBUILT)
+                                    pre.append(x)
                                 chunked = True
                                 sxlen = 0
                             sx[sxlen] = b
@@ -332,42 +318,16 @@ class CaptureSink(MXFNode):
                         elif need == 1:
                             d1 = b
                             need = 2
-                        elif need == 5 or need == 3:
-                            if need == 5:
-                                mt = t
-                                mg = g
-                            else:
-                                need = rearm
-                            m = spare
-                            if m is None:
-                                m = spare = refill(tail)
-                                if m is None:
-                                    continue
-                            spare = m.next_evt
-                            tail = m
-                            ib = m.inline
-                            ib[0] = status
-                            ib[1] = b
-                            m.cb_event = 2
-                            m.pres_time_100ns = mt
-                            m.channel_group = mg
-                            emitted += 1
+                        elif need == 5:
+                            rec((t, g, 2, status, b, 0))
+                        elif need == 3:
+                            rec((mt, mg, 2, status, b, 0))
+                            need = rearm
                         else:
                             nstray += 1
                     elif b >= 0xF8:
                         # Real time: out now, state untouched.
-                        m = spare
-                        if m is None:
-                            m = spare = refill(tail)
-                            if m is None:
-                                continue
-                        spare = m.next_evt
-                        tail = m
-                        m.inline[0] = b
-                        m.cb_event = 1
-                        m.pres_time_100ns = t
-                        m.channel_group = g
-                        emitted += 1
+                        rec((t, g, 1, b, 0, 0))
                         nrt += 1
                     else:
                         # A status byte ends whatever is in progress.
@@ -376,16 +336,14 @@ class CaptureSink(MXFNode):
                                 if sxlen == sxcap:
                                     x = self._sysex_event(sxlen, mt, mg, EVENT_INCOMPLETE)
                                     if x is not None:
-                                        tail.next_evt = x
-                                        x.next_evt = spare
-                                        tail = x
+                                        rec(_PREBUILT)
+                                        pre.append(x)
                                     sxlen = 0
                                 sx[sxlen] = b
                                 x = self._sysex_event(sxlen + 1, mt, mg, EVENT_COMPLETE)
                                 if x is not None:
-                                    tail.next_evt = x
-                                    x.next_evt = spare
-                                    tail = x
+                                    rec(_PREBUILT)
+                                    pre.append(x)
                                     self.sysex += 1
                                     self.messages += 1
                                 need = 0
@@ -396,9 +354,8 @@ class CaptureSink(MXFNode):
                             if chunked:
                                 x = self._sysex_event(sxlen, mt, mg, EVENT_COMPLETE)
                                 if x is not None:
-                                    tail.next_evt = x
-                                    x.next_evt = spare
-                                    tail = x
+                                    rec(_PREBUILT)
+                                    pre.append(x)
                             sxlen = 0
                             chunked = False
                         elif 0 < need < 4:
@@ -421,18 +378,7 @@ class CaptureSink(MXFNode):
                             kind = kind_t[b]
                             if kind == KIND_COMMON:
                                 # F6, tune request: a whole message in one byte.
-                                m = spare
-                                if m is None:
-                                    m = spare = refill(tail)
-                                    if m is None:
-                                        continue
-                                spare = m.next_evt
-                                tail = m
-                                m.inline[0] = b
-                                m.cb_event = 1
-                                m.pres_time_100ns = t
-                                m.channel_group = g
-                                emitted += 1
+                                rec((t, g, 1, b, 0, 0))
                             elif b == EOX:
                                 self.stray_eox += 1
                             else:
@@ -443,48 +389,89 @@ class CaptureSink(MXFNode):
         except BaseException:
             # Nothing may leak: hand everything back and start clean.
             alloc = self.allocator
-            tail.next_evt = None
-            if spare is not None:
-                alloc.put_message(spare)
-            out = head.next_evt
-            head.next_evt = None
-            for chain in (out, raw, e):
+            for chain in (raw, e):
                 if chain is not None:
                     alloc.put_message(chain)
-            self._need = _IDLE
-            self._status = 0
-            self._rearm = _IDLE
-            self._sysex_len = 0
-            self._sysex_chunked = False
+            for x in pre:
+                x.next_evt = None
+                alloc.put_message(x)
+            recs.clear()
+            pre.clear()
+            self._state = _CLEAN
             raise
-        tail.next_evt = None
-        out = head.next_evt
-        head.next_evt = None
-        self._need = need
-        self._status = status
-        self._rearm = rearm
-        self._d1 = d1
-        self._time = mt
-        self._group = mg
-        self._sysex_len = sxlen
-        self._sysex_chunked = chunked
-        self.messages += emitted
-        self.realtime += nrt
-        self.stray += nstray
-        self.truncated += ntrunc
+        self._state = (need, status, rearm, d1, mt, mg, sxlen, chunked)
+        if nstray or ntrunc or nrt:
+            self.stray += nstray
+            self.truncated += ntrunc
+            self.realtime += nrt
         self.raw_events += nraw
         self.raw_bytes += nbytes
-        self.passthrough += npass
+        # Pass 2: the raw events go back and exactly the events needed come out, under one lock.
+        nshort = len(recs) - len(pre)
         alloc = self.allocator
-        if spare is not None or raw is not None:
-            # One lock for both: the leftover spare events and the raw events read.
-            if spare is not None:
-                if raw is not None:
-                    last = spare
-                    while last.next_evt is not None:
-                        last = last.next_evt
-                    last.next_evt = raw
-                alloc.put_message(spare)
+        whole = True
+        try:
+            m = alloc.exchange(raw, nshort)
+        except AllocatorExhausted:
+            m = self._what_is_left(nshort)
+            whole = False
+        if not recs:
+            return None
+        if whole and not pre:
+            # Short messages only, and an event for each: the chain is linked already.
+            assert m is not None
+            out = c = m
+            for t, g, n, s, x1, x2 in recs:
+                ib = c.inline
+                ib[0] = s
+                ib[1] = x1
+                ib[2] = x2
+                c.cb_event = n
+                c.pres_time_100ns = t
+                c.channel_group = g
+                c = c.next_evt  # type: ignore[assignment]  # None only after the last record
+            self.messages += nshort
+            recs.clear()
+            return out
+        head = self._head
+        tail: KernelEvent = head
+        j = lost = 0
+        for t, g, n, s, x1, x2 in recs:
+            if n:
+                if m is None:
+                    lost += 1
+                    continue
+                ib = m.inline
+                ib[0] = s
+                ib[1] = x1
+                ib[2] = x2
+                m.cb_event = n
+                m.pres_time_100ns = t
+                m.channel_group = g
+                x = m
+                m = m.next_evt
             else:
-                alloc.put_message(raw)
-        return out
+                x = pre[j]
+                j += 1
+            tail.next_evt = x
+            tail = x
+        tail.next_evt = None
+        first = head.next_evt
+        head.next_evt = None
+        self.messages += nshort - lost
+        if lost:
+            self.lost += lost
+        recs.clear()
+        pre.clear()
+        return first
+
+    def _what_is_left(self, n: int) -> Optional[KernelEvent]:
+        """The pool is short of ``n`` events: take what it has (the rest of the messages are lost)."""
+        alloc = self.allocator
+        left = min(n, alloc.available())
+        if not left:
+            return None
+        try:
+            return alloc.get_chain(left)
+        except AllocatorExhausted:  # another thread was quicker
+            return None

@@ -32,7 +32,8 @@ then keeps that buffer, and every later one, in order in a bounded queue of
 completion, on :meth:`poll`, :meth:`flush` and :meth:`drain` (which the
 consumer calls when it has caught up).  When the queue is full the oldest
 buffer is dropped and counted (``dropped_buffers``, ``dropped_events``).  An
-exception from ``on_buffer`` is logged, counted (``consumer_errors``) and
+exception from ``on_buffer`` is counted (``consumer_errors``), logged (the
+1st, 2nd, 4th, 8th... time, so a broken consumer cannot flood the log) and
 treated like a refusal, so the buffer is not lost.
 
 States: in STOP the current buffer is completed first; events given while
@@ -41,8 +42,9 @@ pack.  ``on_buffer`` must not call back into the packer's ``put_message``.
 
 Speed: one ``struct.pack_into`` per short event writes the header, the
 message bytes and zero padding in one go, straight into the current buffer;
-the clock is read once per chain and once per buffer, and the whole chain
-is passed on in one ``put_message``.
+the clock is read once per chain and once per buffer started, and the whole
+chain is passed on in one ``put_message``.  ``events`` is derived from the
+record counts rather than counted per event.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ _PACK: Final[tuple[Callable[..., None], ...]] = tuple(
 _SIZE: Final = tuple(event_size(cb) for cb in range(INLINE_CAPACITY + 1))
 _ZEROS: Final = tuple(bytes(n) for n in range(8))
 
+_STOPPED: Final = KSState.STOP  # bound once: an enum member lookup costs as much as a dozen bytecodes
 _FULL: Final = 0
 _TIMEOUT: Final = 1
 _FLUSH: Final = 2
@@ -161,7 +164,7 @@ class Packer(MXFNode):
         self._records = 0
         self._start = 0
         self._deadline = 0
-        self.events = 0
+        self._events_done = 0
         self.buffers = 0
         self.completed_full = 0
         self.completed_timeout = 0
@@ -174,6 +177,11 @@ class Packer(MXFNode):
         self.dropped_events = 0
         self.discarded = 0
         self.bad_events = 0
+
+    @property
+    def events(self) -> int:
+        """Events packed (into completed buffers and the one being filled)."""
+        return self._events_done + self._records
 
     def counters(self) -> dict[str, int]:
         """A snapshot of the counters, for status reports."""
@@ -200,7 +208,7 @@ class Packer(MXFNode):
     def set_state(self, state: KSState) -> None:
         """Change state; STOP completes the buffer being filled first."""
         with self._lock:
-            if KSState(state) is KSState.STOP:
+            if KSState(state) is _STOPPED:
                 self._complete(_STOP)
             super().set_state(state)
 
@@ -208,16 +216,77 @@ class Packer(MXFNode):
         """Pack a chain of events, then pass the events on (to the allocator by default)."""
         if evt is None:
             return
-        if self.state is KSState.STOP:
+        if self.state is _STOPPED:
             self.discarded += evt.chain_length()
             self.allocator.put_message(evt)
             return
+        lock = self._lock
+        lock.acquire()
         try:
-            with self._lock:
-                self._pack(evt)
-                if self._used and self._clock() >= self._deadline:
-                    self._complete(_TIMEOUT)
+            buf = self._buf
+            off = self._used
+            nrec = self._records
+            cap = len(buf)
+            if off:
+                start = self._start
+            else:
+                # An empty buffer starts here: the first event's time is its start time.
+                start = self._start = evt.pres_time_100ns
+                self._deadline = self._clock() + self.max_delay
+            packs = _PACK
+            sizes = _SIZE
+            short_length = _SHORT_LENGTH
+            e: Optional[KernelEvent] = evt
+            try:
+                while e is not None:
+                    cb = e.cb_event
+                    xb = e.buffer
+                    if xb is None and cb > 0:
+                        try:
+                            size = sizes[cb]
+                        except IndexError:  # over 8 bytes and no buffer: not a well-formed event
+                            self.bad_events += 1
+                            e = e.next_evt
+                            continue
+                        t = e.pres_time_100ns
+                        if off + size > cap:
+                            self._used = off
+                            self._records = nrec
+                            self._complete(_FULL)
+                            buf = self._buf
+                            off = nrec = 0
+                            start = self._start = t
+                            self._deadline = self._clock() + self.max_delay
+                        ib = e.inline
+                        packs[cb](buf, off, cb, e.channel_group, t - start, short_length[ib[0]] == cb, ib)
+                        off += size
+                        nrec += 1
+                    elif xb is not None and 0 < cb <= len(xb) and (size := event_size(cb)) <= cap:
+                        t = e.pres_time_100ns
+                        if off + size > cap:
+                            self._used = off
+                            self._records = nrec
+                            self._complete(_FULL)
+                            buf = self._buf
+                            off = nrec = 0
+                            start = self._start = t
+                            self._deadline = self._clock() + self.max_delay
+                        HEADER.pack_into(buf, off, cb, e.channel_group, t - start, 0)
+                        body = off + EVENT_HEADER_SIZE
+                        buf[body : body + cb] = memoryview(xb)[:cb]
+                        off += size
+                        buf[body + cb : off] = _ZEROS[off - body - cb]
+                        nrec += 1
+                    else:
+                        self.bad_events += 1
+                    e = e.next_evt
+            finally:
+                self._used = off
+                self._records = nrec
+            if off and self._clock() >= self._deadline:
+                self._complete(_TIMEOUT)
         finally:
+            lock.release()
             self._output.put_message(evt)
 
     # -- completion ------------------------------------------------------------
@@ -262,64 +331,6 @@ class Packer(MXFNode):
 
     # -- internals -------------------------------------------------------------
 
-    def _pack(self, evt: KernelEvent) -> None:
-        buf = self._buf
-        off = self._used
-        nrec = self._records
-        start = self._start
-        cap = len(buf)
-        packs = _PACK
-        sizes = _SIZE
-        short_length = _SHORT_LENGTH
-        packed = 0
-        e: Optional[KernelEvent] = evt
-        try:
-            while e is not None:
-                cb = e.cb_event
-                xb = e.buffer
-                if xb is None and 0 < cb <= 8:
-                    size = sizes[cb]
-                    if off + size > cap:
-                        self._used = off
-                        self._records = nrec
-                        self._complete(_FULL)
-                        buf = self._buf
-                        off = nrec = 0
-                    ib = e.inline
-                    t = e.pres_time_100ns
-                    if off == 0:
-                        start = self._start = t
-                        self._deadline = self._clock() + self.max_delay
-                    packs[cb](buf, off, cb, e.channel_group, t - start, short_length[ib[0]] == cb, ib)
-                    off += size
-                    nrec += 1
-                    packed += 1
-                elif xb is not None and 0 < cb <= len(xb) and (size := event_size(cb)) <= cap:
-                    if off + size > cap:
-                        self._used = off
-                        self._records = nrec
-                        self._complete(_FULL)
-                        buf = self._buf
-                        off = nrec = 0
-                    t = e.pres_time_100ns
-                    if off == 0:
-                        start = self._start = t
-                        self._deadline = self._clock() + self.max_delay
-                    HEADER.pack_into(buf, off, cb, e.channel_group, t - start, 0)
-                    body = off + EVENT_HEADER_SIZE
-                    buf[body : body + cb] = memoryview(xb)[:cb]
-                    off += size
-                    buf[body + cb : off] = _ZEROS[off - body - cb]
-                    nrec += 1
-                    packed += 1
-                else:
-                    self.bad_events += 1
-                e = e.next_evt
-        finally:
-            self._used = off
-            self._records = nrec
-            self.events += packed
-
     def _complete(self, reason: int) -> None:
         """Hand the current buffer to the consumer (or the queue); start an empty one."""
         used = self._used
@@ -336,6 +347,7 @@ class Packer(MXFNode):
             self.completed_stop += 1
         start = self._start
         nrec = self._records
+        self._events_done += nrec
         self._used = 0
         self._records = 0
         if self._queue:
@@ -352,11 +364,13 @@ class Packer(MXFNode):
             self.dropped_buffers += 1
             self.dropped_events += old_records
             self._free.append(old)
-            _log.warning(
-                "capture consumer behind: dropped a buffer of %d events (%d buffers dropped so far)",
-                old_records,
-                self.dropped_buffers,
-            )
+            n = self.dropped_buffers
+            if n & (n - 1) == 0:
+                _log.warning(
+                    "capture consumer behind: dropped a buffer of %d events (%d buffers dropped so far)",
+                    old_records,
+                    n,
+                )
         queue.append((start, self._buf, used, nrec))
         self._buf = self._free.pop()
 
@@ -378,7 +392,9 @@ class Packer(MXFNode):
             taken = self._on_buffer(start, data)
         except Exception:
             self.consumer_errors += 1
-            _log.exception("on_buffer raised; the buffer stays queued")
+            n = self.consumer_errors
+            if n & (n - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a broken consumer must not flood the log
+                _log.exception("on_buffer raised (%d times so far); the buffer stays queued", n)
             return False
         if taken is False:
             self.refused += 1
