@@ -199,16 +199,19 @@ class JackMidiBackend:
 
     def close(self) -> None:
         client = self.client
+        alive = self._alive
         self._entries = ()
         self._virtual = None
         self._alive = False
         self.client = None
         if client is None:
             return
-        try:
-            client.deactivate()
-        except Exception as exc:  # the server may be gone already
-            log.debug("JACK: deactivate: %s", exc)
+        if alive:
+            # After a server shutdown libjack crashes in deactivate; close alone is safe then.
+            try:
+                client.deactivate()
+            except Exception as exc:
+                log.debug("JACK: deactivate: %s", exc)
         try:
             client.close()
         except Exception as exc:

@@ -1,0 +1,290 @@
+"""MIDI input adapters against a real JACK server (dummy driver), and the arrival stamper."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterator
+
+import jack
+import pytest
+
+from mxfd.core.clock import ManualClock
+from mxfd.core.event import EVENT_COMPLETE
+from mxfd.io.base import Wake, is_mxfd_port
+from mxfd.io.midi_in import ArrivalStamper, JackMidiBackend, RtMidiBackend
+from tests.e2e.ears import Keyboard, wait_until
+from tests.jackserver import JackServer
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+class Target:
+    """A capture target that keeps what it is given (copies: adapters reuse their buffers)."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[bytes, int, int]] = []
+        self.flushes = 0
+        self.lock = threading.Lock()
+
+    def capture(self, data: Any, start: int, end: int, pres_time: int, flags: int) -> None:
+        with self.lock:
+            self.got.append((bytes(data[start:end]), pres_time, flags))
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def messages(self) -> list[bytes]:
+        with self.lock:
+            return [m for m, _t, _f in self.got]
+
+
+class FrameSender:
+    """A JACK client that plays MIDI at exact frame offsets inside chosen cycles.
+
+    Used instead of an rtmidi keyboard where this process also runs the
+    backend: rtmidi holds the GIL while it opens its JACK client, and JACK
+    waits (a second) for the backend's notification callback, which needs it.
+    """
+
+    def __init__(self, name: str = "test-sender") -> None:
+        self.client = jack.Client(name, no_start_server=True)
+        self.port = self.client.midi_outports.register("out")
+        self.port_name = self.port.name
+        self.rate = self.client.samplerate
+        self._queue: list[tuple[int, bytes]] = []  # (offset within the next cycle, message)
+        self._lock = threading.Lock()
+        self.sent_frames: list[int] = []  # absolute frame of each event, as played
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        self.port.clear_buffer()
+        with self._lock:
+            queue, self._queue = self._queue, []
+        base = self.client.last_frame_time
+        for offset, msg in queue:
+            self.port.write_midi_event(offset, msg)
+            self.sent_frames.append(base + offset)
+
+    def send_in_one_cycle(self, *events: tuple[int, bytes]) -> None:
+        with self._lock:
+            self._queue.extend(events)
+
+    def send(self, *message: int) -> None:
+        self.send_in_one_cycle((0, bytes(message)))
+
+    def note_on(self, note: int) -> None:
+        self.send(0x90, note, 100)
+
+    def note_off(self, note: int) -> None:
+        self.send(0x80, note, 0)
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+@pytest.fixture
+def jack_backend(jack_server: JackServer) -> Iterator[JackMidiBackend]:
+    backend = JackMidiBackend(Wake(), client_name="mxfd-test-in")
+    backend.open()
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+# -- the arrival stamper ---------------------------------------------------------------------
+
+
+def test_stamps_keep_the_sources_intervals_and_drop_the_delivery_jitter() -> None:
+    clock = ManualClock(1_000_000)
+    s = ArrivalStamper(clock)
+    assert s.stamp(0.0) == 1_000_000
+    clock.now += 50_000 + 3_000  # 5 ms later by the source's clock, delivered 0.3 ms late
+    assert abs(s.stamp(0.005) - 1_050_000) <= 20  # the source's time (plus at most 200 ppm of creep)
+    clock.now += 10_000 - 3_000  # 1 ms later, delivered on time
+    assert s.stamp(0.001) == 1_060_000
+
+
+def test_a_late_first_message_is_corrected_by_a_later_prompt_one() -> None:
+    clock = ManualClock(0)
+    s = ArrivalStamper(clock)
+    assert s.stamp(0.0) == 0  # really sent at -0.5 ms; nothing better is known yet
+    clock.now += 10_000 - 5_000  # sent 1 ms after the first, delivered at once
+    assert s.stamp(0.001) == 5_000
+    clock.now += 20_000 + 4_000  # 2 ms later, delivered 0.4 ms late
+    assert abs(s.stamp(0.002) - 25_000) <= 20
+
+
+def test_a_stamp_is_never_later_than_the_arrival() -> None:
+    clock = ManualClock(0)
+    s = ArrivalStamper(clock)
+    s.stamp(0.0)
+    for _ in range(100):
+        clock.now += 1_000
+        assert s.stamp(0.0002) <= clock.now
+
+
+# -- JACK through JACK-Client ------------------------------------------------------------------
+
+
+def test_the_virtual_port_is_named_client_in_and_takes_every_message_kind(jack_backend: JackMidiBackend) -> None:
+    target = Target()
+    port = jack_backend.open_virtual("in", target)
+    assert port.name == "mxfd-test-in:in"
+    kbd = FrameSender("test-kbd-virt")
+    helper = jack.Client("test-connector", no_start_server=True)
+    try:
+        helper.connect(kbd.port_name, "mxfd-test-in:in")
+        sysex = [0xF0, 0x7E, 0x7F, 0x09, 0x01, 0xF7]
+        for msg in ([0x90, 69, 100], sysex, [0xF8], [0xFE], [0x80, 69, 0]):
+            kbd.send(*msg)
+            assert wait_until(lambda: not kbd._queue, 5.0)
+        assert wait_until(lambda: len(target.got) == 5, 5.0)
+    finally:
+        helper.close()
+        kbd.close()
+    assert target.messages() == [b"\x90\x45\x64", bytes(sysex), b"\xf8", b"\xfe", b"\x80\x45\x00"]
+    assert all(f == EVENT_COMPLETE for _m, _t, f in target.got)
+    assert target.flushes >= 1
+
+
+def test_events_are_stamped_at_their_own_frame(jack_backend: JackMidiBackend) -> None:
+    sender = FrameSender()
+    target = Target()
+    offsets = (0, 5, 64, 100, 127)
+    try:
+        jack_backend.open_source("test-sender:out", target)
+        sender.send_in_one_cycle(*((off, bytes([0x90, 60 + i, 100])) for i, off in enumerate(offsets)))
+        assert wait_until(lambda: len(target.got) == len(offsets), 5.0)
+        sender.send_in_one_cycle((17, b"\x80\x3c\x00"))
+        assert wait_until(lambda: len(target.got) == len(offsets) + 1, 5.0)
+    finally:
+        sender.close()
+    stamps = [t for _m, t, _f in target.got]
+    frame = 10_000_000 / sender.rate
+    # Inside one cycle, stamps are apart by exactly the frames between the events
+    # (to the DLL's period estimate: well under a frame over one cycle).
+    for off, t in zip(offsets, stamps, strict=False):
+        assert abs((t - stamps[0]) - off * frame) < frame / 2, (off, t - stamps[0])
+    # Across cycles they follow JACK's time line; on the dummy driver that runs on sleeps,
+    # so only its order of magnitude is checked.
+    later = (sender.sent_frames[-1] - sender.sent_frames[0]) * frame
+    assert abs((stamps[-1] - stamps[0]) - later) < 3 * 128 * frame
+
+
+def test_sources_exclude_mxfd_ports_and_ports_connected_to_mxfd_in_by_hand(
+    jack_backend: JackMidiBackend,
+) -> None:
+    jack_backend.open_virtual("in", Target())
+    a, b = FrameSender("test-kbd-a"), FrameSender("test-kbd-b")
+    other_mxfd = FrameSender("mxfd-02")
+    helper = jack.Client("test-connector", no_start_server=True)
+    try:
+        assert wait_until(lambda: {a.port_name, b.port_name} <= set(jack_backend.list_sources()), 5.0)
+        assert "mxfd-02:out" not in jack_backend.list_sources()
+        helper.connect(b.port_name, "mxfd-test-in:in")
+        assert wait_until(lambda: b.port_name not in jack_backend.list_sources(), 5.0)
+        assert a.port_name in jack_backend.list_sources()
+    finally:
+        helper.close()
+        for k in (a, b, other_mxfd):
+            k.close()
+
+
+def test_port_registration_wakes_the_watcher(jack_backend: JackMidiBackend) -> None:
+    wake = jack_backend.wake
+    wake.wait(0.1)
+    kbd = FrameSender("test-kbd-wake")
+    try:
+        assert wake.wait(2.0)
+    finally:
+        kbd.close()
+    assert wake.wait(2.0)
+
+
+def test_two_keyboards_of_the_same_model_get_ports_of_their_own(jack_backend: JackMidiBackend) -> None:
+    # JACK keeps client names unique ("test-same", "test-same-01"); each gets its own port and stream.
+    k1, k2 = FrameSender("test-same"), FrameSender("test-same")
+    t1, t2 = Target(), Target()
+    try:
+        names = sorted(n for n in jack_backend.list_sources() if n.startswith("test-same"))
+        assert len(names) == 2
+        jack_backend.open_source(names[0], t1)
+        jack_backend.open_source(names[1], t2)
+        k1.note_on(60)
+        k2.note_on(62)
+        assert wait_until(lambda: len(t1.got) + len(t2.got) == 2, 5.0)
+    finally:
+        k1.close()
+        k2.close()
+    assert sorted(t1.messages() + t2.messages()) == [b"\x90\x3c\x64", b"\x90\x3e\x64"]
+    assert len(t1.got) == len(t2.got) == 1
+
+
+def test_a_closed_source_gets_nothing_more(jack_backend: JackMidiBackend) -> None:
+    kbd = FrameSender("test-kbd-close")
+    target = Target()
+    try:
+        handle = jack_backend.open_source(kbd.port_name, target)
+        kbd.note_on(60)
+        assert wait_until(lambda: len(target.got) == 1, 5.0)
+        jack_backend.close_source(handle)
+        kbd.note_off(60)
+        assert not wait_until(lambda: len(target.got) > 1, 0.3)
+    finally:
+        kbd.close()
+
+
+def test_a_server_shutdown_marks_the_backend_dead_and_it_reopens(jack_server: JackServer) -> None:
+    backend = JackMidiBackend(Wake(), client_name="mxfd-test-dead")
+    backend.open()
+    try:
+        assert backend.alive
+        jack_server.kill()
+        assert wait_until(lambda: not backend.alive, 5.0)
+        assert backend.wake.wait(1.0)
+        # Closed before anything in this process talks to a new server: libjack
+        # crashes closing a dead client after that (the hot-plug watcher does the same).
+        backend.close()
+    finally:
+        jack_server.start()
+    try:
+        backend.open()
+        assert backend.alive
+    finally:
+        backend.close()
+
+
+def test_is_mxfd_port_knows_every_instance() -> None:
+    for name in ("mxfd:in", "mxfd-01:in", "mxfd-out:out_0", "mxfd_2:in"):
+        assert is_mxfd_port(name)
+    for name in ("mxfdx:out", "test-kbd:out", "system:midi_capture_1", "a2j:mxfd [130] (capture): in"):
+        assert not is_mxfd_port(name)
+
+
+# -- rtmidi on JACK (period-accurate) ----------------------------------------------------------
+
+
+def test_rtmidi_virtual_port_passes_sysex_clock_and_active_sensing(jack_server: JackServer) -> None:
+    backend = RtMidiBackend("jack", Wake(), client_name="mxfd-test-rt")
+    backend.open()
+    target = Target()
+    kbd = Keyboard("test-kbd-rt")
+    helper = jack.Client("test-connector-rt", no_start_server=True)
+    try:
+        backend.open_virtual("in", target)
+        assert wait_until(lambda: any(p.name == "mxfd-test-rt:in" for p in helper.get_ports(is_midi=True)), 5.0)
+        helper.connect(kbd.port_name, "mxfd-test-rt:in")
+        sysex = [0xF0, 0x41, 0x10, 0x42, 0x12, 0x40, 0x00, 0x7F, 0x00, 0x41, 0xF7]
+        for msg in ([0x90, 60, 1], sysex, [0xF8], [0xFE]):
+            kbd.send(*msg)
+        assert wait_until(lambda: len(target.got) == 4, 5.0)
+        assert kbd.port_name in backend.list_sources()
+        assert not any(is_mxfd_port(n) for n in backend.list_sources())
+    finally:
+        helper.close()
+        kbd.close()
+        backend.close()
+    assert target.messages() == [b"\x90\x3c\x01", bytes(sysex), b"\xf8", b"\xfe"]
