@@ -1,0 +1,288 @@
+"""The port watcher: keeps the connected MIDI sources equal to the ports that are wanted.
+
+Theory of operation
+-------------------
+One thread owns every backend (JACK or ALSA through rtmidi, raw devices) and
+runs a reconcile pass whenever it is woken: by a backend's notification
+(JACK port registration and connection, a raw device lost) or, for systems
+without notifications, every ``poll_interval``.  A pass lists each
+backend's ports, keeps those the config wants (:meth:`MidiConfig.wants`),
+closes the sources whose port is gone or no longer wanted, and opens the new
+ones, each into a capture stream of its own made by ``open_stream``.  So a
+keyboard that is unplugged is closed cleanly (``close_stream`` releases what
+it left held) and is connected again on the pass after it returns: within
+milliseconds with notifications, within ``poll_interval`` without.
+
+A backend whose system went away (the JACK server died) is closed with all
+its sources and reopened every ``retry_interval`` until the system is back;
+then the daemon's own input port is exposed again and the pass connects
+everything anew.  Nothing here needs the daemon to restart.
+
+Sources that fail to open are logged once and retried on later passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+from mxfd.io.base import BackendUnavailable, CaptureTarget, MidiBackend, Wake
+
+log = logging.getLogger(__name__)
+
+#: After a notification, one more pass this much later (seconds).
+RECHECK_S = 0.05
+
+
+@dataclass
+class _Open:
+    handle: Any
+    target: CaptureTarget
+
+
+@dataclass
+class _BackendState:
+    up: bool = False
+    retry_at: float = 0.0
+    last_error: Optional[str] = None
+    virtual: Optional[_Open] = None
+    sources: dict[str, _Open] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class Hotplug:
+    """Connects every wanted source of every backend and follows them as they come and go.
+
+    ``open_stream(name)`` returns the capture target for a new source and
+    ``close_stream(target)`` closes it after its port is closed.  ``wants``
+    decides from a port name whether to connect it.  ``virtual_port`` (e.g.
+    ``"in"``) is exposed on each backend that has one; None for none.
+    """
+
+    def __init__(
+        self,
+        backends: Sequence[MidiBackend],
+        wake: Wake,
+        *,
+        wants: Callable[[str], bool],
+        open_stream: Callable[[str], CaptureTarget],
+        close_stream: Callable[[CaptureTarget], None],
+        virtual_port: Optional[str] = "in",
+        poll_interval: float = 0.25,
+        retry_interval: float = 0.5,
+        clock_sync_interval: float = 2.0,
+    ) -> None:
+        self.backends = list(backends)
+        self.wake = wake
+        self.wants = wants
+        self.open_stream = open_stream
+        self.close_stream = close_stream
+        self.virtual_port = virtual_port
+        self.poll_interval = poll_interval
+        self.retry_interval = retry_interval
+        self.clock_sync_interval = clock_sync_interval
+        self._state = {id(b): _BackendState() for b in self.backends}
+        self._lock = threading.RLock()
+        self._thread: Optional[threading.Thread] = None
+        self._stopping = False
+        self._next_sync = 0.0
+        self._recheck_at = 0.0
+        #: Set after the first pass (whatever it found): the daemon may report READY.
+        self.first_pass = threading.Event()
+        #: Passes run, sources opened and closed, backends lost.
+        self.passes = 0
+        self.opened = 0
+        self.closed = 0
+        self.lost = 0
+
+    # -- control -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="mxfd-hotplug", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching and close every source and backend."""
+        self._stopping = True
+        self.wake.set()
+        t = self._thread
+        if t is not None:
+            t.join(5.0)
+        self._thread = None
+        with self._lock:
+            for b in self.backends:
+                self._shut(b, "stopping")
+
+    def update(self, *, wants: Callable[[str], bool], virtual_port: Optional[str]) -> None:
+        """New rules (SIGHUP): the next pass applies them."""
+        with self._lock:
+            self.wants = wants
+            if virtual_port != self.virtual_port:
+                self.virtual_port = virtual_port
+                for b in self.backends:
+                    st = self._state[id(b)]
+                    if st.virtual is not None:
+                        self._close(b, st.virtual)
+                        st.virtual = None
+                    if st.up:
+                        self._open_virtual(b, st)
+        self.wake.set()
+
+    def status(self) -> list[dict[str, Any]]:
+        """One entry per backend: whether it is up and what it has open."""
+        out = []
+        with self._lock:
+            for b in self.backends:
+                st = self._state[id(b)]
+                out.append(
+                    {
+                        "backend": b.kind,
+                        "up": st.up,
+                        "error": st.last_error,
+                        "virtual": st.virtual is not None,
+                        "sources": sorted(st.sources),
+                        "failed": dict(st.failed),
+                    }
+                )
+        return out
+
+    def connected(self) -> list[str]:
+        with self._lock:
+            return [n for b in self.backends for n in self._state[id(b)].sources]
+
+    # -- the watcher thread ------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping:
+            try:
+                with self._lock:
+                    self.reconcile()
+            except Exception:
+                log.exception("hot-plug pass failed; trying again")
+            self.first_pass.set()
+            if self._stopping:
+                break
+            if self.wake.wait(self._timeout()):
+                # A notification can come just before the system's port list
+                # changes (JACK announces an unregistration first): look again soon.
+                self._recheck_at = time.monotonic() + RECHECK_S
+
+    def _timeout(self) -> float:
+        """Sleep until woken, or until the next poll, retry, recheck or clock sync."""
+        t = self.clock_sync_interval
+        if self._recheck_at:
+            t = max(0.0, min(t, self._recheck_at - time.monotonic()))
+            self._recheck_at = 0.0
+        for b in self.backends:
+            st = self._state[id(b)]
+            if not st.up or st.failed:
+                t = min(t, self.retry_interval)
+            if not b.notifies:
+                t = min(t, self.poll_interval)
+        return t
+
+    def reconcile(self) -> None:
+        """One pass over every backend (the watcher thread calls this; tests may too)."""
+        self.passes += 1
+        now = time.monotonic()
+        for b in self.backends:
+            st = self._state[id(b)]
+            if st.up and not b.alive:
+                self.lost += 1
+                log.warning("%s: MIDI system gone; closing its %d sources and retrying", b.kind, len(st.sources))
+                self._shut(b, "lost")
+            if not st.up:
+                if now < st.retry_at:
+                    continue
+                try:
+                    b.open()
+                except BackendUnavailable as exc:
+                    if st.last_error != str(exc):
+                        log.warning("%s: %s; retrying every %.1f s", b.kind, exc, self.retry_interval)
+                    st.last_error = str(exc)
+                    st.retry_at = now + self.retry_interval
+                    continue
+                st.up = True
+                st.last_error = None
+                self._open_virtual(b, st)
+            self._follow(b, st)
+        if now >= self._next_sync:
+            self._next_sync = now + self.clock_sync_interval
+            for b in self.backends:
+                sync = getattr(b, "sync_clock", None)
+                if sync is not None and self._state[id(b)].up:
+                    sync()
+
+    def _follow(self, b: MidiBackend, st: _BackendState) -> None:
+        names = b.list_sources()
+        present = set(names)
+        for name in list(st.sources):
+            if name not in present or not self.wants(name):
+                why = "gone" if name not in present else "no longer wanted"
+                log.info("%s: %s: %s, closing", b.kind, name, why)
+                self._close(b, st.sources.pop(name))
+        for name in list(st.failed):
+            if name not in present:
+                del st.failed[name]
+        for name in names:
+            if name in st.sources or not self.wants(name):
+                continue
+            target = self.open_stream(name)
+            try:
+                handle = b.open_source(name, target)
+            except Exception as exc:
+                self.close_stream(target)
+                if st.failed.get(name) != str(exc):
+                    log.warning("%s: cannot connect %s: %s; will retry", b.kind, name, exc)
+                st.failed[name] = str(exc)
+                continue
+            st.failed.pop(name, None)
+            st.sources[name] = _Open(handle, target)
+            self.opened += 1
+            log.info("%s: connected %s", b.kind, name)
+
+    def _open_virtual(self, b: MidiBackend, st: _BackendState) -> None:
+        if self.virtual_port is None:
+            return
+        name = f"{getattr(b, 'client_name', 'mxfd')}:{self.virtual_port}"
+        target = self.open_stream(name)
+        try:
+            handle = b.open_virtual(self.virtual_port, target)
+        except Exception as exc:
+            log.warning("%s: cannot open the input port %s: %s", b.kind, name, exc)
+            handle = None
+        if handle is None:
+            self.close_stream(target)
+            return
+        st.virtual = _Open(handle, target)
+        log.info("%s: input port %s is open", b.kind, getattr(handle, "name", name))
+
+    def _close(self, b: MidiBackend, o: _Open) -> None:
+        try:
+            b.close_source(o.handle)
+        except Exception:
+            log.exception("%s: closing %s failed", b.kind, getattr(o.handle, "name", "?"))
+        self.close_stream(o.target)
+        self.closed += 1
+
+    def _shut(self, b: MidiBackend, why: str) -> None:
+        st = self._state[id(b)]
+        for name in list(st.sources):
+            self._close(b, st.sources.pop(name))
+        if st.virtual is not None:
+            self._close(b, st.virtual)
+            st.virtual = None
+        st.failed.clear()
+        if st.up or why == "stopping":
+            try:
+                b.close()
+            except Exception:
+                log.exception("%s: close failed", b.kind)
+        st.up = False
+
+
+__all__ = ["Hotplug"]

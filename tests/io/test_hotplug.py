@@ -1,0 +1,239 @@
+"""The port watcher: wanted ports are connected, vanished ones closed, returning ones reconnected."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterator, Optional
+
+import pytest
+
+from mxfd.io.base import BackendUnavailable, CaptureTarget, Wake
+from mxfd.io.hotplug import Hotplug
+from mxfd.io.midi_in import JackMidiBackend
+from tests.e2e.ears import wait_until
+from tests.io.test_midi_in import FrameSender, Target
+from tests.jackserver import JackServer
+
+# -- a scripted backend: the watcher's logic without a MIDI system ---------------------------
+
+
+class Handle:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class ScriptedBackend:
+    """A MIDI system whose ports, availability and failures the test sets."""
+
+    kind = "scripted"
+    notifies = True
+    client_name = "mxfd"
+
+    def __init__(self) -> None:
+        self.ports: list[str] = []
+        self.available = True
+        self.is_alive = False
+        self.refuse: set[str] = set()
+        self.opened: dict[str, Handle] = {}
+        self.virtual: Optional[Handle] = None
+        self.closes = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.is_alive
+
+    def open(self) -> None:
+        if not self.available:
+            raise BackendUnavailable("not there")
+        self.is_alive = True
+
+    def close(self) -> None:
+        self.is_alive = False
+        self.opened.clear()
+        self.virtual = None
+        self.closes += 1
+
+    def list_sources(self) -> list[str]:
+        return list(self.ports)
+
+    def open_source(self, name: str, target: CaptureTarget) -> Handle:
+        if name in self.refuse:
+            raise RuntimeError("busy")
+        h = self.opened[name] = Handle(name)
+        return h
+
+    def close_source(self, handle: Any) -> None:
+        if handle is self.virtual:
+            self.virtual = None
+        else:
+            del self.opened[handle.name]
+
+    def open_virtual(self, port: str, target: CaptureTarget) -> Handle:
+        self.virtual = Handle(f"mxfd:{port}")
+        return self.virtual
+
+
+class Streams:
+    """The engine's side: a target per opened source, and which were closed."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, Target] = {}
+        self.closed: list[str] = []
+        self._names: dict[int, str] = {}
+
+    def open_stream(self, name: str) -> Target:
+        t = Target()
+        self.open[name] = t
+        self._names[id(t)] = name
+        return t
+
+    def close_stream(self, target: CaptureTarget) -> None:
+        name = self._names.pop(id(target))
+        del self.open[name]
+        self.closed.append(name)
+
+
+def watcher(backend: Any, streams: Streams, wants: Any = lambda n: True, **kw: Any) -> Hotplug:
+    return Hotplug(
+        [backend],
+        Wake(),
+        wants=wants,
+        open_stream=streams.open_stream,
+        close_stream=streams.close_stream,
+        **kw,
+    )
+
+
+def test_every_wanted_port_is_opened_with_a_stream_of_its_own() -> None:
+    b, s = ScriptedBackend(), Streams()
+    b.ports = ["kbd:out", "pads:out", "pads:out2", "synth:out"]
+    h = watcher(b, s, wants=lambda n: not n.startswith("synth"))
+    h.reconcile()
+    assert sorted(b.opened) == ["kbd:out", "pads:out", "pads:out2"]
+    assert sorted(s.open) == ["kbd:out", "mxfd:in", "pads:out", "pads:out2"]
+    assert b.virtual is not None
+
+
+def test_a_vanished_port_is_closed_and_its_stream_after_it() -> None:
+    b, s = ScriptedBackend(), Streams()
+    b.ports = ["kbd:out", "pads:out"]
+    h = watcher(b, s)
+    h.reconcile()
+    b.ports = ["pads:out"]
+    h.reconcile()
+    assert list(b.opened) == ["pads:out"]
+    assert s.closed == ["kbd:out"]
+    b.ports = ["pads:out", "kbd:out"]
+    h.reconcile()
+    assert sorted(b.opened) == ["kbd:out", "pads:out"]
+
+
+def test_a_port_that_fails_to_open_is_retried_on_later_passes() -> None:
+    b, s = ScriptedBackend(), Streams()
+    b.ports = ["kbd:out"]
+    b.refuse = {"kbd:out"}
+    h = watcher(b, s)
+    h.reconcile()
+    assert b.opened == {} and "kbd:out" not in s.open
+    assert h.status()[0]["failed"] == {"kbd:out": "busy"}
+    b.refuse = set()
+    h.reconcile()
+    assert list(b.opened) == ["kbd:out"]
+    assert h.status()[0]["failed"] == {}
+
+
+def test_a_lost_system_closes_every_source_and_is_reopened_when_back() -> None:
+    b, s = ScriptedBackend(), Streams()
+    b.ports = ["kbd:out"]
+    h = watcher(b, s, retry_interval=0.0)
+    h.reconcile()
+    b.is_alive = False  # the server died
+    b.available = False
+    h.reconcile()
+    assert sorted(s.closed) == ["kbd:out", "mxfd:in"]
+    assert b.closes == 1
+    assert h.status()[0]["up"] is False
+    h.reconcile()  # still not there
+    b.available = True
+    h.reconcile()
+    assert list(b.opened) == ["kbd:out"] and b.virtual is not None
+    assert h.lost == 1
+
+
+def test_new_rules_apply_on_the_next_pass() -> None:
+    b, s = ScriptedBackend(), Streams()
+    b.ports = ["kbd:out", "pads:out"]
+    h = watcher(b, s)
+    h.reconcile()
+    h.update(wants=lambda n: n == "kbd:out", virtual_port=None)
+    h.reconcile()
+    assert list(b.opened) == ["kbd:out"]
+    assert b.virtual is None
+    assert sorted(s.closed) == ["mxfd:in", "pads:out"]
+
+
+def test_stop_closes_everything() -> None:
+    b, s = ScriptedBackend(), Streams()
+    b.ports = ["kbd:out"]
+    h = watcher(b, s)
+    h.start()
+    assert h.first_pass.wait(2.0)
+    h.stop()
+    assert s.open == {}
+    assert b.closes == 1
+
+
+# -- on a real JACK server ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def jack_watch(jack_server: JackServer) -> Iterator[tuple[Hotplug, Streams]]:
+    streams = Streams()
+    lock = threading.Lock()
+
+    def open_stream(name: str) -> Target:
+        with lock:
+            return streams.open_stream(name)
+
+    def close_stream(t: CaptureTarget) -> None:
+        with lock:
+            streams.close_stream(t)
+
+    backend = JackMidiBackend(Wake(), client_name="mxfd-test-hp")
+    h = Hotplug(
+        [backend],
+        backend.wake,
+        wants=lambda n: n.startswith("test-hp"),
+        open_stream=open_stream,
+        close_stream=close_stream,
+    )
+    h.start()
+    assert h.first_pass.wait(5.0)
+    try:
+        yield h, streams
+    finally:
+        h.stop()
+
+
+def test_a_keyboard_is_connected_when_it_appears_and_reconnected_within_a_second(
+    jack_watch: tuple[Hotplug, Streams],
+) -> None:
+    h, streams = jack_watch
+    kbd = FrameSender("test-hp-kbd")
+    try:
+        assert wait_until(lambda: "test-hp-kbd:out" in streams.open, 1.0)
+        kbd.note_on(60)
+        assert wait_until(lambda: len(streams.open["test-hp-kbd:out"].got) == 1, 2.0)
+    finally:
+        kbd.close()
+    assert wait_until(lambda: "test-hp-kbd:out" in streams.closed, 1.0)
+    t0 = time.monotonic()
+    kbd = FrameSender("test-hp-kbd")
+    try:
+        assert wait_until(lambda: "test-hp-kbd:out" in streams.open, 1.0)
+        assert time.monotonic() - t0 < 1.0
+        kbd.note_on(62)
+        assert wait_until(lambda: len(streams.open["test-hp-kbd:out"].got) == 1, 2.0)
+    finally:
+        kbd.close()
