@@ -78,3 +78,74 @@ def chain_of(allocator: Allocator, *items: tuple[int, bytes]) -> KernelEvent:
         tail = e
     assert head is not None
     return head
+
+
+# -- capture path helpers -----------------------------------------------------
+
+
+def raw_chain(
+    allocator: Allocator, data: bytes, pres_time: int = 0, channel_group: int = 1, size: int = 8
+) -> KernelEvent:
+    """A miniport's burst: ``data`` as a chain of INCOMPLETE raw events of up to ``size`` bytes, one time stamp."""
+    from mxfd.core.event import EVENT_INCOMPLETE
+
+    assert data, "a burst has at least one byte"
+    head: Optional[KernelEvent] = None
+    tail: Optional[KernelEvent] = None
+    for i in range(0, len(data), size):
+        e = allocator.make_event(data[i : i + size], pres_time, channel_group, EVENT_INCOMPLETE)
+        if tail is None:
+            head = e
+        else:
+            tail.next_evt = e
+        tail = e
+    assert head is not None
+    return head
+
+
+def feed_bursts(
+    sink: MXF, allocator: Allocator, bursts: list[tuple[int, bytes]], channel_group: int = 1, size: int = 8
+) -> None:
+    """Put each ``(pres_time, data)`` burst into ``sink`` as one raw chain."""
+    for t, data in bursts:
+        sink.put_message(raw_chain(allocator, data, t, channel_group, size))
+
+
+def split(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` cut at the given offsets (duplicates and out-of-range cuts ignored); no empty pieces."""
+    points = sorted({c for c in cuts if 0 < c < len(data)})
+    pieces = []
+    prev = 0
+    for c in points + [len(data)]:
+        pieces.append(data[prev:c])
+        prev = c
+    return [p for p in pieces if p]
+
+
+class Buffers:
+    """A packer's consumer: keeps every ``(start_time, data)`` it is given.
+
+    ``refuse`` makes it return False (a consumer that is behind) until cleared.
+    """
+
+    def __init__(self) -> None:
+        self.got: list[tuple[int, bytes]] = []
+        self.refuse = False
+        self.offered = 0
+
+    def __call__(self, start_time: int, data: bytes) -> Optional[bool]:
+        self.offered += 1
+        if self.refuse:
+            return False
+        assert isinstance(data, bytes)
+        self.got.append((start_time, data))
+        return None
+
+    def records(self) -> list[tuple[int, int, int, bytes]]:
+        """Every record of every buffer, decoded: (pres_time, channel_group, flags, message)."""
+        from mxfd.core.wire import decode_buffer
+
+        return [r for start, data in self.got for r in decode_buffer(data, start)]
+
+    def messages(self) -> list[bytes]:
+        return [r[3] for r in self.records()]
