@@ -306,7 +306,17 @@ class AudioOutput:
         }
 
     def status(self) -> dict[str, Any]:
-        """Everything ``mxfd status`` shows about audio output."""
+        """Everything ``mxfd status`` shows about audio output.
+
+        ``underruns`` = ``ring_underruns`` (a callback found no frame queued:
+        the render side was late) + ``xruns`` (PortAudio's output_underflow:
+        the server itself missed a cycle), both counted from each stream's
+        first played frame on.  ``device_latency_s`` is PortAudio's
+        ``outputBufferDacTime - currentTime`` for the latest played frame (on
+        JACK the playback port's latency) and ``latency_frames`` what the
+        queue adds on top (``periods × period``).  ``message`` says why the
+        state is what it is; ``last_error`` why the last worker ended.
+        """
         c = self._counters()
         f = self._framing
         info = self._worker_info
@@ -425,15 +435,20 @@ class AudioOutput:
             else:
                 self._run_linked(fd)
 
-    def _render_one(self, publish: bool) -> None:
-        """Render the next period; queue it for the worker or (degraded) discard it."""
+    def _render_one(self, publish: bool) -> bool:
+        """Render the next period; queue it for the worker or (degraded) discard it.
+
+        Returns False if no shared frame was free (impossible while the queue
+        is bounded by the framing; counted, and the period is skipped).
+        """
         own = self._own
         alloc = self._allocator
         pos = self._position
         frame = own.allocate()
-        if frame is None:  # cannot happen while the queue is bounded; counted if it does
+        if frame is None:
             self.refused_frames += 1
-            return
+            self._position = pos + self.period
+            return False
         out = own.audio_view(frame, self.channels)
         if alloc is own:
             self._call_render(out, pos)
@@ -454,6 +469,7 @@ class AudioOutput:
         else:
             own.free(frame)
             self.degraded_frames += 1
+        return True
 
     def _call_render(self, out: AudioView, pos: int) -> None:
         try:
@@ -478,7 +494,7 @@ class AudioOutput:
 
     def _reap(self, ring: FrameRing) -> None:
         """Free the frames the worker has played; feed on_sync from their timing."""
-        read = ring.read
+        read = ring.consumed()
         own = self._own
         while self._freed < read:
             n = self._freed
@@ -506,9 +522,8 @@ class AudioOutput:
     def _fill(self, ring: FrameRing) -> None:
         while True:
             self._reap(ring)
-            if ring.write - self._freed >= self.periods:
+            if ring.write - self._freed >= self.periods or not self._render_one(publish=True):
                 return
-            self._render_one(publish=True)
 
     def _run_linked(self, fd: int) -> None:
         """Device-paced rendering until the worker goes away (end of file on ``fd``)."""
@@ -524,7 +539,7 @@ class AudioOutput:
                 n = os.readv(fd, rbufs)
                 if n == 0:
                     break
-                read = ring.read
+                read = ring.consumed()
                 if read > 0:
                     wake[self._wakes % WAKE_HISTORY] = time.monotonic_ns() - ring.slot_cb_ns(read - 1)
                     self._wakes += 1
@@ -542,7 +557,7 @@ class AudioOutput:
             # The worker is gone (end of file), so nobody else touches the ring:
             # take back what it never played.
             own = self._own
-            for n in range(ring.read, ring.write):
+            for n in range(ring.consumed(), ring.write):
                 own.free(own.frame(ring.slot_frame(n)))
             ring.retract()
             self._freed = ring.read

@@ -52,6 +52,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from typing import Any, NoReturn, Optional
 
@@ -123,6 +124,8 @@ class Worker:
         self.period: int = cfg["period"]
         self.channels: int = cfg["channels"]
         self.primed = False  # a frame has been played: from now on an empty ring is an underrun
+        self.fence = threading.Lock()  # held; see mxfd.io.shm_frames on memory ordering
+        self.fence.acquire()
 
     # -- reporting --------------------------------------------------------------------
 
@@ -184,11 +187,16 @@ class Worker:
             q[self.i_xruns] += 1
         r = q[self.i_read]
         if q[self.i_write] > r and frames == self.period:
+            fence = self.fence
+            fence.release()  # release + acquire: a full fence (weakly ordered CPUs): the slot
+            fence.acquire()  # and the frame are read only after the counter that published them
             base = self.slot0 + (r % self.slots) * self.slot_q
             outdata[:] = self.frames[q[base + self.f_frame]]
             q[base + self.f_cb] = now
             q[base + self.f_current] = int(time_info.currentTime * 1e9)
             q[base + self.f_dac] = int(time_info.outputBufferDacTime * 1e9)
+            fence.release()  # and the stamps are visible before the counter moves
+            fence.acquire()
             q[self.i_read] = r + 1
             self.primed = True
             try:

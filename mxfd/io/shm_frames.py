@@ -29,8 +29,14 @@ writer and lives on its own cache line; each is an aligned 8-byte store, so
 the other side never sees it torn.  Ordering: x86-64 keeps stores in program
 order, and the wake-up that follows every ``read`` advance is a system call
 (a full barrier), so a reader that sees a counter move also sees the slot
-written before it.  A slot's worker-written fields are rewritten only after
-the daemon has republished that slot, i.e. after it has read them.
+written before it.  On weakly ordered CPUs (ARM) that is not enough, so both
+sides put a fence between a frame and its slot's fields and the counter that
+publishes them (and between reading a counter and reading what it
+publishes): the release and re-acquire of a lock the thread holds, a
+store-release followed by a load-acquire, which are not reordered (about
+50 ns; Python has no bare fence).  A
+slot's worker-written fields are rewritten only after the daemon has
+republished that slot, i.e. after it has read them.
 
 The worker does not import mxfd (that would import the whole daemon): it gets
 the layout as a plain dict (:meth:`FrameRing.layout`) and maps the segment
@@ -340,6 +346,8 @@ class FrameRing:
         if len(control) < self.control_size(slots):
             raise ValueError(f"the control area holds {len(control)} bytes, {self.control_size(slots)} needed")
         self.slots = slots
+        self._fence = threading.Lock()
+        self._fence.acquire()  # held: _full_fence releases and re-acquires it
         self._control = control
         self._q = control.cast("q")
         q = self._q
@@ -377,17 +385,36 @@ class FrameRing:
     def write(self) -> int:
         return int(self._q[self._write])
 
+    def _full_fence(self) -> None:
+        # Store-release then load-acquire: nothing moves across the pair.
+        self._fence.release()
+        self._fence.acquire()
+
     @property
     def read(self) -> int:
+        """Frames the consumer has taken (for statistics; the producer uses :meth:`consumed`)."""
         return int(self._q[self._read])
 
+    def consumed(self) -> int:
+        """Frames the consumer has taken, fenced so their slots' timing fields can be read.
+
+        Producer thread only (the fence is a lock that thread holds).
+        """
+        r = int(self._q[self._read])
+        self._full_fence()
+        return r
+
     def publish(self, frame_index: int, position: int) -> None:
-        """Queue frame ``frame_index`` (first sample ``position``); the caller checked there is room."""
+        """Queue frame ``frame_index`` (first sample ``position``); the caller checked there is room.
+
+        Producer thread only.
+        """
         q = self._q
         w = q[self._write]
         base = self._slot(w)
         q[base] = frame_index
         q[base + 1] = position
+        self._full_fence()  # the frame and its slot are visible before the counter says so
         q[self._write] = w + 1
 
     def retract(self) -> int:
