@@ -1,0 +1,640 @@
+"""``Engine``: the daemon's wiring of inputs, streams, the synth and the audio output.
+
+Theory of operation
+-------------------
+::
+
+    MIDI backends ─(hot-plug)─▶ CaptureStream per source ─▶ buffers ─┬─▶ subscribers (recorders)
+                                                                     ├─▶ history ring (5 min)
+                                                                     └─▶ thru RenderStream ─┐
+    clients ─▶ PlaybackStream per client ──────────────────────────────────────────────────┤
+                                                                                           ▼
+                           audio render thread: release due events of every stream ─▶ Synth ─▶ frame
+
+*Thru at a fixed latency.*  A live event arrives stamped with its master
+time ``t`` and is scheduled at ``t + render_latency``: the thru stream gets
+each capture buffer with the latency added to its start time.  The synth
+places every event at ``ref_to_sample(pres_time)`` inside its block, so
+key-to-sound latency is this constant, not the period it happened to land
+in.  The latency is the audio pipeline's depth: ``periods`` queued frames
+plus the one period a capture may trail the frame being rendered, i.e.
+``(periods + 1) × period`` frames, unless the config fixes it.
+
+*The render callback* (the audio pin's render thread) first applies control
+requests other threads queued (release a source's channel group, all sound
+off), then releases every render stream's events due by the end of the
+block plus the synth's schedule pre-fetch, and renders the synth into the
+frame.  Only this thread calls into the synth besides its thread-safe
+``put_message``; when no device plays, the pin keeps this thread running
+from a timer, so events are consumed and requests applied all the same.
+
+*Channel groups.*  Every capture source and every client stream gets a
+channel group of its own.  When a source vanishes or a client leaves, its
+stream is stopped (pending events returned) and its group released on the
+render thread, so only the notes and pedals *it* left held stop.  Groups are
+handed out round-robin, so a released group is not reused at once.
+
+*Threads.*  Capture runs on the adapters' threads and touches only its own
+stream, the subscribers (which must be quick), the history ring (a lock)
+and its thru stream (the sequencer's lock).  Stream sets are immutable
+tuples swapped whole, so the render thread reads them without a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from mxfd.core.allocator import AllocatorExhausted
+from mxfd.core.clock import UNITS_PER_SECOND, ReferenceTime, master_time
+from mxfd.daemon.config import Config
+from mxfd.daemon.streams import CaptureStream, PlaybackStream, RenderStream
+from mxfd.io.base import CaptureTarget, MidiBackend, Wake
+
+log = logging.getLogger(__name__)
+
+#: Channel groups are a USHORT; 0 means "every group" to a synth, so sources start at 1.
+MAX_CHANNEL_GROUP = 0xFFFF
+#: How long the output fades to silence when the daemon stops.
+FADE_OUT_S = 0.03
+#: The history ring never holds more buffers than this, whatever its length in time.
+HISTORY_MAX_BUFFERS = 500_000
+
+CaptureCallback = Callable[[str, int, bytes], None]
+
+
+def _make_synth(config: Config) -> Any:
+    """The synth for ``config``, its sample clock anchored to the master clock now.
+
+    The audio pin re-anchors it on its first sync; until then events already
+    map to sensible sample positions instead of to a clock that starts at 0.
+    """
+    from mxfd.synth import Synth
+
+    a = config.audio
+    synth = Synth(a.rate, polyphony=config.synth.polyphony, block_frames=a.period)
+    queue = a.periods * a.period * UNITS_PER_SECOND // a.rate
+    synth.wave_sink.sync_to_master(master_time() + queue, synth.sample_position, start=True)
+    return synth
+
+
+def audio_device(text: str) -> Optional[int | str]:
+    """The config's device as the audio pin takes it: None (default), an index or a name."""
+    if text == "default":
+        return None
+    return int(text) if text.isdigit() else text
+
+
+def thru_latency_frames(config: Config) -> int:
+    """The render latency in frames: the pipeline depth, or the configured fixed value."""
+    a = config.audio
+    if config.thru.latency_ms is not None:
+        return max(1, round(config.thru.latency_ms * a.rate / 1000))
+    return (a.periods + 1) * a.period + round(config.thru.margin_ms * a.rate / 1000)
+
+
+class Subscription:
+    """A capture subscriber: ``callback(source_name, start_time, data)`` for matching sources."""
+
+    def __init__(self, engine: "Engine", callback: CaptureCallback, pattern: Optional[str]) -> None:
+        self._engine = engine
+        self.callback = callback
+        self.pattern = pattern
+        self._regex = re.compile(pattern) if pattern is not None else None
+        self._matches: dict[str, bool] = {}
+        self.errors = 0
+
+    def matches(self, name: str) -> bool:
+        if self._regex is None:
+            return True
+        hit = self._matches.get(name)
+        if hit is None:
+            hit = self._matches[name] = self._regex.search(name) is not None
+        return hit
+
+    def close(self) -> None:
+        self._engine._unsubscribe(self)
+
+
+class History:
+    """The always-on capture ring: the last ``seconds`` of buffers of every source."""
+
+    def __init__(self, seconds: float) -> None:
+        self.horizon = int(seconds * UNITS_PER_SECOND)
+        self._ring: deque[tuple[int, str, bytes]] = deque()
+        self._lock = threading.Lock()
+        self.trimmed = 0
+
+    def append(self, name: str, start_time: int, data: bytes) -> None:
+        with self._lock:
+            ring = self._ring
+            ring.append((start_time, name, data))
+            oldest = start_time - self.horizon
+            while ring and (ring[0][0] < oldest or len(ring) > HISTORY_MAX_BUFFERS):
+                ring.popleft()
+                self.trimmed += 1
+
+    def since(self, seconds: float, now: int) -> list[tuple[str, int, bytes]]:
+        first = now - int(min(seconds, self.horizon / UNITS_PER_SECOND) * UNITS_PER_SECOND)
+        with self._lock:
+            items = [x for x in self._ring if x[0] >= first]
+        items.sort(key=lambda x: x[0])
+        return [(name, start, data) for start, name, data in items]
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+
+class InputRecord:
+    """What ``status`` shows of an input, kept after it is gone."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.connected = False
+        self.events = 0
+        self.dropped = 0
+        self.channel_group = 0
+        self.thru = False
+        self.connects = 0
+        self.stream: Optional[CaptureStream] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.stream
+        events = self.events + (s.events if s is not None else 0)
+        dropped = self.dropped + (s.dropped if s is not None else 0)
+        if s is not None and s.thru is not None:
+            dropped += s.thru.dropped
+        return {
+            "name": self.name,
+            "connected": self.connected,
+            "events": events,
+            "dropped": dropped,
+            "channel_group": self.channel_group if self.connected else None,
+            "thru": self.thru,
+            "connects": self.connects,
+        }
+
+
+class Engine:
+    """The daemon's transport graph around one synth and one audio output."""
+
+    def __init__(
+        self, config: Config, *, synth: Any = None, audio: Any = None, client_name: str = "mxfd"
+    ) -> None:
+        self.config = config
+        self.client_name = client_name
+        self.started_at = time.monotonic()
+        self.rate = config.audio.rate
+        self.period = config.audio.period
+        self.render_latency_frames = thru_latency_frames(config)
+        self.render_latency_100ns: int = self.render_latency_frames * UNITS_PER_SECOND // self.rate
+        if synth is None:
+            synth = _make_synth(config)
+        self.synth = synth
+        self.audio = audio
+        self._prefetch = int(synth.schedule_prefetch)
+        self._lock = threading.RLock()
+        self._render_streams: tuple[RenderStream, ...] = ()
+        self._subs: tuple[Subscription, ...] = ()
+        self._inputs: dict[str, InputRecord] = {}
+        self._captures: dict[int, CaptureStream] = {}
+        self._groups_used: set[int] = set()
+        self._next_group = 1
+        self._control: deque[tuple[str, int]] = deque()
+        self._control_done = threading.Condition()
+        self._control_serial = 0
+        self._control_applied = 0
+        self._sync_start = True
+        self._pos_offset = 0
+        #: Fade-out (stopping): frames into the ramp, -1 while not fading.
+        self._fade_at = -1
+        self._fade_frames = 0
+        self._faded = threading.Event()
+        #: (sample position, group): second releases of closed sources' groups.
+        self._deferred: list[tuple[int, int]] = []
+        self._status_parts: dict[str, Callable[[], dict[str, Any]]] = {}
+        self._history = History(config.record.history_seconds)
+        self.hotplug: Any = None
+        self.backends: list[MidiBackend] = []
+        self.wake = Wake()
+        #: Drops by reason (thru pool full, subscriber errors, ...).
+        self.dropped: dict[str, int] = {"thru_pool": 0, "subscriber_error": 0, "render_error": 0}
+        self.buffers_captured = 0
+        self.renders = 0
+
+    # -- the contract with the client side -------------------------------------------
+
+    def clock(self) -> ReferenceTime:
+        """Master time now (100 ns)."""
+        return master_time()
+
+    def open_playback_stream(self, name: str) -> PlaybackStream:
+        """A render stream of the client's own, with its own channel group."""
+        with self._lock:
+            group = self._take_group()
+            stream = PlaybackStream(
+                name, group, self.synth, self._close_playback, schedule_prefetch=self._prefetch
+            )
+            self._render_streams = (*self._render_streams, stream)
+        log.info("client stream %r opened (channel group %d)", name, group)
+        return stream
+
+    def subscribe_capture(self, callback: CaptureCallback, pattern: Optional[str] = None) -> Subscription:
+        """Call ``callback(source, start_time, data)`` with every capture buffer of matching inputs."""
+        sub = Subscription(self, callback, pattern)
+        with self._lock:
+            self._subs = (*self._subs, sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs = tuple(s for s in self._subs if s is not sub)
+
+    def history(self, seconds: float) -> list[tuple[str, int, bytes]]:
+        """The last ``seconds`` (up to the ring's length) of captured input, in time order."""
+        return self._history.since(seconds, master_time())
+
+    def register_status(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
+        """Add ``fn()``'s dict to :meth:`status` under ``name``."""
+        self._status_parts[name] = fn
+
+    # -- capture streams (the hot-plug watcher calls these) ------------------------------
+
+    def open_capture(self, name: str) -> CaptureTarget:
+        """A capture stream for the new source ``name`` (thru as the config says)."""
+        with self._lock:
+            group = self._take_group()
+            stream = CaptureStream(name, group, self._on_capture_buffer)
+            rec = self._inputs.get(name)
+            if rec is None:
+                rec = self._inputs[name] = InputRecord(name)
+            rec.connected = True
+            rec.connects += 1
+            rec.channel_group = group
+            rec.stream = stream
+            self._captures[id(stream)] = stream
+            self._set_thru(stream, self.config.midi.thru_for(name))
+            rec.thru = stream.thru is not None
+        return stream
+
+    def close_capture(self, target: CaptureTarget) -> None:
+        """The source is gone: stop its streams and release what it left held."""
+        assert isinstance(target, CaptureStream)
+        stream = target
+        with self._lock:
+            stream.close()
+            self._captures.pop(id(stream), None)
+            rec = self._inputs.get(stream.name)
+            if rec is not None and rec.stream is stream:
+                rec.events += stream.events
+                rec.dropped += stream.dropped + (stream.thru.dropped if stream.thru is not None else 0)
+                rec.stream = None
+                rec.connected = False
+            self._set_thru(stream, False)
+            self._release_group(stream.channel_group)
+
+    def _set_thru(self, stream: CaptureStream, on: bool) -> None:
+        if on and stream.thru is None:
+            stream.thru = RenderStream(
+                stream.name, stream.channel_group, self.synth, remap_groups=False, schedule_prefetch=self._prefetch
+            )
+            self._render_streams = (*self._render_streams, stream.thru)
+        elif not on and stream.thru is not None:
+            thru = stream.thru
+            stream.thru = None
+            self._render_streams = tuple(s for s in self._render_streams if s is not thru)
+            thru.stop()
+
+    def _close_playback(self, stream: PlaybackStream) -> None:
+        with self._lock:
+            self._render_streams = tuple(s for s in self._render_streams if s is not stream)
+            pending = stream.pending()
+            stream.stop()
+            self._release_group(stream.channel_group)
+        log.info("client stream %r closed (%d pending events returned)", stream.name, pending)
+
+    def _on_capture_buffer(self, stream: CaptureStream, start_time: int, data: bytes) -> None:
+        """A completed capture buffer (on the capture thread): recorders, history, thru."""
+        self.buffers_captured += 1
+        name = stream.name
+        self._history.append(name, start_time, data)
+        for sub in self._subs:
+            if sub.matches(name):
+                try:
+                    sub.callback(name, start_time, data)
+                except Exception:
+                    sub.errors += 1
+                    self.dropped["subscriber_error"] += 1
+                    if sub.errors == 1:
+                        log.exception("capture subscriber failed (counted from now on)")
+        thru = stream.thru
+        if thru is not None:
+            try:
+                thru.submit(data, start_time + self.render_latency_100ns)
+            except AllocatorExhausted:
+                thru.dropped += 1
+                self.dropped["thru_pool"] += 1
+
+    # -- channel groups and render-thread control ----------------------------------------
+
+    def _take_group(self) -> int:
+        g = self._next_group
+        for _ in range(MAX_CHANNEL_GROUP):
+            if g not in self._groups_used:
+                break
+            g = g % MAX_CHANNEL_GROUP + 1
+        else:
+            raise RuntimeError("every channel group is in use")
+        self._groups_used.add(g)
+        self._next_group = g % MAX_CHANNEL_GROUP + 1
+        return g
+
+    def _release_group(self, group: int) -> None:
+        """Release the group's notes and pedals on the render thread, then (later) free the group."""
+        self._request("release", group)
+
+    def _request(self, what: str, arg: int = 0) -> int:
+        with self._control_done:
+            self._control_serial += 1
+            serial = self._control_serial
+            self._control.append((what, arg))
+        return serial
+
+    def wait_control(self, serial: int, timeout: float) -> bool:
+        """Wait until the render thread has applied request ``serial``."""
+        with self._control_done:
+            return self._control_done.wait_for(lambda: self._control_applied >= serial, timeout)
+
+    def all_sound_off(self, timeout: float = 1.0) -> bool:
+        """Silence every voice (applied on the render thread); True once done."""
+        return self.wait_control(self._request("all_sound_off"), timeout)
+
+    def _apply_control(self) -> None:
+        control = self._control
+        synth = self.synth
+        applied = 0
+        while control:
+            what, arg = control.popleft()
+            try:
+                if what == "release":
+                    synth.release_channel_group(arg)
+                    # Events of the group may already wait inside the synth (its
+                    # pre-fetch, the thru latency): release once more after them.
+                    due = synth.sample_position + self.render_latency_frames + 2 * self.period
+                    self._deferred.append((due, arg))
+                elif what == "all_sound_off":
+                    synth.all_sound_off()
+                elif what == "fade_out":
+                    self._fade_at = 0
+            except Exception:
+                log.exception("render control %s(%d) failed", what, arg)
+            applied += 1
+        with self._control_done:
+            self._control_applied += applied
+            self._control_done.notify_all()
+
+    def _run_deferred(self, position: int) -> None:
+        keep = []
+        for due, group in self._deferred:
+            if position < due:
+                keep.append((due, group))
+                continue
+            try:
+                self.synth.release_channel_group(group)
+            except Exception:
+                log.exception("releasing channel group %d failed", group)
+            with self._lock:
+                self._groups_used.discard(group)
+        self._deferred = keep
+
+    # -- the audio side -------------------------------------------------------------------
+
+    def render(self, out: Any, sample_position: int) -> None:
+        """The audio pin's render callback: due events of every stream, then the synth."""
+        synth = self.synth
+        self._pos_offset = synth.sample_position - sample_position
+        if self._control:
+            self._apply_control()
+        if self._deferred:
+            self._run_deferred(synth.sample_position)
+        # Everything due by the block's start; the sequencers add the synth's
+        # pre-fetch (one block), so the synth gets this block's events in time.
+        until = synth.wave_sink.sample_to_ref(synth.sample_position)
+        for s in self._render_streams:
+            s.release(until)
+        synth.render(out)
+        if self._fade_at >= 0:
+            self._fade(out)
+        self.renders += 1
+
+    def _fade(self, out: Any) -> None:
+        """Scale the block by the fade-out ramp; silence once it is over (stopping only)."""
+        n = out.shape[0]
+        total = self._fade_frames
+        at = self._fade_at
+        if at >= total:
+            out.fill(0.0)
+        else:
+            k = np.arange(at, at + n, dtype=np.float32)
+            gain = np.clip(1.0 - k / total, 0.0, 1.0)
+            out *= gain[:, None]
+            self._fade_at = at + n
+        if self._fade_at >= total:
+            self._faded.set()
+
+    def on_sync(self, ref_time: int, sample_position: int) -> None:
+        """The pin's clock report, in the synth's sample positions (they differ after a reopen)."""
+        start = self._sync_start
+        self._sync_start = False
+        self.synth.wave_sink.sync_to_master(ref_time, sample_position + self._pos_offset, start=start)
+
+    def on_audio_state(self, state: str, message: str) -> None:
+        # The pin's clock mapping steps on every state change: re-anchor, don't slew.
+        self._sync_start = True
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self, audio_timeout: float = 1.5) -> None:
+        """Open the audio output and start following MIDI inputs."""
+        self._start_audio(audio_timeout)
+        self._start_midi()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once the first hot-plug pass ran (inputs present at start are connected)."""
+        return self.hotplug is None or bool(self.hotplug.first_pass.wait(timeout))
+
+    def _start_audio(self, timeout: float) -> None:
+        if self.audio is None:
+            from mxfd.io.audio import AudioOutput
+
+            a = self.config.audio
+            self.audio = AudioOutput(
+                self.render,
+                device=audio_device(a.device),
+                rate=a.rate,
+                period=a.period,
+                periods=a.periods,
+                client_name=f"{self.client_name}-out",
+                on_sync=self.on_sync,
+                on_state=self.on_audio_state,
+            )
+        self.audio.start(timeout=timeout)
+
+    def _start_midi(self) -> None:
+        from mxfd.io.hotplug import Hotplug
+        from mxfd.io.midi_in import make_backend
+        from mxfd.io.raw import RawBackend
+
+        m = self.config.midi
+        self.wake = Wake()
+        self.backends = [make_backend(m.api, self.wake, jack_reader=m.jack_reader, client_name=self.client_name)]
+        if m.raw:
+            self.backends.append(RawBackend(m.raw, self.wake, baud=m.raw_baud))
+        self.hotplug = Hotplug(
+            self.backends,
+            self.wake,
+            wants=m.wants,
+            open_stream=self.open_capture,
+            close_stream=self.close_capture,
+            virtual_port="in" if m.virtual_port else None,
+            poll_interval=m.poll_interval,
+        )
+        self.hotplug.start()
+
+    def _stop_midi(self) -> None:
+        if self.hotplug is not None:
+            self.hotplug.stop()
+            self.hotplug = None
+        self.backends = []
+
+    def stop(self, fade_s: float = FADE_OUT_S) -> None:
+        """Stop cleanly: inputs closed, pending events returned, all sound off, device closed.
+
+        The output is faded to silence before the device closes, so neither a
+        voice nor the reverb's tail is cut off with a click.
+        """
+        self._stop_midi()
+        with self._lock:
+            streams = self._render_streams
+            self._render_streams = ()
+        for s in streams:
+            s.stop()
+        if self.audio is not None:
+            self._fade_frames = max(self.period, round(fade_s * self.rate))
+            self._request("all_sound_off")
+            if not self.wait_control(self._request("fade_out"), 1.0):
+                log.warning("the fade-out did not start in 1 s (is the render thread stuck?)")
+            elif not self._faded.wait(fade_s + 1.0):
+                log.warning("the fade-out did not finish")
+            time.sleep(self.render_latency_100ns / UNITS_PER_SECOND)  # the queued frames play out
+            self.audio.stop()
+
+    def reload(self, config: Config) -> None:
+        """Apply a new config (SIGHUP): inputs and routes at once; audio only if its settings changed."""
+        old = self.config
+        self.config = config
+        self._history.horizon = int(config.record.history_seconds * UNITS_PER_SECOND)
+        audio_changed = old.audio != config.audio or old.synth != config.synth
+        if audio_changed or old.thru != config.thru:
+            self.render_latency_frames = thru_latency_frames(config)
+            self.render_latency_100ns = self.render_latency_frames * UNITS_PER_SECOND // config.audio.rate
+        if audio_changed:
+            log.info("audio settings changed: reopening the output")
+            audio = self.audio
+            if audio is not None:
+                audio.stop()
+            self.audio = None
+            if (old.audio.rate, old.audio.period, old.synth) != (config.audio.rate, config.audio.period, config.synth):
+                self._replace_synth()
+            self.rate = config.audio.rate
+            self.period = config.audio.period
+            self._start_audio(1.5)
+        m, o = config.midi, old.midi
+        if (m.api, m.jack_reader, m.raw, m.raw_baud, m.poll_interval) != (
+            o.api,
+            o.jack_reader,
+            o.raw,
+            o.raw_baud,
+            o.poll_interval,
+        ):
+            log.info("MIDI backend settings changed: reopening inputs")
+            self._stop_midi()
+            self._start_midi()
+        elif self.hotplug is not None:
+            self.hotplug.update(wants=m.wants, virtual_port="in" if m.virtual_port else None)
+        with self._lock:
+            for stream in list(self._captures.values()):
+                self._set_thru(stream, m.thru_for(stream.name))
+                rec = self._inputs.get(stream.name)
+                if rec is not None:
+                    rec.thru = stream.thru is not None
+
+    def _replace_synth(self) -> None:
+        """A new synth (new rate, period or polyphony): every stream's sequencer is moved over to it."""
+        synth = _make_synth(self.config)
+        with self._lock:
+            for s in self._render_streams:
+                s.sequencer.disconnect_output()
+                s.sequencer.connect_output(synth)
+            self.synth = synth
+            self._prefetch = int(synth.schedule_prefetch)
+            self._deferred = []
+            for s in self._render_streams:
+                s.sequencer.schedule_prefetch = self._prefetch
+            self._control.clear()
+        self._sync_start = True
+
+    # -- status -----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        audio_ok = self.audio is not None and getattr(self.audio, "state", "") == "running"
+        midi_ok = self.hotplug is None or all(b["up"] for b in self.hotplug.status())
+        return "running" if audio_ok and midi_ok else "degraded"
+
+    def inputs(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r.as_dict() for r in self._inputs.values()]
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``mxfd status`` shows (JSON-serialisable)."""
+        with self._lock:
+            streams = {s.name: s.counters() for s in self._render_streams}
+            captures = {s.name: s.counters() for s in self._captures.values()}
+        out: dict[str, Any] = {
+            "state": self.state,
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self.started_at, 1),
+            "inputs": self.inputs(),
+            "midi": self.hotplug.status() if self.hotplug is not None else [],
+            "audio": self.audio.status() if self.audio is not None else {"state": "none"},
+            "render_latency_100ns": self.render_latency_100ns,
+            "render_latency_ms": round(self.render_latency_100ns / 10_000, 3),
+            "render_latency_frames": self.render_latency_frames,
+            "capture_streams": captures,
+            "render_streams": streams,
+            "synth": self.synth.stats(),
+            "events": {
+                "in": sum(r["events"] for r in self.inputs()),
+                "capture_buffers": self.buffers_captured,
+                "dropped": dict(self.dropped),
+            },
+            "history": {"buffers": len(self._history), "seconds": self._history.horizon / UNITS_PER_SECOND},
+            "renders": self.renders,
+        }
+        for name, fn in list(self._status_parts.items()):
+            try:
+                out[name] = fn()
+            except Exception as exc:
+                out[name] = {"error": str(exc)}
+        return out
+
+
+__all__ = ["Engine", "History", "InputRecord", "Subscription", "audio_device", "thru_latency_frames"]

@@ -1,0 +1,303 @@
+"""``mxfd run``: the daemon in the foreground, as systemd starts it.
+
+Theory of operation
+-------------------
+The main thread loads the config (flags override the file), builds the
+engine, starts it, starts the client socket server, and then only waits:
+for a signal, for the watchdog interval, or for a state change to report.
+Everything else runs on the engine's threads.
+
+Life cycle and what systemd hears (``sd_notify``, a datagram to
+``$NOTIFY_SOCKET``; no library needed)::
+
+    start ─▶ devices opened (or found missing: degraded) ─▶ READY=1, STATUS=...
+      │                                                        │
+      │   SIGHUP: RELOADING=1, config re-read and applied ─────┤ (a bad file is refused, the old one kept)
+      │   state change: STATUS=running|degraded: ... ──────────┤
+      │   every WATCHDOG_USEC/2: WATCHDOG=1 ───────────────────┤
+      ▼                                                        ▼
+    SIGTERM/SIGINT: STOPPING=1; clients closed; inputs closed; pending events returned;
+                    all sound off; device closed; exit 0
+
+Signal handlers only set flags and wake the main thread; the work happens
+in the main loop, outside the handler.  Logs go to stderr, one line per
+record; under journald (``$JOURNAL_STREAM``) each line carries the ``<N>``
+priority prefix journald reads and no time stamp of its own.
+
+Threads started by the daemon must not meet the garbage collector in the
+middle of a period, so start-up ends with ``gc.freeze()`` (everything built so
+far is never scanned again), and the interpreter's switch interval is
+shortened so JACK's process thread gets the GIL back quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+from mxfd.daemon.config import Config, ConfigError, apply_overrides, load
+from mxfd.io.base import is_mxfd_port
+
+log = logging.getLogger("mxfd")
+
+#: How long a thread waiting for the GIL lets the holder run (default 5 ms, longer than a period).
+SWITCH_INTERVAL_S = 0.0005
+#: Longest wait for the audio device before reporting READY (degraded if it is not there yet).
+AUDIO_START_TIMEOUT_S = 1.2
+#: Longest wait for the first hot-plug pass before reporting READY.
+MIDI_START_TIMEOUT_S = 0.6
+
+
+# -- sd_notify ----------------------------------------------------------------------------
+
+
+class Notifier:
+    """``sd_notify(3)`` over a plain AF_UNIX datagram socket; silent when not under systemd."""
+
+    def __init__(self, environ: Optional[dict[str, str]] = None) -> None:
+        env = os.environ if environ is None else environ
+        addr = env.get("NOTIFY_SOCKET", "")
+        self.address: Optional[str] = None
+        if addr.startswith("@"):
+            self.address = "\0" + addr[1:]  # abstract namespace
+        elif addr.startswith("/"):
+            self.address = addr
+        self._sock: Optional[socket.socket] = None
+        if self.address is not None:
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        usec = env.get("WATCHDOG_USEC", "")
+        pid = env.get("WATCHDOG_PID", "")
+        self.watchdog_s: Optional[float] = None
+        if usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
+            self.watchdog_s = int(usec) / 1e6
+
+    @property
+    def enabled(self) -> bool:
+        return self._sock is not None
+
+    def notify(self, *lines: str) -> bool:
+        sock, addr = self._sock, self.address
+        if sock is None or addr is None:
+            return False
+        try:
+            sock.sendto("\n".join(lines).encode(), addr)
+        except OSError as exc:
+            log.warning("sd_notify to %s failed: %s", os.environ.get("NOTIFY_SOCKET"), exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+# -- logging --------------------------------------------------------------------------------
+
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
+
+
+class _JournalFormatter(logging.Formatter):
+    """``<priority>logger: message``: journald takes the level from the prefix."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        prio = _PRIORITY.get(record.levelno, 6)
+        return "\n".join(f"<{prio}>{line}" for line in text.splitlines())
+
+
+def stderr_is_journal() -> bool:
+    """True when stderr is connected to journald (systemd sets ``JOURNAL_STREAM=dev:ino``)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    if ":" not in stream:
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return stream == f"{st.st_dev}:{st.st_ino}"
+
+
+def setup_logging(level: str, verbose: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if stderr_is_journal():
+        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else getattr(logging, level.upper()))
+
+
+# -- the daemon ---------------------------------------------------------------------------------
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    config = load(getattr(args, "config", None))
+    return apply_overrides(
+        config,
+        midi_api=getattr(args, "midi_api", None),
+        audio_device=getattr(args, "audio_device", None),
+        rate=getattr(args, "rate", None),
+        period=getattr(args, "period", None),
+    )
+
+
+def describe(engine: Any) -> str:
+    """The one-line STATUS= text."""
+    inputs = [i for i in engine.inputs() if i["connected"] and not is_mxfd_port(i["name"])]
+    audio = engine.audio.status() if engine.audio is not None else {}
+    text = f"{engine.state}: {len(inputs)} MIDI source(s), audio {audio.get('state', 'none')}"
+    if audio.get("state") == "degraded" and audio.get("message"):
+        text += f" ({audio['message']})"
+    return text
+
+
+def start_client_server(engine: Any, config: Config) -> Any:
+    """The client socket server, if this build has one; None (and a log line) otherwise."""
+    try:
+        from mxfd.client.server import start_server
+    except ImportError as exc:
+        log.warning("client server unavailable (%s): mxfd play/record/status cannot reach this daemon", exc)
+        return None
+    try:
+        server = start_server(engine, config)
+    except Exception as exc:
+        log.error("client socket %s not available: %s; running without clients", config.client.socket, exc)
+        return None
+    log.info("clients: listening on %s", config.client.socket)
+    return server
+
+
+class Daemon:
+    """The running service: engine, client server and the main loop's flags."""
+
+    def __init__(self, config: Config, args: argparse.Namespace, notifier: Notifier) -> None:
+        self.config = config
+        self.args = args
+        self.notifier = notifier
+        self.wakeup = threading.Event()
+        self.stop_signal: Optional[int] = None
+        self.reload_requested = False
+        self.engine: Any = None
+        self.server: Any = None
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGHUP:
+            self.reload_requested = True
+        else:
+            self.stop_signal = signum
+        self.wakeup.set()
+
+    def run(self) -> int:
+        from mxfd.daemon.engine import Engine
+
+        t0 = time.monotonic()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        server_name = os.environ.get("JACK_DEFAULT_SERVER") or "default"
+        log.info(
+            "starting (pid %d, config %s, JACK server %r)", os.getpid(), self.config.path or "built-in", server_name
+        )
+        self.engine = engine = Engine(self.config)
+        engine.start(audio_timeout=AUDIO_START_TIMEOUT_S)
+        engine.wait_ready(MIDI_START_TIMEOUT_S)
+        self.server = start_client_server(engine, self.config)
+        gc.collect()
+        gc.freeze()
+        status = describe(engine)
+        self.notifier.notify("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
+        log.info("ready in %.2f s: %s; thru latency %.2f ms", time.monotonic() - t0, status,
+                 engine.render_latency_100ns / 10_000)
+        self._loop(status)
+        return self._shutdown()
+
+    def _loop(self, status: str) -> None:
+        watchdog = self.notifier.watchdog_s
+        interval = min(1.0, watchdog / 2) if watchdog else 1.0
+        while self.stop_signal is None:
+            self.wakeup.wait(interval)
+            self.wakeup.clear()
+            if self.stop_signal is not None:
+                break
+            if self.reload_requested:
+                self.reload_requested = False
+                self._reload()
+            if watchdog:
+                self.notifier.notify("WATCHDOG=1")
+            now = describe(self.engine)
+            if now != status:
+                status = now
+                self.notifier.notify(f"STATUS={status}")
+                log.info("status: %s", status)
+
+    def _reload(self) -> None:
+        self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            config = load_config(self.args)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+        else:
+            gc.unfreeze()
+            try:
+                self.engine.reload(config)
+                self.config = config
+                log.info("config reloaded from %s", config.path or "built-in defaults")
+            except Exception:
+                log.exception("reload failed")
+            gc.collect()
+            gc.freeze()
+        self.notifier.notify("READY=1", f"STATUS={describe(self.engine)}")
+
+    def _shutdown(self) -> int:
+        sig = self.stop_signal
+        name = signal.Signals(sig).name if sig is not None else "request"
+        log.info("stopping (%s)", name)
+        self.notifier.notify("STOPPING=1", "STATUS=stopping")
+        if self.server is not None:
+            try:
+                self.server.close()
+            except Exception:
+                log.exception("closing the client server failed")
+        self.engine.stop()
+        log.info("stopped")
+        self.notifier.close()
+        return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """``mxfd run``: returns the exit status (0 after a clean stop, 2 for a bad config)."""
+    setup_logging("info", getattr(args, "verbose", 0))
+    try:
+        config = load_config(args)
+    except ConfigError as exc:
+        log.error("config error: %s", exc)
+        return 2
+    setup_logging(config.log.level, getattr(args, "verbose", 0))
+    notifier = Notifier()
+    daemon = Daemon(config, args, notifier)
+    try:
+        return daemon.run()
+    except Exception:
+        log.exception("fatal error")
+        notifier.notify("STATUS=failed", "ERRNO=1")
+        if daemon.engine is not None:
+            try:
+                daemon.engine.stop()
+            except Exception:
+                log.exception("stopping after the fatal error failed")
+        return 1
+
+
+__all__ = ["Daemon", "Notifier", "describe", "load_config", "main", "setup_logging", "stderr_is_journal"]

@@ -1,0 +1,337 @@
+"""``mxfd run`` end to end: a real JACK server, a virtual keyboard, the daemon as a process, an ear.
+
+One daemon serves the whole module (each test leaves it as it found it); the
+last tests stop it with SIGTERM and start bad ones of their own.  The daemon
+talks to the test's JACK server through ``JACK_DEFAULT_SERVER``, to systemd's
+role through a notify socket the test reads, and keeps its client socket in
+a private runtime directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import jack
+import numpy as np
+import pytest
+
+from tests.e2e.ears import Ear, Keyboard, dominant_frequency, rms_dbfs, wait_until
+from tests.jackserver import JackServer
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
+OUT = r"^mxfd-out:"
+KBD = "test-kbd"
+A4 = 69
+
+
+class Daemon:
+    """``mxfd run`` as a child process, with the notify socket systemd would give it."""
+
+    def __init__(self, tmp: Path, config: str, *args: str) -> None:
+        self.tmp = tmp
+        self.config_path = tmp / "mxfd.toml"
+        self.config_path.write_text(config)
+        self.log_path = tmp / "mxfd.log"
+        runtime = tmp / "run"
+        runtime.mkdir(exist_ok=True)
+        self.notify_path = str(tmp / "notify.sock")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.messages: list[str] = []
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, XDG_RUNTIME_DIR=str(runtime), PYTHONUNBUFFERED="1")
+        self.log = open(self.log_path, "wb")
+        self.started = time.monotonic()
+        self.ready_after = 0.0
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "mxfd", "run", "--config", str(self.config_path), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_for(self, prefix: str, timeout: float) -> Optional[str]:
+        """The next notify line starting with ``prefix`` (READY=1, STATUS=...), or None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in self.messages:
+                if m.startswith(prefix):
+                    self.messages.remove(m)
+                    return m
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            exited = self.proc.poll() is not None
+            self.notify.settimeout(0.0 if exited else min(left, 0.2))
+            try:
+                data = self.notify.recv(4096)
+            except (TimeoutError, BlockingIOError):
+                if exited:
+                    return None
+                continue
+            self.messages.extend(data.decode().splitlines())
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def close(self) -> None:
+        self.terminate()
+        self.notify.close()
+        self.log.close()
+
+
+CONFIG = """
+[midi]
+api = "jack"
+include = ["^test-"]
+[log]
+level = "debug"
+"""
+
+
+@pytest.fixture(scope="module")
+def daemon(jack_server: JackServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    d = Daemon(tmp_path_factory.mktemp("mxfd-e2e"), CONFIG)
+    try:
+        ready = d.wait_for("READY=1", 30.0)
+        assert ready is not None, "no READY=1\n" + d.output()
+        d.ready_after = time.monotonic() - d.started
+        yield d
+    finally:
+        d.close()
+
+
+@pytest.fixture
+def ear(daemon: Daemon) -> Iterator[Ear]:
+    e = Ear()
+    try:
+        e.connect(OUT, timeout=15.0)
+        yield e
+    finally:
+        e.close()
+
+
+@pytest.fixture
+def keyboard(daemon: Daemon) -> Iterator[Keyboard]:
+    k = Keyboard(KBD)
+    try:
+        assert wait_until(lambda: connected(k.port_name), 2.0), daemon.output()[-3000:]
+        yield k
+    finally:
+        k.close()
+
+
+_probe: Optional[jack.Client] = None
+
+
+def jack_probe() -> jack.Client:
+    global _probe
+    if _probe is None:
+        _probe = jack.Client("mxfd-test-probe-conn", no_start_server=True)
+    return _probe
+
+
+def forget_probe() -> None:
+    global _probe
+    if _probe is not None:
+        _probe.close()
+        _probe = None
+
+
+def connected(port: str) -> bool:
+    """True when ``port`` feeds one of the daemon's (``mxfd:``) input ports.
+
+    A keyboard reopened under a name JACK has not let go of yet comes up as
+    ``name-01``: any port of that client name counts.
+    """
+    client, _, short = port.partition(":")
+    pattern = re.compile(rf"^{re.escape(client)}(-\d+)?:{re.escape(short)}$")
+    try:
+        probe = jack_probe()
+        ports = [p for p in probe.get_ports(is_midi=True, is_output=True) if pattern.match(p.name)]
+        return any(c.name.startswith("mxfd:") for p in ports for c in probe.get_all_connections(p))
+    except jack.JackError:
+        return False
+
+
+def hear_note(ear: Ear, kbd: Keyboard, note: int = A4, seconds: float = 0.6) -> np.ndarray:
+    mark = ear.mark()
+    kbd.note_on(note, 100)
+    time.sleep(seconds)
+    kbd.note_off(note)
+    return ear.since(mark)
+
+
+def settle(ear: Ear, seconds: float = 3.0, level: float = -70.0) -> None:
+    """Wait until the daemon's output is silent again (release tails and reverb gone)."""
+    assert wait_until(lambda: rms_dbfs(ear.since(ear.mark() - 4800)) < level, seconds)
+
+
+# -- the tests -------------------------------------------------------------------------
+
+
+def test_the_daemon_reports_ready_and_its_state_to_systemd(daemon: Daemon) -> None:
+    # A generous bound for a shared test machine; bench_latency.py measures start-up time.
+    assert daemon.ready_after < 10.0
+    assert "ready in" in daemon.output()
+    status = daemon.wait_for("STATUS=", 1.0)
+    assert status is not None and ("running" in status or "degraded" in status)
+    assert daemon.proc.poll() is None
+
+
+def test_the_keyboard_is_connected_automatically(daemon: Daemon) -> None:
+    kbd = Keyboard(KBD)
+    try:
+        assert wait_until(lambda: connected(kbd.port_name), 1.0), daemon.output()[-3000:]
+    finally:
+        kbd.close()
+
+
+def test_pressing_a4_sounds_440_hz_at_the_output(daemon: Daemon, ear: Ear, keyboard: Keyboard) -> None:
+    heard = hear_note(ear, keyboard)
+    assert rms_dbfs(heard) > -40, "no sound"
+    loud = heard[np.abs(heard) > 0][-int(0.4 * ear.rate) :]
+    f = dominant_frequency(loud, ear.rate)
+    assert abs(f - 440.0) < 440.0 * 0.005, f
+    settle(ear)
+
+
+def test_a_keyboard_closed_and_reopened_is_reconnected_within_a_second(
+    daemon: Daemon, ear: Ear
+) -> None:
+    kbd = Keyboard(KBD)
+    assert wait_until(lambda: connected(kbd.port_name), 1.0)
+    kbd.close()
+    assert wait_until(lambda: "test-kbd:out: gone, closing" in daemon.output(), 2.0)
+    # Timed from when the port exists.  (rtmidi holds the GIL while its JACK
+    # client activates, which waits for the ear's process callback: making a
+    # keyboard here takes a second of its own.)
+    kbd = Keyboard(KBD)
+    try:
+        assert wait_until(lambda: connected(kbd.port_name), 1.0)
+        heard = hear_note(ear, kbd, seconds=0.3)
+        assert rms_dbfs(heard) > -40, "no sound after reconnecting"
+    finally:
+        kbd.close()
+    settle(ear)
+
+
+def test_a_held_note_is_released_when_its_keyboard_vanishes(daemon: Daemon, ear: Ear) -> None:
+    kbd = Keyboard(KBD)
+    other = Keyboard("test-other")
+    try:
+        assert wait_until(lambda: connected(kbd.port_name) and connected(other.port_name), 2.0)
+        other.send(0xC0, 19)  # church organ: sustains as long as it is held
+        kbd.send(0xC0, 19)
+        kbd.note_on(A4)  # held: its note-off never comes
+        time.sleep(0.5)
+        assert rms_dbfs(ear.listen(0.2)) > -40
+        kbd.close()
+        time.sleep(2.0)  # the release and the reverb tail
+        assert rms_dbfs(ear.listen(0.3)) < -70, "the vanished keyboard's note still sounds"
+        # Only its notes: another keyboard's held note is untouched by the release.
+        other.note_on(76)
+        time.sleep(0.4)
+        kbd2 = Keyboard(KBD)
+        assert wait_until(lambda: connected(kbd2.port_name), 1.0)
+        kbd2.close()
+        time.sleep(0.5)
+        heard = ear.listen(0.4)
+        assert rms_dbfs(heard) > -40, "another keyboard's held note was released too"
+        assert abs(dominant_frequency(heard, ear.rate) - 659.26) < 659.26 * 0.01
+        other.note_off(76)
+    finally:
+        other.close()
+    settle(ear)
+
+
+def test_a_restarted_jack_server_brings_sound_back_without_restarting_mxfd(
+    daemon: Daemon, jack_server: JackServer
+) -> None:
+    pid = daemon.proc.pid
+    forget_probe()  # no client of this process may outlive the server
+    jack_server.restart()
+    ear = Ear()
+    try:
+        ear.connect(OUT, timeout=20.0)
+        kbd = Keyboard(KBD)
+        try:
+            assert wait_until(lambda: connected(kbd.port_name), 10.0), daemon.output()[-3000:]
+            heard = hear_note(ear, kbd)
+        finally:
+            kbd.close()
+        assert rms_dbfs(heard) > -40, "no sound after the server restart"
+        loud = heard[np.abs(heard) > 0][-int(0.4 * ear.rate) :]
+        assert abs(dominant_frequency(loud, ear.rate) - 440.0) < 440.0 * 0.005
+        settle(ear)
+    finally:
+        ear.close()
+    assert daemon.proc.poll() is None and daemon.proc.pid == pid
+
+
+def test_sigterm_leaves_no_sounding_note_and_exits_0(daemon: Daemon) -> None:
+    ear = Ear()
+    kbd = Keyboard(KBD)
+    try:
+        ear.connect(OUT, timeout=15.0)
+        assert wait_until(lambda: connected(kbd.port_name), 2.0)
+        kbd.send(0xC0, 19)
+        kbd.note_on(A4)
+        time.sleep(0.5)
+        mark = ear.mark()
+        held = rms_dbfs(ear.listen(0.2))
+        assert held > -40
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(15.0) == 0, daemon.output()[-3000:]
+        time.sleep(0.2)
+        heard = ear.since(mark)
+    finally:
+        kbd.close()
+        ear.close()
+    # The output fades to silence before the ports go away: the last sound is quiet.
+    nz = np.flatnonzero(np.abs(heard) > 1e-6)
+    assert nz.size
+    tail = heard[max(0, nz[-1] - 96) : nz[-1] + 1]  # the last 2 ms that made any sound
+    assert rms_dbfs(tail) < held - 30, (rms_dbfs(tail), held)
+    out = daemon.output()
+    assert "stopping (SIGTERM)" in out and "stopped" in out
+    assert daemon.wait_for("STOPPING=1", 1.0) is not None
+
+
+def test_a_bad_config_key_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[audio]\nrate = 22050\n')
+    proc = subprocess.run(
+        [PYTHON, "-m", "mxfd", "run", "--config", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert "[audio] rate = 22050: expected one of 44100, 48000, 88200, 96000" in proc.stderr
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('[midi]\nautoconnect = true\n')
+    proc = subprocess.run(
+        [PYTHON, "-m", "mxfd", "run", "--config", str(unknown)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert "unknown key 'autoconnect' (= True); allowed keys:" in proc.stderr
