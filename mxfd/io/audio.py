@@ -8,7 +8,7 @@ Three parties, two processes::
     ──────────────                                   ──────────────────────────────
     render thread ── render(frame, pos) ──▶ frame ─▶ shared-memory ring ─▶ PortAudio callback ─▶ device
          ▲                                                                        │
-         └──────────────── one byte per frame played (notify pipe) ◀──────────────┘
+         └──────────────── one byte per frame played (notify socket) ◀──────────────┘
     supervisor thread: starts the worker, reads its status, restarts it with back-off
 
 *Why a process.*  PortAudio lists host APIs only at initialisation, and its
@@ -31,8 +31,8 @@ frame and copies it into a shared frame (KS's split/copy scheme), since the
 worker can only see the segment.  ``allocator = None`` restores the pin's own.
 
 *Pacing.*  The device paces everything.  Each callback plays the oldest
-queued frame and writes one byte to the notify pipe; the render thread, which
-sleeps in ``readv`` on that pipe, frees the played frame, renders the next
+queued frame and writes one byte to the notify socket; the render thread,
+which sleeps in ``readv`` on it, frees the played frame, renders the next
 one and queues it, keeping ``periods`` frames queued.  If nothing is queued
 when the callback runs it plays silence and counts an underrun.  The added
 latency is ``periods × period`` samples (queue) on top of the device's own
@@ -55,7 +55,10 @@ were (the mapping to master time steps, see ``on_sync``).
                               0.25 s doubling to 5 s, reset after 5 s of running)
 
 Any worker failure, including SIGABRT, is just a child's exit status to the
-daemon.  The worker cannot outlive the daemon (pipe-EOF lifeline and
+daemon.  The render thread learns it from end of file on the notify socket
+(or from the supervisor shutting that socket down once it has reaped the
+worker); only then does it take back the frames the worker never played.
+The worker cannot outlive the daemon (pipe-EOF lifeline and
 PR_SET_PDEATHSIG), and ``stop()`` reaps it and unlinks the segment.
 
 *on_sync(ref_time, sample_position).*  "Sample ``sample_position`` leaves
@@ -82,6 +85,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -213,7 +217,7 @@ class AudioOutput:
         self._stopping = threading.Event()
         self._first_outcome = threading.Event()
         self._link_lock = threading.Lock()
-        self._pending_link: Optional[int] = None
+        self._pending_link: Optional[socket.socket] = None
         self._render_thread: Optional[threading.Thread] = None
         self._supervisor: Optional[threading.Thread] = None
         self._proc: Optional[subprocess.Popen[bytes]] = None
@@ -428,12 +432,12 @@ class AudioOutput:
     def _render_main(self) -> None:
         while not self._stopping.is_set():
             with self._link_lock:
-                fd = self._pending_link
+                link = self._pending_link
                 self._pending_link = None
-            if fd is None:
+            if link is None:
                 self._run_degraded()
             else:
-                self._run_linked(fd)
+                self._run_linked(link)
 
     def _render_one(self, publish: bool) -> bool:
         """Render the next period; queue it for the worker or (degraded) discard it.
@@ -525,8 +529,9 @@ class AudioOutput:
             if ring.write - self._freed >= self.periods or not self._render_one(publish=True):
                 return
 
-    def _run_linked(self, fd: int) -> None:
-        """Device-paced rendering until the worker goes away (end of file on ``fd``)."""
+    def _run_linked(self, link: socket.socket) -> None:
+        """Device-paced rendering until the worker goes away (end of file on ``link``)."""
+        fd = link.fileno()
         ring = self._ring
         assert ring is not None
         self._min_offset_ns = 1 << 62
@@ -553,7 +558,8 @@ class AudioOutput:
             while os.readv(fd, rbufs):  # the ring is the worker's until it is gone
                 pass
         finally:
-            os.close(fd)
+            with self._link_lock:
+                link.close()
             # The worker is gone (end of file), so nobody else touches the ring:
             # take back what it never played.
             own = self._own
@@ -635,33 +641,38 @@ class AudioOutput:
 
     def _run_worker(self) -> tuple[float, str]:
         """Run one worker to its end; return (seconds it ran ready, why it ended)."""
-        notify_r, notify_w = os.pipe()
+        # A socket pair, not a pipe, for the wake-ups: the supervisor can shut
+        # down the render thread's end once the worker is reaped, so the
+        # render thread wakes up even if some other fork holds the worker's end.
+        notify, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         status_r, status_w = os.pipe()
         life_r, life_w = os.pipe()
-        cfg = self._worker_config(notify_w, status_w, life_r)
+        cfg = self._worker_config(worker_end.fileno(), status_w, life_r)
         env = dict(os.environ)
         env["JACK_NO_START_SERVER"] = "1"  # never start a sound server as a side effect
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-P", _WORKER_PATH, json.dumps(cfg)],
-                pass_fds=(notify_w, status_w, life_r),
+                pass_fds=(worker_end.fileno(), status_w, life_r),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 env=env,
             )
         except BaseException:
-            for fd in (notify_r, notify_w, status_r, status_w, life_r, life_w):
+            notify.close()
+            worker_end.close()
+            for fd in (status_r, status_w, life_r, life_w):
                 os.close(fd)
             raise
-        os.close(notify_w)
+        worker_end.close()
         os.close(status_w)
         os.close(life_r)
         self._proc = proc
         self._lifeline = life_w
         assert proc.stderr is not None
         err_fd = proc.stderr.fileno()
-        link_owned = True  # until the render thread adopts notify_r
+        link_owned = True  # until the render thread adopts `notify`
         ready_at: Optional[float] = None
         error: Optional[str] = None
         stderr_tail: list[str] = []
@@ -704,7 +715,7 @@ class AudioOutput:
                                 last_progress = ready_at
                                 self._worker_info = msg
                                 with self._link_lock:
-                                    self._pending_link = notify_r
+                                    self._pending_link = notify
                                 link_owned = False
                                 ports = ", ".join(msg.get("ports", [])) or "no JACK ports"
                                 self._set_state(
@@ -748,12 +759,17 @@ class AudioOutput:
             self._lifeline = None
             self._proc = None
             if link_owned:
-                os.close(notify_r)
+                notify.close()
             else:
                 with self._link_lock:
-                    if self._pending_link == notify_r:  # never adopted: still ours to close
+                    if self._pending_link is notify:  # never adopted: still ours to close
                         self._pending_link = None
-                        os.close(notify_r)
+                        notify.close()
+                    elif notify.fileno() != -1:  # adopted: the worker is reaped, wake the render thread
+                        try:
+                            notify.shutdown(socket.SHUT_RDWR)
+                        except OSError as e:
+                            log.debug("shutting down the audio wake-up socket: %s", e)
         ran = 0.0 if ready_at is None else time.monotonic() - ready_at
         if self._stopping.is_set() and rc == 0:
             return ran, "stopped"

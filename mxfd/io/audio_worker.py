@@ -11,22 +11,22 @@ sound server goes away the child simply exits and a new one is started.
 The child imports only numpy and sounddevice, never mxfd (importing mxfd
 would import the whole daemon); everything it needs comes in the one JSON
 argument: the shared-memory segment's name and layout (see
-``mxfd.io.shm_frames``), the stream parameters and three inherited pipe ends:
+``mxfd.io.shm_frames``), the stream parameters and three inherited descriptors:
 
-* ``notify_fd`` (write): one byte per frame played.  The daemon's render
+* ``notify_fd`` (a socket; write): one byte per frame played.  The daemon's render
   thread sleeps on the other end and refills the slot.  End of file there
   means this process is gone.
-* ``status_fd`` (write): JSON lines, ``{"event": "ready", ...}`` once the
+* ``status_fd`` (a pipe's write end): JSON lines, ``{"event": "ready", ...}`` once the
   stream runs, ``{"event": "error", "message": ...}`` before exiting on a
   failure.
-* ``lifeline_fd`` (read): the daemon holds the write end.  A byte means
+* ``lifeline_fd`` (a pipe's read end): the daemon holds the write end.  A byte means
   "stop"; end of file means the daemon died.  ``PR_SET_PDEATHSIG`` (SIGKILL)
   backs this up, so no worker outlives its daemon.
 
 The stream callback does bounded work only: read two counters, copy one
 frame (``period × channels`` float32) into ``outdata``, stamp the slot with
 the clock and PortAudio's time info, advance ``read`` and write one byte to
-a non-blocking pipe.  If no frame is ready it plays silence and counts an
+a non-blocking socket.  If no frame is ready it plays silence and counts an
 underrun (from the first frame on; start-up silence is not an underrun), and
 it counts PortAudio's ``output_underflow`` flag as an xrun.
 
@@ -202,7 +202,7 @@ class Worker:
             try:
                 os.write(self.notify_fd, b"\x01")
             except BlockingIOError:
-                pass  # 64 KiB of wake-ups pending: the daemon reads the counter, not the bytes
+                pass  # the socket is full of wake-ups already: the daemon reads the counter, not the bytes
         else:
             outdata.fill(0)
             if frames != self.period:
