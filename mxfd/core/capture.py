@@ -107,6 +107,8 @@ def _build_tables() -> tuple[bytes, bytes]:
 _START, _REARM = _build_tables()
 _INCOMPLETE_RAW: Final = EVENT_INCOMPLETE | PACKAGE_EVENT  # mask: raw bytes are INCOMPLETE, not a package
 _STOPPED: Final = KSState.STOP  # bound once: an enum member lookup costs as much as a dozen bytecodes
+#: ``_CUT[need]``: 1 when a status byte arriving in that state cuts a message short (SysEx aside).
+_CUT: Final = (0, 1, 1, 1, 0, 0, 0)
 #: Pass-1 record of an event that already exists (its place in the output order).
 _PREBUILT: Final = (0, 0, 0, 0, 0, 0)
 #: Parser state at rest: (need, status, rearm, d1, time, group, sysex length, sysex chunked).
@@ -267,6 +269,7 @@ class CaptureSink(MXFNode):
         start_t = _START
         rearm_t = _REARM
         kind_t = STATUS_KIND
+        cut_t = _CUT
         need, status, rearm, d1, mt, mg, sxlen, chunked = self._state
         sx = self._sysex
         sxcap = len(sx)
@@ -358,8 +361,8 @@ class CaptureSink(MXFNode):
                                     pre.append(x)
                             sxlen = 0
                             chunked = False
-                        elif 0 < need < 4:
-                            ntrunc += 1
+                        else:
+                            ntrunc += cut_t[need]
                         if b < 0xF0 or start_t[b]:
                             # Channel status, or system common with data bytes.
                             status = b
