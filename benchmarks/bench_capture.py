@@ -219,10 +219,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"{args.messages} messages: wire {len(streams['wire'])} bytes, plain {len(streams['plain'])} bytes")
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus, best of {args.repeat}")
     print()
-    print(
-        f"{'stream':<6} {'pipeline':<21} {'messages':>9} {'seconds':>8} {'messages/s':>11} "
-        f"{'x mido':>7} {'time':>6}"
-    )
+    print(f"{'stream':<6} {'pipeline':<21} {'messages':>9} {'seconds':>8} {'messages/s':>11} {'x mido':>7} {'time':>6}")
     for name, stream in streams.items():
         chunks = bursts(stream)
         gc.collect()
@@ -241,8 +238,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     print("x mido: messages/s over mido's messages/s; time: mido's time over this row's, same bytes")
 
     print()
-    print(f"{'burst bytes':>12} {'msgs/burst':>10}  {'wire: ours':>10} {'mido':>9} {'x mido':>7}  "
-          f"{'plain: ours':>11} {'mido':>9} {'x mido':>7}")
+    print(
+        f"{'burst bytes':>12} {'msgs/burst':>10}  {'wire: ours':>10} {'mido':>9} {'x mido':>7}  "
+        f"{'plain: ours':>11} {'mido':>9} {'x mido':>7}"
+    )
     for low, high in ((1, 8), (1, 48), (32, 96), (128, 384), (1024, 4096)):
         cells = []
         per_burst = 0.0

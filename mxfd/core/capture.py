@@ -46,16 +46,22 @@ and the byte rules are MIDI 1.0's, from the tables in :mod:`mxfd.core.midi`:
   ``EVENT_INCOMPLETE`` event ("continues in a later event") and collection
   goes on.  The final chunk, ending in F7, is COMPLETE.  Every chunk carries
   the F0's time stamp.  Real-time messages may come between the chunks of one
-  SysEx; the chunks themselves stay in order.
+  SysEx; the chunks themselves stay in order.  A SysEx of up to 8 bytes sits
+  inline, like any short event.
 * A SysEx cut by another status is counted as truncated.  If none of it has
   gone out, it is dropped.  If chunks already went out, the bytes still held
   go out as a final COMPLETE chunk (not ending in F7), so nothing downstream
   waits for a continuation that will never come; a consumer recognises the
   truncation by the missing F7.  STOP ends such a chain the same way.
 
-States: in STOP the parser resets (running status included) and whatever is
-given is returned to the allocator and counted as ``discarded``; the other
-states parse (the miniport decides what to capture).
+Messages leave in the order they complete, COMPLETE events passed through
+keeping their place among them.  When the allocator is exhausted, messages
+that find no event are dropped and counted as ``lost``.
+
+States: in STOP the parser resets (running status included; a message cut
+short counts as truncated) and whatever is given is returned to the
+allocator and counted as ``discarded``; the other states parse (the miniport
+decides what to capture).
 
 Speed: each chain is handled in two passes under one lock.  Pass 1 runs the
 state machine over the bytes, with all state in locals (loaded from and
@@ -78,9 +84,6 @@ from mxfd.core.allocator import Allocator, AllocatorExhausted
 from mxfd.core.event import EVENT_COMPLETE, EVENT_INCOMPLETE, PACKAGE_EVENT, KernelEvent
 from mxfd.core.midi import DATA_LENGTH, EOX, KIND_CHANNEL, KIND_COMMON, STATUS_KIND, SYSEX
 from mxfd.core.mxf import KSState, MXFNode
-
-#: Output events taken from the allocator per refill (unused ones go back).
-REFILL: Final = 8
 
 # need codes (see the table above); the hot loop uses the literals.
 _IDLE: Final = 0
@@ -253,7 +256,6 @@ class CaptureSink(MXFNode):
         e.flags = flags
         self.sysex_chunks += 1
         return e
-
 
     def _parse(self, evt: KernelEvent) -> Optional[KernelEvent]:
         """Run the chain through the parser; return the output chain (or None).

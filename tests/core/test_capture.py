@@ -205,9 +205,7 @@ def test_stray_data_bytes_without_running_status_are_dropped_and_counted(rig: Ri
         ("b0 07 f0 01 f7", "f0 01 f7"),
     ],
 )
-def test_a_status_byte_ends_the_message_in_progress_which_is_dropped_and_counted(
-    rig: Rig, data: str, out: str
-) -> None:
+def test_a_status_byte_ends_the_message_in_progress_which_is_dropped_and_counted(rig: Rig, data: str, out: str) -> None:
     rig.bytes_in(bytes.fromhex(data))
     assert rig.messages == [bytes.fromhex(out)]
     assert rig.sink.truncated == 1

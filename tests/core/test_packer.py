@@ -28,9 +28,7 @@ class Rig:
         self.alloc = Allocator(buffer_size=alloc_buffer, debug=True)
         self.clock = ManualClock(1_000_000)
         self.buffers = Buffers()
-        self.packer = Packer(
-            self.alloc, self.buffers, buffer_size=buffer_size, queue_size=queue_size, clock=self.clock
-        )
+        self.packer = Packer(self.alloc, self.buffers, buffer_size=buffer_size, queue_size=queue_size, clock=self.clock)
 
     def put(self, *items: tuple[int, bytes]) -> None:
         self.packer.put_message(chain_of(self.alloc, *items))
