@@ -11,7 +11,9 @@ signal (a 440 Hz sine copied from a table) through :class:`AudioOutput` for
 * the wake-up latency of the render thread: from the worker callback's
   stamp (just before it writes the notify byte) to the render thread running
   in the daemon process, i.e. the pipe + scheduler + GIL hop;
-* the latency the pin adds: ``periods × period``.
+* the latency the pin adds: ``periods × period``;
+* CPU use of the daemon process (render thread with this trivial render)
+  and of the PortAudio worker.
 
 Run: ``.venv/bin/python benchmarks/bench_audio_out.py [--seconds 60] [--periods 2 1]``.
 The CPU is shared with whatever else runs; repeat on a quiet machine.
@@ -72,6 +74,13 @@ def jack_xruns(log_path: str) -> int:
         return sum("XRun" in line for line in f)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(periods: int, seconds: float, log_path: str) -> dict[str, float]:
     out = AudioOutput(Sine(), rate=RATE, period=PERIOD, periods=periods, client_name="mxfd-bench")
     out.start()
@@ -82,7 +91,11 @@ def run(periods: int, seconds: float, log_path: str) -> dict[str, float]:
     s0 = out.status()
     x0 = jack_xruns(log_path)
     w0 = len(out.wake_latencies_ns())
+    worker = out.worker_pid
+    assert worker is not None
+    c0 = (cpu_seconds(os.getpid()), cpu_seconds(worker))
     time.sleep(seconds)
+    c1 = (cpu_seconds(os.getpid()), cpu_seconds(worker))
     s1 = out.status()
     x1 = jack_xruns(log_path)
     wake = out.wake_latencies_ns()[w0:] / 1000.0
@@ -100,6 +113,8 @@ def run(periods: int, seconds: float, log_path: str) -> dict[str, float]:
         "p999": float(np.percentile(wake, 99.9)),
         "max": float(wake.max()),
         "added_ms": periods * PERIOD / RATE * 1000,
+        "cpu_daemon": (c1[0] - c0[0]) / seconds * 100,
+        "cpu_worker": (c1[1] - c0[1]) / seconds * 100,
     }
 
 
@@ -120,13 +135,15 @@ def main() -> None:
     print(f"JACK dummy {RATE} Hz, period {PERIOD}; load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs")
     print(
         f"{'periods':>7} {'added ms':>8} {'seconds':>7} {'played':>7} {'ring underruns':>14} {'xruns':>5} "
-        f"{'jackd XRun lines':>16} | wake-up µs: {'p50':>6} {'p90':>6} {'p99':>6} {'p99.9':>6} {'max':>7}"
+        f"{'jackd XRun lines':>16} | wake-up µs: {'p50':>6} {'p90':>6} {'p99':>6} {'p99.9':>6} {'max':>7} "
+        f"| CPU %: {'daemon':>6} {'worker':>6}"
     )
     for r in rows:
         print(
             f"{r['periods']:>7} {r['added_ms']:>8.2f} {r['seconds']:>7.0f} {r['played']:>7.0f} "
             f"{r['ring_underruns']:>14.0f} {r['xruns']:>5.0f} {r['jack_xrun_lines']:>16.0f} | "
-            f"{'':>11} {r['p50']:>6.0f} {r['p90']:>6.0f} {r['p99']:>6.0f} {r['p999']:>6.0f} {r['max']:>7.0f}"
+            f"{'':>11} {r['p50']:>6.0f} {r['p90']:>6.0f} {r['p99']:>6.0f} {r['p999']:>6.0f} {r['max']:>7.0f} "
+            f"| {'':>6} {r['cpu_daemon']:>6.1f} {r['cpu_worker']:>6.1f}"
         )
 
 
