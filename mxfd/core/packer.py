@@ -58,9 +58,16 @@ from typing import Callable, Final, Optional
 from mxfd.core.allocator import Allocator
 from mxfd.core.clock import UNITS_PER_MS, Clock, master_time
 from mxfd.core.event import INLINE_CAPACITY, KernelEvent
-from mxfd.core.midi import KIND_CHANNEL, KIND_COMMON, KIND_REALTIME, KIND_UNDEFINED, STATUS_KIND, message_length
+from mxfd.core.midi import message_length
 from mxfd.core.mxf import KSState, MXFNode
-from mxfd.core.wire import EVENT_HEADER_SIZE, HEADER, MAX_BUFFER_SIZE, MAX_STRUCTURED_SIZE, event_size
+from mxfd.core.wire import (
+    EVENT_HEADER_SIZE,
+    HEADER,
+    MAX_BUFFER_SIZE,
+    MAX_STRUCTURED_SIZE,
+    event_size,
+    structured_flag,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -74,13 +81,11 @@ BufferCallback = Callable[[int, bytes], Optional[bool]]
 
 
 def _short_lengths() -> bytes:
-    """``table[s]``: length of the short message that status ``s`` starts, 0 if not structured."""
+    """``table[s]``: length of the structured message that status ``s`` starts, 0 if unstructured."""
     table = bytearray(256)
     for s in range(0x80, 0x100):
-        if STATUS_KIND[s] in (KIND_CHANNEL, KIND_COMMON, KIND_REALTIME, KIND_UNDEFINED):
-            n = message_length(s)
-            if n <= MAX_STRUCTURED_SIZE:
-                table[s] = n
+        if structured_flag(bytes([s])) and message_length(s) <= MAX_STRUCTURED_SIZE:
+            table[s] = message_length(s)
     return bytes(table)
 
 
