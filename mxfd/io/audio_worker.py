@@ -265,7 +265,7 @@ class Worker:
             if not stream.active:
                 self.fail(EXIT_STREAM_DIED, f"the audio stream on {info['name']!r} ({hostapi}) stopped: "
                           "the sound server went away or the device vanished")
-        if stop_requested:
+        if stop_requested and stream.active:  # with the server gone, closing would abort the process
             try:
                 stream.close()
                 sd._terminate()  # JACK is alive here: close the client cleanly
