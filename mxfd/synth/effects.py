@@ -48,7 +48,11 @@ SILENCE: Final = 1e-7
 
 
 class Reverb:
-    """Stereo Freeverb-style reverb over a mono send, vectorised per chunk."""
+    """Stereo Freeverb-style reverb over a mono send, vectorised per chunk.
+
+    Every array a chunk works on is a contiguous view of a flat buffer:
+    ufuncs over strided 2-D slices allocate iterator buffers, copies do not.
+    """
 
     def __init__(self, sample_rate: int, max_chunk: int) -> None:
         scale = sample_rate / 44100.0
@@ -56,31 +60,37 @@ class Reverb:
         self._ap = [max(max_chunk, round(d * scale)) for d in ALLPASS_TUNING]
         if min(delays) < max_chunk + 1:
             raise ValueError(f"chunks of {max_chunk} frames are longer than the shortest reverb delay")
-        self.max_chunk = max_chunk
+        self.max_chunk = mc = max_chunk
         size = 1 << int(max(delays) + max_chunk + 2).bit_length()
         self._size = size
         self._ring = np.zeros((16, size), dtype=np.float32)
         self._flat = self._ring.reshape(-1)
-        k = np.arange(max_chunk + 1)
-        # Reading position of chunk sample k, one sample before its delayed tap (for the damping average).
-        self._roff = (np.asarray(delays)[:, None] * -1 - 1 + k[None, :]).astype(np.intp)
-        self._rowbase = (np.arange(16) * size)[:, None].astype(np.intp)
-        self._rowbase_full = np.ascontiguousarray(np.broadcast_to(self._rowbase, (16, max_chunk + 1)))
-        self._idx = np.zeros((16, max_chunk + 1), dtype=np.intp)
-        self._tap = np.zeros((16, max_chunk + 1), dtype=np.float32)
-        self._y = np.zeros((16, max_chunk), dtype=np.float32)
-        self._x = np.zeros((16, max_chunk), dtype=np.float32)
-        self._sum = np.zeros((2, max_chunk), dtype=np.float32)
+        k = np.arange(mc)
+        # Ring position (before wrapping) of chunk sample k's delayed tap, per comb, and each comb's row offset.
+        self._roff = np.ascontiguousarray(-np.asarray(delays)[:, None] + k[None, :]).astype(np.intp)
+        self._rowbase = np.ascontiguousarray(np.broadcast_to((np.arange(16) * size)[:, None], (16, mc))).astype(
+            np.intp
+        )
+        self._buf_i = np.zeros(16 * mc, dtype=np.intp)
+        self._buf_j = np.zeros(16 * mc, dtype=np.intp)
+        self._buf_t0 = np.zeros(16 * mc, dtype=np.float32)
+        self._buf_t1 = np.zeros(16 * mc, dtype=np.float32)
+        self._buf_y = np.zeros(16 * mc, dtype=np.float32)
+        self._prev = np.zeros((16, 1), dtype=np.float32)  # each comb's last tap of the previous chunk
+        self._summer = np.zeros((2, 16), dtype=np.float32)
+        self._summer[0, :8] = 1.0
+        self._summer[1, 8:] = 1.0
+        self._buf_s = np.zeros(2 * mc, dtype=np.float32)
         self._w = 0
         apsize = 1 << int(max(self._ap) + max_chunk + 2).bit_length()
         self._ap_size = apsize
         self._ap_ring = [np.zeros((2, apsize), dtype=np.float32) for _ in self._ap]
         self._ap_w = 0
-        self._ap_out = np.zeros((2, max_chunk), dtype=np.float32)
-        self._ap_del = np.zeros((2, max_chunk), dtype=np.float32)
+        self._buf_o = np.zeros(2 * mc, dtype=np.float32)
+        self._buf_d = np.zeros(2 * mc, dtype=np.float32)
         self._tail = int(3.0 * sample_rate)
         self._quiet = self._tail
-        self._abs = np.zeros(max_chunk, dtype=np.float32)
+        self._abs = np.zeros(mc, dtype=np.float32)
         self.wet = 1.0
 
     @property
@@ -89,6 +99,7 @@ class Reverb:
 
     def reset(self) -> None:
         self._ring.fill(0.0)
+        self._prev.fill(0.0)
         for r in self._ap_ring:
             r.fill(0.0)
         self._quiet = self._tail
@@ -106,21 +117,28 @@ class Reverb:
             self._quiet += m
         size = self._size
         w = self._w
-        idx = self._idx[:, : m + 1]
-        np.add(self._roff[:, : m + 1], w, out=idx)
+        n = 16 * m
+        idx = self._buf_i[:n].reshape(16, m)
+        rows = self._buf_j[:n].reshape(16, m)
+        np.copyto(idx, self._roff[:, :m])
+        np.add(idx, w, out=idx)
         np.bitwise_and(idx, size - 1, out=idx)
-        np.add(idx, self._rowbase_full[:, : m + 1], out=idx)
-        tap = self._tap[:, : m + 1]
+        np.copyto(rows, self._rowbase[:, :m])
+        np.add(idx, rows, out=idx)
+        tap = self._buf_t0[:n].reshape(16, m)  # y[n - D]
         np.take(self._flat, idx, out=tap, mode="clip")
-        y = self._y[:, :m]
-        x = self._x[:, :m]
+        tap1 = self._buf_t1[:n].reshape(16, m)  # y[n - D - 1]
+        np.copyto(tap1[:, :1], self._prev)
+        np.copyto(tap1[:, 1:], tap[:, :-1])
+        np.copyto(self._prev, tap[:, -1:])
         # y[n] = in + g * ((1 - d) * y[n - D] + d * y[n - D - 1])
-        np.multiply(tap[:, 1:], ROOM_FEEDBACK * (1.0 - DAMP), out=y)
-        np.multiply(tap[:, :-1], ROOM_FEEDBACK * DAMP, out=x)
-        np.add(y, x, out=y)
-        np.copyto(x, send)
-        np.multiply(x, REVERB_INPUT, out=x)
-        np.add(y, x, out=y)
+        y = self._buf_y[:n].reshape(16, m)
+        np.multiply(tap, ROOM_FEEDBACK * (1.0 - DAMP), out=y)
+        np.multiply(tap1, ROOM_FEEDBACK * DAMP, out=tap1)
+        np.add(y, tap1, out=y)
+        np.copyto(tap1, send)
+        np.multiply(tap1, REVERB_INPUT, out=tap1)
+        np.add(y, tap1, out=y)
         end = w + m
         if end <= size:
             self._ring[:, w:end] = y
@@ -129,17 +147,18 @@ class Reverb:
             self._ring[:, w:] = y[:, :first]
             self._ring[:, : m - first] = y[:, first:]
         self._w = end & (size - 1)
-        s = self._sum[:, :m]
-        np.sum(y.reshape(2, 8, m), axis=1, out=s)
+        s = self._buf_s[: 2 * m].reshape(2, m)
+        np.matmul(self._summer, y, out=s)
         self._allpasses(s, m)
-        np.multiply(s, self.wet, out=s)
+        if self.wet != 1.0:
+            np.multiply(s, self.wet, out=s)
         np.add(out, s, out=out)
 
     def _allpasses(self, s: F32, m: int) -> None:
         size = self._ap_size
         w = self._ap_w
-        d = self._ap_del[:, :m]
-        o = self._ap_out[:, :m]
+        d = self._buf_d[: 2 * m].reshape(2, m)
+        o = self._buf_o[: 2 * m].reshape(2, m)
         for delay, ring in zip(self._ap, self._ap_ring, strict=True):
             r = (w - delay) & (size - 1)
             end = r + m
@@ -179,14 +198,14 @@ class Chorus:
         self._ring = np.zeros(size, dtype=np.float32)
         self._w = 0
         self._phase = 0.0
-        self._k = np.arange(max_chunk, dtype=np.float64)
-        self._pos = np.zeros((2, max_chunk), dtype=np.float64)
-        self._fl = np.zeros((2, max_chunk), dtype=np.float64)
-        self._i0 = np.zeros((2, max_chunk), dtype=np.intp)
-        self._i1 = np.zeros((2, max_chunk), dtype=np.intp)
-        self._a = np.zeros((2, max_chunk), dtype=np.float32)
-        self._b = np.zeros((2, max_chunk), dtype=np.float32)
-        self._fr = np.zeros((2, max_chunk), dtype=np.float32)
+        self._k = np.arange(max_chunk, dtype=np.float32)
+        self._max = max_chunk
+        self._buf_pos = np.zeros(2 * max_chunk, dtype=np.float32)
+        self._buf_fl = np.zeros(2 * max_chunk, dtype=np.float32)
+        self._buf_i0 = np.zeros(2 * max_chunk, dtype=np.intp)
+        self._buf_i1 = np.zeros(2 * max_chunk, dtype=np.intp)
+        self._buf_a = np.zeros(2 * max_chunk, dtype=np.float32)
+        self._buf_b = np.zeros(2 * max_chunk, dtype=np.float32)
         self._abs = np.zeros(max_chunk, dtype=np.float32)
         self._tail = longest
         self._quiet = longest
@@ -227,25 +246,24 @@ class Chorus:
         dl = (self.BASE_DELAY + self.DEPTH * math.sin(ph)) * sr
         dr = (self.BASE_DELAY + self.DEPTH * math.sin(ph + math.pi / 2.0)) * sr
         self._phase = (ph + 2.0 * math.pi * self.RATE * m / sr) % (2.0 * math.pi)
-        pos = self._pos[:, :m]
+        pos = self._buf_pos[: 2 * m].reshape(2, m)
         np.add(self._k[:m], w - dl, out=pos[0])
         np.add(self._k[:m], w - dr, out=pos[1])
-        fl = self._fl[:, :m]
+        fl = self._buf_fl[: 2 * m].reshape(2, m)
         np.floor(pos, out=fl)
-        fr = self._fr[:, :m]
-        np.subtract(pos, fl, out=fr, casting="same_kind")
-        i0 = self._i0[:, :m]
-        i1 = self._i1[:, :m]
+        np.subtract(pos, fl, out=pos)  # pos is now the fraction
+        i0 = self._buf_i0[: 2 * m].reshape(2, m)
+        i1 = self._buf_i1[: 2 * m].reshape(2, m)
         np.copyto(i0, fl, casting="unsafe")
         np.bitwise_and(i0, size - 1, out=i0)
         np.add(i0, 1, out=i1)
         np.bitwise_and(i1, size - 1, out=i1)
-        va = self._a[:, :m]
-        vb = self._b[:, :m]
+        va = self._buf_a[: 2 * m].reshape(2, m)
+        vb = self._buf_b[: 2 * m].reshape(2, m)
         np.take(self._ring, i0, out=va, mode="clip")
         np.take(self._ring, i1, out=vb, mode="clip")
         np.subtract(vb, va, out=vb)
-        np.multiply(vb, fr, out=vb)
+        np.multiply(vb, pos, out=vb)
         np.add(va, vb, out=va)
         np.multiply(va, self.LEVEL, out=va)
         np.add(out, va, out=out)

@@ -43,8 +43,10 @@ class Master:
         self.effects = effects
         self.reverb = Reverb(sample_rate, max_chunk) if effects else None
         self.chorus = Chorus(sample_rate, max_chunk) if effects else None
-        self._mix = np.zeros((2, max_chunk), dtype=np.float32)
-        self._abs = np.zeros((2, max_chunk), dtype=np.float32)
+        self._mix = np.zeros(2 * max_chunk, dtype=np.float32)
+        self._abs = np.zeros(2 * max_chunk, dtype=np.float32)
+        self._sign = np.zeros(2 * max_chunk, dtype=np.float32)
+        self._big = np.zeros(2 * max_chunk, dtype=np.bool_)
         self._ramp = (np.arange(1, max_chunk + 1, dtype=np.float32) / max_chunk).astype(np.float32)
         self._gramp = np.zeros(max_chunk, dtype=np.float32)
         self.gain = 1.0
@@ -63,13 +65,13 @@ class Master:
     def process(self, bus: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> None:
         """Mix the ``(4, m)`` bus into ``out`` (``(m, 2)`` float32 frames)."""
         m = bus.shape[1]
-        mix = self._mix[:, :m]
+        mix = self._mix[: 2 * m].reshape(2, m)
         np.copyto(mix, bus[0:2])
         if self.reverb is not None:
             self.reverb.process(bus[3], mix)
         if self.chorus is not None:
             self.chorus.process(bus[2], mix)
-        a = self._abs[:, :m]
+        a = self._abs[: 2 * m].reshape(2, m)
         np.abs(mix, out=a)
         peak = float(a.max())
         g0 = self.gain
@@ -85,7 +87,8 @@ class Master:
             ramp = self._gramp[:m]
             np.multiply(self._ramp[:m], (g1 - g0) * self.max_chunk / m, out=ramp)
             np.add(ramp, g0, out=ramp)
-            np.multiply(mix, ramp, out=mix)
+            np.multiply(mix[0], ramp, out=mix[0])  # row by row: a broadcast would allocate
+            np.multiply(mix[1], ramp, out=mix[1])
             peak *= max(g0, g1)
         self.gain = g1
         if peak > CEILING:
@@ -95,20 +98,23 @@ class Master:
         np.copyto(out.T, mix)
 
     def _soft_clip(self, mix: npt.NDArray[np.float32], a: npt.NDArray[np.float32]) -> None:
-        """Above the ceiling, bend the signal toward full scale along a tanh knee."""
+        """Above the ceiling, bend the signal toward full scale along a tanh knee (never reaching it)."""
         self.clipped += 1
+        m = mix.shape[1]
         knee = 1.0 - CEILING
         over = a
         np.abs(mix, out=over)
+        big = self._big[: 2 * m].reshape(2, m)
+        np.greater(over, CEILING, out=big)
         np.subtract(over, CEILING, out=over)
-        np.maximum(over, 0.0, out=over)
         np.multiply(over, 1.0 / knee, out=over)
         np.tanh(over, out=over)
         np.multiply(over, knee, out=over)
         np.add(over, CEILING, out=over)
-        # Where |x| <= ceiling, keep x; else sign(x) * (ceiling + knee * tanh(...)).
-        big = np.abs(mix) > CEILING
-        np.copyto(mix, np.sign(mix) * over, where=big)
+        sign = self._sign[: 2 * m].reshape(2, m)
+        np.sign(mix, out=sign)
+        np.multiply(over, sign, out=over)
+        np.copyto(mix, over, where=big)
 
     def reset(self) -> None:
         self.gain = 1.0

@@ -306,7 +306,7 @@ class Synth:
             t = nb
             if t >= t_end:
                 break
-        if self._head > 256 and self._head * 2 > len(pending_at):
+        if self._head > 64 and self._head * 2 > len(pending_at):
             del self._pending[: self._head]
             del pending_at[: self._head]
             self._head = 0

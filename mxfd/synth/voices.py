@@ -66,6 +66,8 @@ FADE_FLOOR: Final = 1e-4
 FADE_TAU: Final = 0.001
 #: Smoothing time constant of channel gain and pan changes (seconds).
 SMOOTH_TAU: Final = 0.005
+#: A note let go during an attack shorter than this still reaches its peak first (seconds).
+MIN_NOTE: Final = 0.01
 #: Default longest segment (frames); longer blocks are rendered in chunks.
 MAX_SEGMENT: Final = 128
 _NEVER: Final = np.iinfo(np.int64).max
@@ -79,8 +81,8 @@ _GOLDEN: Final = 0.6180339887498949
 ) = range(35)  # fmt: skip
 _NF: Final = 35
 # Rows of the int64 state matrix.
-CHAN, KEY, NOTE, START, ATTACK_END, EXCL, STAGE, HELD, SUS, SOST, DRUM, REL_PENDING, IGNORE_OFF = range(13)
-_NI: Final = 13
+CHAN, KEY, NOTE, START, ATTACK_END, EXCL, STAGE, HELD, SUS, SOST, DRUM, REL_PENDING, IGNORE_OFF, SEQ = range(14)
+_NI: Final = 14
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -308,6 +310,7 @@ class VoiceEngine:
         i[DRUM, v] = 1 if drum else 0
         i[REL_PENDING, v] = 0
         i[IGNORE_OFF, v] = 1 if patch.ignore_note_off else 0
+        i[SEQ, v] = self.notes_started
         self._maskcol[v, 0] = mask
         self._basecol[v, 0] = base
         self.notes_started += 1
@@ -315,12 +318,23 @@ class VoiceEngine:
     # -- changing voices -------------------------------------------------------
 
     def release(self, v: int) -> None:
-        """Start the release of voice ``v`` (deferred to the attack's end if still attacking)."""
-        stage = self.i[STAGE, v]
+        """Start the release of voice ``v`` from where its envelope is now.
+
+        A note let go during a short attack (under :data:`MIN_NOTE`) first
+        reaches its peak, so even a zero-length note is heard; a long attack
+        (a pad's swell) is released at once from its current level.
+        """
+        i = self.i
+        stage = i[STAGE, v]
         if stage == ATTACK:
-            self.i[REL_PENDING, v] = 1
-            return
-        if stage >= RELEASE:
+            if i[ATTACK_END, v] - i[START, v] <= MIN_NOTE * self.sample_rate:
+                i[REL_PENDING, v] = 1
+                return
+            i[ATTACK_END, v] = _NEVER
+            self._end_attack_count()
+            if self._n_attack:
+                self.next_attack_end = int(i[ATTACK_END, : self.n].min())
+        elif stage >= RELEASE:
             return
         self.i[STAGE, v] = RELEASE
         f = self.f
@@ -386,6 +400,8 @@ class VoiceEngine:
         np.add(s, t, out=s)
         np.greater_equal(i[STAGE, :n], RELEASE, out=self._b[2, :n])
         np.multiply(self._b[2, :n], -500.0, out=t)  # released voices go before anything still attacking
+        np.add(s, t, out=s)
+        np.multiply(i[SEQ, :n], 1e-9, out=t)  # ties: the newer note stays
         np.add(s, t, out=s)
         np.equal(i[STAGE, :n], FADE, out=self._b[3, :n])
         s[self._b[3, :n]] = math.inf
