@@ -62,6 +62,10 @@ log = logging.getLogger(__name__)
 
 #: Channel groups are a USHORT; 0 means "every group" to a synth, so sources start at 1.
 MAX_CHANNEL_GROUP = 0xFFFF
+#: Longest a render waits for the JACK reader to capture its cycle.
+READER_WAIT_S = 0.0015
+#: The reader counts as following the output while it reported within this many renders.
+READER_IDLE_RENDERS = 8
 #: How long the output fades to silence when the daemon stops.
 FADE_OUT_S = 0.03
 #: The history ring never holds more buffers than this, whatever its length in time.
@@ -82,6 +86,9 @@ def _make_synth(config: Config) -> Any:
     synth = Synth(a.rate, polyphony=config.synth.polyphony, block_frames=a.period)
     queue = a.periods * a.period * UNITS_PER_SECOND // a.rate
     synth.wave_sink.sync_to_master(master_time() + queue, synth.sample_position, start=True)
+    # A device clock that steps by a period or more (an xrun, a stalled server)
+    # is re-anchored at once: slewing 1/100 per sync would take seconds.
+    synth.wave_sink.resync_threshold = a.period * UNITS_PER_SECOND // a.rate
     return synth
 
 
@@ -92,12 +99,21 @@ def audio_device(text: str) -> Optional[int | str]:
     return int(text) if text.isdigit() else text
 
 
-def thru_latency_frames(config: Config) -> int:
-    """The render latency in frames: the pipeline depth, or the configured fixed value."""
+def thru_latency_frames(config: Config, device_frames: int = 0, *, frame_accurate: bool = False) -> int:
+    """The render latency in frames: the configured fixed value, or the pipeline depth.
+
+    The depth is the frames queued ahead of the device (``periods``) and the
+    device's own output latency (``device_frames``, known once it plays),
+    plus the margin.  Events stamped on arrival (rtmidi, raw devices,
+    clients) need one period more: one may arrive just after the frame it
+    belongs in was rendered.  Events stamped at their frame on the output's
+    clock (the JACK reader) do not: the render waits for their cycle.
+    """
     a = config.audio
     if config.thru.latency_ms is not None:
         return max(1, round(config.thru.latency_ms * a.rate / 1000))
-    return (a.periods + 1) * a.period + round(config.thru.margin_ms * a.rate / 1000)
+    periods = a.periods if frame_accurate else a.periods + 1
+    return periods * a.period + device_frames + round(config.thru.margin_ms * a.rate / 1000)
 
 
 class Subscription:
@@ -193,8 +209,24 @@ class Engine:
         self.started_at = time.monotonic()
         self.rate = config.audio.rate
         self.period = config.audio.period
-        self.render_latency_frames = thru_latency_frames(config)
-        self.render_latency_100ns: int = self.render_latency_frames * UNITS_PER_SECOND // self.rate
+        self._device_frames = 0
+        self._device_100ns = 0
+        #: (synth sample, its master time, device latency): the output clock, for JACK stamps.
+        self._out_map: Optional[tuple[int, int, int]] = None
+        self._out_port: Optional[str] = None
+        # The JACK reader's progress on the output's clock (see cycle_start).
+        self._cycle_played: Optional[int] = None
+        self._reader_done = -(1 << 62)
+        self._reader_seen = -(1 << 62)
+        self._reader_event = threading.Event()
+        self._queue_frames = config.audio.periods * config.audio.period
+        #: Renders that went ahead after waiting READER_WAIT_S for the reader.
+        self.reader_timeouts = 0
+        self.render_latency_frames = 0
+        self.render_latency_100ns = 0
+        self.frame_latency_frames = 0
+        self.frame_latency_100ns = 0
+        self._set_latency(0)
         if synth is None:
             synth = _make_synth(config)
         self.synth = synth
@@ -267,11 +299,12 @@ class Engine:
 
     # -- capture streams (the hot-plug watcher calls these) ------------------------------
 
-    def open_capture(self, name: str) -> CaptureTarget:
+    def open_capture(self, name: str, backend: Optional[MidiBackend] = None) -> CaptureTarget:
         """A capture stream for the new source ``name`` (thru as the config says)."""
         with self._lock:
             group = self._take_group()
             stream = CaptureStream(name, group, self._on_capture_buffer)
+            stream.frame_accurate = bool(getattr(backend, "frame_accurate", False))
             rec = self._inputs.get(name)
             if rec is None:
                 rec = self._inputs[name] = InputRecord(name)
@@ -336,8 +369,9 @@ class Engine:
                         log.exception("capture subscriber failed (counted from now on)")
         thru = stream.thru
         if thru is not None:
+            latency = self.frame_latency_100ns if stream.frame_accurate else self.render_latency_100ns
             try:
-                thru.submit(data, start_time + self.render_latency_100ns)
+                thru.submit(data, start_time + latency)
             except AllocatorExhausted:
                 thru.dropped += 1
                 self.dropped["thru_pool"] += 1
@@ -418,6 +452,7 @@ class Engine:
 
     def render(self, out: Any, sample_position: int) -> None:
         """The audio pin's render callback: due events of every stream, then the synth."""
+        self._wait_for_reader(sample_position)
         synth = self.synth
         self._pos_offset = synth.sample_position - sample_position
         if self._control:
@@ -453,11 +488,106 @@ class Engine:
         """The pin's clock report, in the synth's sample positions (they differ after a reopen)."""
         start = self._sync_start
         self._sync_start = False
-        self.synth.wave_sink.sync_to_master(ref_time, sample_position + self._pos_offset, start=start)
+        synth_position = sample_position + self._pos_offset
+        ws = self.synth.wave_sink
+        ws.sync_to_master(ref_time, synth_position, start=start)
+        if start and self.audio is not None:
+            # The report says when a sample leaves the *device*; thru must allow
+            # for the device's own latency, measured by now, on top of the queue.
+            status = self.audio.status()
+            ports = status.get("ports") or [None]
+            if ports[0] != self._out_port:
+                self._out_port = ports[0]
+                self.wake.set()  # the hot-plug pass connects the JACK reader after it
+            self._set_latency(round(float(status.get("device_latency_s") or 0.0) * self.rate))
+        # One tuple, swapped whole: JACK's thread reads it without a lock.
+        self._out_map = (synth_position, ws.sample_to_ref(synth_position), self._device_100ns)
+
+    def cycle_start(self) -> Optional[int]:
+        """Master time at which this JACK cycle's first frame arrived, on the output's clock.
+
+        Called from the JACK MIDI reader's process callback, which JACK runs
+        after the output's (its ``sync`` port follows the output), so the
+        position the output plays in this cycle is known exactly: frame
+        ``offset`` of the cycle is sample ``played + offset``.  Stamping it
+        through the same mapping the synth renders with (less the device's
+        latency, which the thru latency adds back) makes thru exact to the
+        sample however the JACK clock wanders against the master clock.
+        None while no device plays (the reader then uses JACK's own clock).
+        """
+        audio = self.audio
+        m = self._out_map
+        if audio is None or m is None:
+            self._cycle_played = None
+            return None
+        played: Optional[int] = audio.played_position()
+        self._cycle_played = played
+        if played is None:
+            return None
+        return m[1] + (played + self._pos_offset - m[0]) * UNITS_PER_SECOND // self.rate - m[2]
+
+    def cycle_end(self) -> None:
+        """The reader has passed this cycle's input on: the render of its block may go ahead."""
+        played = self._cycle_played
+        if played is not None:
+            self._reader_done = played
+            self._reader_seen = self.renders
+            self._reader_event.set()
+
+    def _wait_for_reader(self, sample_position: int) -> None:
+        """Render a block only after the JACK reader has captured the cycle that asked for it.
+
+        The pin renders position ``q`` right after the device took ``q -
+        periods × period``; the reader captures that same cycle's input a
+        moment later.  Waiting for it (bounded) is what lets frame-accurate
+        input play ``periods × period`` after it arrived instead of a period
+        later.  No wait while the reader is not following the output.
+        """
+        if self.renders - self._reader_seen > READER_IDLE_RENDERS:
+            return
+        need = sample_position - self._queue_frames
+        if self._reader_done >= need:
+            return
+        audio = self.audio
+        played = audio.played_position() if audio is not None else None
+        if played is None or played < need:
+            return  # the device has not played it yet (filling the queue): nothing to wait for
+        deadline = time.perf_counter() + READER_WAIT_S
+        ev = self._reader_event
+        while self._reader_done < need:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                self.reader_timeouts += 1
+                return
+            ev.wait(left)
+            ev.clear()
+
+    def output_port(self) -> Optional[str]:
+        """The audio output's first JACK port, once it plays on JACK."""
+        return self._out_port
 
     def on_audio_state(self, state: str, message: str) -> None:
         # The pin's clock mapping steps on every state change: re-anchor, don't slew.
         self._sync_start = True
+        self._out_map = None
+
+    def _set_latency(self, device_frames: int) -> None:
+        """Fix the thru latencies for the device now playing (a new device may have another)."""
+        self._device_frames = device_frames
+        self._device_100ns = device_frames * UNITS_PER_SECOND // self.rate
+        frames = thru_latency_frames(self.config, device_frames)
+        exact = thru_latency_frames(self.config, device_frames, frame_accurate=True)
+        if (frames, exact) != (self.render_latency_frames, self.frame_latency_frames):
+            log.info(
+                "thru latency %.2f ms for JACK input, %.2f ms for other input (the device's own: %d frames)",
+                exact * 1000 / self.rate,
+                frames * 1000 / self.rate,
+                device_frames,
+            )
+        self.render_latency_frames = frames
+        self.render_latency_100ns = frames * UNITS_PER_SECOND // self.rate
+        self.frame_latency_frames = exact
+        self.frame_latency_100ns = exact * UNITS_PER_SECOND // self.rate
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -494,7 +624,16 @@ class Engine:
 
         m = self.config.midi
         self.wake = Wake()
-        self.backends = [make_backend(m.api, self.wake, jack_reader=m.jack_reader, client_name=self.client_name)]
+        self.backends = [
+            make_backend(
+                m.api,
+                self.wake,
+                jack_reader=m.jack_reader,
+                client_name=self.client_name,
+                output_clock=self,
+                output_port=self.output_port,
+            )
+        ]
         if m.raw:
             self.backends.append(RawBackend(m.raw, self.wake, baud=m.raw_baud))
         self.hotplug = Hotplug(
@@ -543,8 +682,8 @@ class Engine:
         self._history.horizon = int(config.record.history_seconds * UNITS_PER_SECOND)
         audio_changed = old.audio != config.audio or old.synth != config.synth
         if audio_changed or old.thru != config.thru:
-            self.render_latency_frames = thru_latency_frames(config)
-            self.render_latency_100ns = self.render_latency_frames * UNITS_PER_SECOND // config.audio.rate
+            self.rate = config.audio.rate
+            self._set_latency(self._device_frames)
         if audio_changed:
             log.info("audio settings changed: reopening the output")
             audio = self.audio
@@ -555,6 +694,7 @@ class Engine:
                 self._replace_synth()
             self.rate = config.audio.rate
             self.period = config.audio.period
+            self._queue_frames = config.audio.periods * config.audio.period
             self._start_audio(1.5)
         m, o = config.midi, old.midi
         if (m.api, m.jack_reader, m.raw, m.raw_baud, m.poll_interval) != (
@@ -618,6 +758,11 @@ class Engine:
             "render_latency_100ns": self.render_latency_100ns,
             "render_latency_ms": round(self.render_latency_100ns / 10_000, 3),
             "render_latency_frames": self.render_latency_frames,
+            "thru_latency_ms": {
+                "frame_accurate": round(self.frame_latency_100ns / 10_000, 3),
+                "on_arrival": round(self.render_latency_100ns / 10_000, 3),
+            },
+            "reader_timeouts": self.reader_timeouts,
             "capture_streams": captures,
             "render_streams": streams,
             "synth": self.synth.stats(),

@@ -72,6 +72,8 @@ class CaptureStream:
         self._buffer_size = self.allocator.buffer_size
         #: The source's thru stream, or None when thru is off for it.
         self.thru: Optional[RenderStream] = None
+        #: Stamped at each event's frame on the output's clock (plays a period sooner).
+        self.frame_accurate = False
         #: Messages (or raw chunks) taken, and dropped for want of events.
         self.events = 0
         self.dropped = 0

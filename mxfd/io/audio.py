@@ -285,6 +285,18 @@ class AudioOutput:
         """The next sample position to be rendered."""
         return self._position
 
+    def played_position(self) -> Optional[int]:
+        """Sample position of the frame the device took last (any thread); None unless running.
+
+        A JACK client ordered after the pin's ports reads, in its own process
+        callback, the position being played in the same cycle.
+        """
+        ring = self._ring
+        if ring is None or self._state != RUNNING:
+            return None
+        n = ring.read
+        return ring.slot_position(n - 1) if n > 0 else None
+
     @property
     def worker_pid(self) -> Optional[int]:
         """The PortAudio worker's process id, while one exists."""

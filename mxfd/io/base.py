@@ -36,6 +36,16 @@ class CaptureTarget(Protocol):
         """The current batch of arrivals is over: pass what was captured on now."""
 
 
+class OutputClock(Protocol):
+    """The audio output's clock, as a JACK input reader that runs after the output sees it."""
+
+    def cycle_start(self) -> Optional[int]:
+        """Master time of this cycle's first frame on the output's clock; None if no output plays."""
+
+    def cycle_end(self) -> None:
+        """This cycle's input has been captured and passed on (the render may go ahead)."""
+
+
 class SourceHandle(Protocol):
     """An open source (a connected port or an open device)."""
 
@@ -49,6 +59,9 @@ class MidiBackend(Protocol):
     kind: str
     #: True when the backend wakes the watcher itself as ports come and go (no polling needed).
     notifies: bool
+    #: True when each event is stamped at its own frame on the audio output's clock
+    #: (JACK with an output to follow); False for stamps taken on arrival.
+    frame_accurate: bool
 
     @property
     def alive(self) -> bool:
@@ -102,6 +115,7 @@ __all__ = [
     "CaptureTarget",
     "MidiBackend",
     "MidiBytes",
+    "OutputClock",
     "SourceHandle",
     "Wake",
     "is_mxfd_port",

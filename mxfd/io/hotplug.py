@@ -56,7 +56,7 @@ class _BackendState:
 class Hotplug:
     """Connects every wanted source of every backend and follows them as they come and go.
 
-    ``open_stream(name)`` returns the capture target for a new source and
+    ``open_stream(name, backend)`` returns the capture target for a new source and
     ``close_stream(target)`` closes it after its port is closed.  ``wants``
     decides from a port name whether to connect it.  ``virtual_port`` (e.g.
     ``"in"``) is exposed on each backend that has one; None for none.
@@ -68,7 +68,7 @@ class Hotplug:
         wake: Wake,
         *,
         wants: Callable[[str], bool],
-        open_stream: Callable[[str], CaptureTarget],
+        open_stream: Callable[[str, MidiBackend], CaptureTarget],
         close_stream: Callable[[CaptureTarget], None],
         virtual_port: Optional[str] = "in",
         poll_interval: float = 0.25,
@@ -231,7 +231,7 @@ class Hotplug:
         for name in names:
             if name in st.sources or not self.wants(name):
                 continue
-            target = self.open_stream(name)
+            target = self.open_stream(name, b)
             try:
                 handle = b.open_source(name, target)
             except Exception as exc:
@@ -249,7 +249,7 @@ class Hotplug:
         if self.virtual_port is None:
             return
         name = f"{getattr(b, 'client_name', 'mxfd')}:{self.virtual_port}"
-        target = self.open_stream(name)
+        target = self.open_stream(name, b)
         try:
             handle = b.open_virtual(self.virtual_port, target)
         except Exception as exc:

@@ -36,11 +36,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from mxfd.core.clock import UNITS_PER_US, Clock, master_time
 from mxfd.core.event import EVENT_COMPLETE
-from mxfd.io.base import BackendUnavailable, CaptureTarget, Wake, is_mxfd_port
+from mxfd.io.base import BackendUnavailable, CaptureTarget, OutputClock, Wake, is_mxfd_port
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +154,28 @@ class JackMidiBackend:
     kind = "jack"
     notifies = True
 
-    def __init__(self, wake: Wake, *, client_name: str = "mxfd", servername: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        wake: Wake,
+        *,
+        client_name: str = "mxfd",
+        servername: Optional[str] = None,
+        output_clock: Optional[OutputClock] = None,
+        output_port: Optional[Callable[[], Optional[str]]] = None,
+    ) -> None:
         self.wake = wake
+        self.frame_accurate = output_clock is not None
         self.client_name = client_name
         self.servername = servername
+        self.output_clock = output_clock
+        self.output_port = output_port
         self.client: Any = None
         self._times: Optional[_CycleTimes] = None
+        self._sync_port: Any = None
+        self._rate = 48000
+        #: Cycles stamped from the output's clock, and from JACK's (no output playing).
+        self.cycles_output_clock = 0
+        self.cycles_jack_clock = 0
         self._alive = False
         self._entries: tuple[JackPort, ...] = ()
         self._virtual: Optional[JackPort] = None
@@ -189,6 +205,9 @@ class JackMidiBackend:
             client.set_port_connect_callback(self._on_connect, only_available=False)
             client.set_shutdown_callback(self._on_shutdown)
             self._times = _CycleTimes(client)
+            if self.output_port is not None:
+                self._sync_port = client.inports.register("sync")
+            self._rate = int(client.samplerate)
             client.activate()
         except Exception:
             client.close()
@@ -202,6 +221,7 @@ class JackMidiBackend:
         alive = self._alive
         self._entries = ()
         self._virtual = None
+        self._sync_port = None
         self._alive = False
         self.client = None
         if client is None:
@@ -231,6 +251,7 @@ class JackMidiBackend:
             return []
         import jack
 
+        self._follow_output()
         try:
             ports = client.get_ports(is_midi=True, is_output=True)
             by_hand: set[str] = set()
@@ -241,6 +262,20 @@ class JackMidiBackend:
             log.warning("JACK: cannot list ports: %s", exc)
             return []
         return [p.name for p in ports if not is_mxfd_port(p.name) and p.name not in by_hand]
+
+    def _follow_output(self) -> None:
+        """Keep the audio output's port connected to ``sync``: JACK then runs this client after it."""
+        if self._sync_port is None or self.output_port is None:
+            return
+        name = self.output_port()
+        if not name:
+            return
+        try:
+            if name not in {p.name for p in self.client.get_all_connections(self._sync_port)}:
+                self.client.connect(name, self._sync_port)
+                log.debug("JACK: %s -> %s (input stamped on the output's clock)", name, self._sync_port.name)
+        except Exception as exc:
+            log.debug("JACK: cannot follow %s: %s", name, exc)
 
     def _port_name(self, source: str) -> str:
         short = re.sub(r"[:]+", "/", source)[:200] or "source"
@@ -298,9 +333,18 @@ class JackMidiBackend:
         try:
             entries = self._entries
             if entries:
-                times = self._times
-                assert times is not None
-                t0, span = times.cycle()
+                t0 = None
+                clock = self.output_clock
+                if clock is not None:
+                    t0 = clock.cycle_start()
+                if t0 is None:
+                    times = self._times
+                    assert times is not None
+                    t0, span = times.cycle()
+                    self.cycles_jack_clock += 1
+                else:
+                    span = frames * 10_000_000 // self._rate
+                    self.cycles_output_clock += 1
                 for entry in entries:
                     target = entry.target
                     n = 0
@@ -310,6 +354,8 @@ class JackMidiBackend:
                     if n:
                         entry.events += n
                         target.flush()
+                if clock is not None:
+                    clock.cycle_end()
         except Exception:
             self.errors += 1
             now = time.monotonic()
@@ -372,6 +418,7 @@ class RtMidiBackend:
             raise ValueError(f"rtmidi api must be 'alsa' or 'jack', not {api!r}")
         self.kind = api
         self.notifies = False
+        self.frame_accurate = False
         self.wake = wake
         self.client_name = client_name
         self.clock = clock
@@ -452,13 +499,19 @@ def alsa_sequencer_present() -> bool:
 
 
 def make_backend(
-    api: str, wake: Wake, *, jack_reader: str = "jack-client", client_name: str = "mxfd"
+    api: str,
+    wake: Wake,
+    *,
+    jack_reader: str = "jack-client",
+    client_name: str = "mxfd",
+    output_clock: Optional[OutputClock] = None,
+    output_port: Optional[Callable[[], Optional[str]]] = None,
 ) -> "JackMidiBackend | RtMidiBackend":
     """The MIDI backend for ``api`` ('auto' picks ALSA when its sequencer exists, else JACK)."""
     if api == "auto":
         api = "alsa" if alsa_sequencer_present() else "jack"
     if api == "jack" and jack_reader == "jack-client":
-        return JackMidiBackend(wake, client_name=client_name)
+        return JackMidiBackend(wake, client_name=client_name, output_clock=output_clock, output_port=output_port)
     return RtMidiBackend(api, wake, client_name=client_name)
 
 

@@ -195,6 +195,7 @@ class RawBackend:
 
     kind = "raw"
     notifies = False
+    frame_accurate = False
 
     def __init__(self, paths: tuple[str, ...], wake: Wake, *, baud: int = 31250) -> None:
         self.paths = tuple(p[len(RAW_PREFIX):] if p.startswith(RAW_PREFIX) else p for p in paths)

@@ -28,6 +28,7 @@ class ScriptedBackend:
 
     kind = "scripted"
     notifies = True
+    frame_accurate = False
     client_name = "mxfd"
 
     def __init__(self) -> None:
@@ -82,7 +83,7 @@ class Streams:
         self.closed: list[str] = []
         self._names: dict[int, str] = {}
 
-    def open_stream(self, name: str) -> Target:
+    def open_stream(self, name: str, backend: object = None) -> Target:
         t = Target()
         self.open[name] = t
         self._names[id(t)] = name
@@ -192,9 +193,9 @@ def jack_watch(jack_server: JackServer) -> Iterator[tuple[Hotplug, Streams]]:
     streams = Streams()
     lock = threading.Lock()
 
-    def open_stream(name: str) -> Target:
+    def open_stream(name: str, backend: object) -> Target:
         with lock:
-            return streams.open_stream(name)
+            return streams.open_stream(name, backend)
 
     def close_stream(t: CaptureTarget) -> None:
         with lock:

@@ -1,0 +1,276 @@
+"""Key-to-sound latency of ``mxfd run`` against FluidSynth, start-up time, idle cost.
+
+Starts a private ``jackd -d dummy`` (48 kHz, period 128), then:
+
+1. ``mxfd run`` (a child process, as systemd runs it): time from exec to
+   ``READY=1`` on its notify socket, ``--starts`` times;
+2. key-to-sound latency with ``../shared/tools/latency_probe.py --program 80``
+   (a square lead: instant attack, so the figure is transport, not
+   instrument): note-ons sent at known frames into ``mxfd:in``, onsets found
+   in ``mxfd-out:out_0``, exact to the sample; ``--runs`` runs of 20 notes,
+   for each JACK reader (``jack-client``: frame-accurate stamps; ``rtmidi``:
+   stamped when the period is processed);
+3. the same probe against FluidSynth (``fluidsynth -a jack -m jack``, same
+   program) in the same run;
+4. CPU and resident memory of the idle daemon (and its audio worker) over
+   ``--idle`` seconds.
+
+Prints tables; the latency of every note is in the probe's JSON (``-v``).
+Run: ``.venv/bin/python benchmarks/bench_latency.py [--runs 3] [--starts 3] [--idle 10]``.
+The CPU is shared with whatever else runs on the machine; repeat on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = ROOT.parent / "shared" / "tools" / "latency_probe.py"
+RATE = 48000
+PERIOD = 128
+SOUNDFONTS = ("/usr/share/sounds/sf2/TimGM6mb.sf2", "/usr/share/sounds/sf2/FluidR3_GM.sf2")
+
+
+def start_jackd(name: str, log_path: str) -> subprocess.Popen[bytes]:
+    jackd = shutil.which("jackd")
+    if jackd is None:
+        raise SystemExit("jackd not found (apt install jackd2)")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [jackd, "--no-realtime", "-n", name, "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    time.sleep(1.0)
+    if proc.poll() is not None:
+        raise SystemExit(f"jackd exited with {proc.returncode}; see {log_path}")
+    return proc
+
+
+def stop(proc: Optional[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+class Mxfd:
+    """``mxfd run`` with a notify socket, like systemd runs it."""
+
+    def __init__(self, tmp: Path, config: str, env: dict[str, str]) -> None:
+        cfg = tmp / "mxfd.toml"
+        cfg.write_text(config)
+        self.notify_path = str(tmp / f"notify-{time.monotonic_ns()}.sock")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.log = open(tmp / "mxfd.log", "ab")
+        self.t0 = time.monotonic()
+        self.proc: subprocess.Popen[bytes] = subprocess.Popen(
+            [sys.executable, "-m", "mxfd", "run", "--config", str(cfg)],
+            cwd=ROOT,
+            env=dict(env, NOTIFY_SOCKET=self.notify_path),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.ready_s: Optional[float] = None
+        self.status_line = ""
+
+    def wait_ready(self, timeout: float = 30.0) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            self.notify.settimeout(0.1)
+            try:
+                data = self.notify.recv(4096).decode()
+            except TimeoutError:
+                continue
+            if "READY=1" in data.splitlines():
+                self.ready_s = time.monotonic() - self.t0
+                self.status_line = next((x for x in data.splitlines() if x.startswith("STATUS=")), "")
+                return self.ready_s
+        raise SystemExit("mxfd did not report READY=1; see its log in the temporary directory")
+
+    def close(self) -> None:
+        stop(self.proc)
+        self.notify.close()
+        self.log.close()
+
+
+def probe(midi_in: str, audio_out: str, env: dict[str, str], notes: int = 20) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, str(PROBE), "--program", "80", "--notes", str(notes), "--midi-in", midi_in,
+         "--audio-out", audio_out],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise SystemExit(f"latency probe failed: {out.stderr.strip()[-500:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
+    frames = [f for r in runs for f in r["latency_frames"]]
+    ms = [f * 1000.0 / RATE for f in frames]
+    heard = sum(r["heard"] for r in runs)
+    sent = sum(r["notes"] for r in runs)
+    return {
+        "median": statistics.median(ms),
+        "min": min(ms),
+        "max": max(ms),
+        "jitter": statistics.pstdev(ms),
+        "heard": heard,
+        "sent": sent,
+    }
+
+
+def proc_cpu_rss(pid: int) -> tuple[float, int]:
+    """(user + system CPU seconds so far, resident set size in bytes)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / tick
+    with open(f"/proc/{pid}/statm") as f:
+        rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return cpu, rss
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def idle_cost(pid: int, seconds: float) -> tuple[float, float, float, float]:
+    """(daemon CPU %, daemon RSS MiB, worker CPU %, worker RSS MiB) while idle."""
+    kids = children(pid)
+    c0, _ = proc_cpu_rss(pid)
+    k0 = [proc_cpu_rss(k)[0] for k in kids]
+    time.sleep(seconds)
+    c1, rss = proc_cpu_rss(pid)
+    kc, krss = 0.0, 0
+    for k, before in zip(kids, k0, strict=False):
+        try:
+            cpu, r = proc_cpu_rss(k)
+        except OSError:
+            continue
+        kc += cpu - before
+        krss += r
+    return 100 * (c1 - c0) / seconds, rss / 2**20, 100 * kc / seconds, krss / 2**20
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3, help="probe runs (20 notes each) per synth")
+    ap.add_argument("--starts", type=int, default=3, help="start-ups timed")
+    ap.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU/RSS sampling")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every probe's JSON")
+    a = ap.parse_args()
+    if not PROBE.exists():
+        raise SystemExit(f"{PROBE} not found")
+
+    name = f"mxfd-bench-{os.getpid()}"
+    tmp = Path(tempfile.mkdtemp(prefix="mxfd-bench-"))
+    (tmp / "run").mkdir()
+    env = dict(os.environ, JACK_DEFAULT_SERVER=name, XDG_RUNTIME_DIR=str(tmp / "run"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    jackd = start_jackd(name, str(tmp / "jackd.log"))
+    rows: list[tuple[str, dict[str, float]]] = []
+    starts: list[float] = []
+    idle: Optional[tuple[float, float, float, float]] = None
+    latency_ms = ""
+    try:
+        for reader in ("jack-client", "rtmidi"):
+            config = f'[midi]\napi = "jack"\njack_reader = "{reader}"\n'
+            d = Mxfd(tmp, config, env)
+            try:
+                starts.append(d.wait_ready())
+                time.sleep(1.0)  # let the wave sink's clock settle before the first note
+                runs = []
+                for _ in range(a.runs):
+                    r = probe(r"^mxfd:in$", r"^mxfd-out:out_0$", env)
+                    runs.append(r)
+                    if a.verbose:
+                        print(f"mxfd ({reader}): {json.dumps(r)}")
+                rows.append((f"mxfd, {reader} reader", summarise(runs)))
+                if reader == "jack-client":
+                    latency_ms = d.status_line
+                    idle = idle_cost(d.proc.pid, a.idle)
+            finally:
+                d.close()
+        for _ in range(max(0, a.starts - 2)):
+            d = Mxfd(tmp, '[midi]\napi = "jack"\n', env)
+            try:
+                starts.append(d.wait_ready())
+            finally:
+                d.close()
+
+        sf2 = next((p for p in SOUNDFONTS if os.path.exists(p)), None)
+        fluid = shutil.which("fluidsynth")
+        if sf2 and fluid:
+            # Its shell reads the pipe, which keeps it running until we close it.
+            fs = subprocess.Popen(
+                [fluid, "-a", "jack", "-m", "jack", "-o", "midi.autoconnect=0", "-r", str(RATE), sf2],
+                env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                time.sleep(2.0)
+                runs = []
+                for _ in range(a.runs):
+                    r = probe(r"^fluidsynth[^:]*:midi_00$", r"^fluidsynth[^:]*:(left|l_00)$", env)
+                    runs.append(r)
+                    if a.verbose:
+                        print(f"fluidsynth: {json.dumps(r)}")
+                rows.append((f"FluidSynth ({os.path.basename(sf2)})", summarise(runs)))
+            finally:
+                assert fs.stdin is not None
+                fs.stdin.close()
+                stop(fs)
+        else:
+            print("(FluidSynth or a GM soundfont is missing: no comparison)")
+    finally:
+        stop(jackd)
+        xruns = sum("XRun" in ln for ln in (tmp / "jackd.log").read_text(errors="replace").splitlines())
+
+    print(f"Key-to-sound latency, JACK dummy {RATE} Hz, period {PERIOD}, program 80, {a.runs} x 20 notes")
+    print(f"{'synth':34} {'median ms':>9} {'min ms':>7} {'max ms':>7} {'jitter ms':>9} {'heard':>7}")
+    for label, s in rows:
+        print(
+            f"{label:34} {s['median']:9.3f} {s['min']:7.3f} {s['max']:7.3f} {s['jitter']:9.3f} "
+            f"{int(s['heard']):>3}/{int(s['sent'])}"
+        )
+    print(f"(target: max <= 8.000 ms, jitter no worse than FluidSynth's; JACK xruns during the run: {xruns})")
+    if latency_ms:
+        print(f"mxfd's own report at READY: {latency_ms}")
+    print()
+    print(f"Start-up to READY=1 ({len(starts)} starts): median {statistics.median(starts):.2f} s, "
+          f"max {max(starts):.2f} s (target < 2 s)")  # fmt: skip
+    if idle is not None:
+        print(
+            f"Idle over {a.idle:g} s: daemon {idle[0]:.1f}% CPU, {idle[1]:.0f} MiB RSS; "
+            f"audio worker {idle[2]:.1f}% CPU, {idle[3]:.0f} MiB RSS"
+        )
+    if hasattr(os, "getloadavg"):
+        print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
