@@ -1,0 +1,343 @@
+"""The engine's wiring, driven by hand: capture streams, thru, client streams, recorders, history.
+
+No devices: the test plays the audio pin's part, calling ``engine.render``
+with frames and ``engine.on_sync`` with the clock, so every time is exact.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import tracemalloc
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mxfd.core.allocator import AllocatorExhausted
+from mxfd.core.clock import UNITS_PER_SECOND, master_time
+from mxfd.core.event import EVENT_COMPLETE
+from mxfd.core.wire import BadBufferError, decode_buffer, encode_buffer
+from mxfd.daemon.config import Config, loads
+from mxfd.daemon.engine import Engine, thru_latency_frames
+from mxfd.daemon.streams import CaptureStream
+
+RATE = 48000
+PERIOD = 128
+T0 = 10 * UNITS_PER_SECOND
+
+
+def frames_to_100ns(frames: int) -> int:
+    return frames * UNITS_PER_SECOND // RATE
+
+
+class Rig:
+    """An engine and the audio pin's side of it: a sample clock and a recording."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.engine = Engine(config or Config())
+        self.t0 = master_time()  # the master time of sample 0: now, so "the last seconds" are these
+        self.engine.on_sync(self.t0, 0)
+        self.position = 0
+        self.out = np.zeros((PERIOD, 2), dtype=np.float32)
+        self.heard: list[np.ndarray] = []
+
+    def time_of(self, frame: int) -> int:
+        return self.t0 + frames_to_100ns(frame)
+
+    def play(self, stream: Any, message: bytes, frame: int) -> None:
+        stream.capture(message, 0, len(message), self.time_of(frame), EVENT_COMPLETE)
+        stream.flush()
+
+    def render(self, frames: int) -> np.ndarray:
+        chunk = []
+        for _ in range(frames // PERIOD):
+            self.engine.render(self.out, self.position)
+            self.position += PERIOD
+            chunk.append(self.out[:, 0].copy())
+        audio = np.concatenate(chunk)
+        self.heard.append(audio)
+        return audio
+
+    def recording(self) -> np.ndarray:
+        return np.concatenate(self.heard)
+
+
+def onset(x: np.ndarray, level: float = 1e-6) -> int:
+    hit = np.flatnonzero(np.abs(x) > level)
+    assert hit.size, "silence"
+    return int(hit[0])
+
+
+def thru_onset(frame: int, frame_accurate: bool = False) -> tuple[int, Engine]:
+    """Where a note captured at ``frame`` starts sounding (a fresh engine per note)."""
+    rig = Rig()
+    kbd = rig.engine.open_capture("kbd:out")
+    assert isinstance(kbd, CaptureStream)
+    kbd.frame_accurate = frame_accurate
+    rig.play(kbd, bytes([0xC0, 80]), frame - 1)  # a square lead: an instant attack
+    rig.play(kbd, bytes([0x90, 60, 110]), frame)
+    return onset(rig.render(frame + 2048)), rig.engine
+
+
+def test_thru_sounds_each_event_exactly_the_latency_after_it_arrived() -> None:
+    latency = thru_latency_frames(Config())
+    assert latency == 3 * PERIOD
+    delays = []
+    for frame in (1000, 7013, 13077, 13184):  # every position against the block edges
+        at, engine = thru_onset(frame)
+        assert engine.render_latency_frames == latency
+        delays.append(at - frame)
+    assert 0 <= delays[0] - latency <= 2
+    assert len(set(delays)) == 1, delays  # the same to the sample, wherever the event fell
+
+
+def test_frame_accurate_input_plays_a_period_sooner_than_input_stamped_on_arrival() -> None:
+    late, e = thru_onset(1000)
+    soon, e2 = thru_onset(1000, frame_accurate=True)
+    assert e.render_latency_frames - e.frame_latency_frames == PERIOD
+    assert late - soon == PERIOD
+
+
+def test_the_device_latency_is_added_to_both_latencies() -> None:
+    e = Engine(Config())
+    e._set_latency(256)
+    assert e.frame_latency_frames == 2 * PERIOD + 256
+    assert e.render_latency_frames == 3 * PERIOD + 256
+    assert e.render_latency_100ns == frames_to_100ns(3 * PERIOD + 256)
+
+
+def test_a_fixed_latency_from_the_config_wins() -> None:
+    e = Engine(loads("[thru]\nlatency_ms = 20"))
+    assert e.render_latency_frames == e.frame_latency_frames == 960
+
+
+def organ_note(rig: Rig, stream: Any, note: int, frame: int) -> None:
+    rig.play(stream, bytes([0xC0, 19]), frame - 1)  # church organ: sounds while held
+    rig.play(stream, bytes([0x90, note, 100]), frame)
+
+
+def test_a_vanished_source_releases_only_the_notes_it_left_held() -> None:
+    rig = Rig()
+    e = rig.engine
+    a = e.open_capture("a:out")
+    b = e.open_capture("b:out")
+    assert isinstance(a, CaptureStream) and isinstance(b, CaptureStream)
+    assert a.channel_group != b.channel_group
+    organ_note(rig, a, 60, 100)
+    organ_note(rig, b, 67, 100)
+    a.capture(bytes([0xB0, 64, 127]), 0, 3, rig.time_of(120), EVENT_COMPLETE)  # a's sustain pedal down
+    a.flush()
+    rig.render(9600)
+    assert e.synth.stats()["voices"] == 2
+    e.close_capture(a)  # unplugged: a's note-off and pedal-up never come
+    rig.render(48000 * 3)
+    assert e.synth.stats()["voices"] == 1
+    tail = rig.recording()[-48000:]
+    spectrum = np.abs(np.fft.rfft(tail * np.hanning(len(tail))))
+
+    def level(hz: float) -> float:
+        k = round(hz * len(tail) / RATE)
+        return float(spectrum[k - 2 : k + 3].max())
+
+    # b's G (392 Hz, and the organ's 196 Hz stop) still sounds; a's C (261.6, 130.8 Hz) is gone.
+    g = max(level(392.0), level(196.0))
+    assert max(level(261.63), level(130.81)) < 0.01 * g
+
+
+def test_a_source_closed_with_a_note_still_in_flight_leaves_nothing_sounding() -> None:
+    rig = Rig()
+    e = rig.engine
+    a = e.open_capture("a:out")
+    organ_note(rig, a, 60, 100)
+    e.close_capture(a)  # before the note's thru time came: it is dropped or released
+    rig.render(48000 * 3)
+    assert e.synth.stats()["voices"] == 0
+
+
+def test_a_released_channel_group_is_not_handed_out_again_at_once() -> None:
+    e = Rig().engine
+    a = e.open_capture("a:out")
+    assert isinstance(a, CaptureStream)
+    e.close_capture(a)
+    b = e.open_capture("b:out")
+    assert isinstance(b, CaptureStream)
+    assert b.channel_group != a.channel_group
+
+
+def test_a_client_stream_uses_its_own_channel_group_and_releases_its_notes_on_close() -> None:
+    rig = Rig()
+    e = rig.engine
+    s = e.open_playback_stream("client-1")
+    t = rig.time_of(2000)
+    start, data = encode_buffer([(t - 10, 7, bytes([0xC7, 19])), (t, 7, bytes([0x97, 62, 100]))])
+    assert s.submit(data, start) == 2
+    assert s.pending() == 2
+    rig.render(9600)
+    assert s.pending() == 0
+    assert e.synth.stats()["voices"] == 1
+    assert s.channel_group in e.synth.channels.groups
+    assert 7 not in e.synth.channels.groups
+    s.close()
+    rig.render(48000 * 3)
+    assert e.synth.stats()["voices"] == 0
+    assert s.allocator.in_use == 0
+
+
+def test_a_bad_client_buffer_is_refused_whole() -> None:
+    e = Rig().engine
+    s = e.open_playback_stream("client-2")
+    start, data = encode_buffer([(T0, 1, bytes([0x90, 60, 100])), (T0, 1, bytes([0x80, 60, 0]))])
+    broken = data[:-8] + b"\xff" * 8
+    with pytest.raises(BadBufferError):
+        s.submit(data[:30], start)
+    with pytest.raises(BadBufferError):
+        s.submit(broken + b"\x00" * 3, start)
+    assert s.pending() == 0 and s.allocator.in_use == 0
+
+
+def test_a_full_client_stream_pushes_back_until_the_render_frees_events() -> None:
+    rig = Rig()
+    s = rig.engine.open_playback_stream("client-3")
+    records = [(rig.time_of(100 + i), 1, bytes([0xB0, 1, i % 128])) for i in range(512)]
+    start, data = encode_buffer(records)
+    submitted = 0
+    with pytest.raises(AllocatorExhausted):
+        while True:
+            s.submit(data, start)
+            submitted += 1
+    assert submitted > 0
+    pending = s.pending()
+    assert not s.wait_for_space(0.02)
+    rig.render(4096)  # everything is due: the synth takes it and gives the events back
+    assert s.pending() < pending
+    assert s.wait_for_space(0.5)
+    s.close()
+
+
+def test_recorders_get_every_capture_buffer_of_the_sources_they_asked_for() -> None:
+    rig = Rig()
+    e = rig.engine
+    got_all: list[tuple[str, int, bytes]] = []
+    got_kbd: list[str] = []
+    e.subscribe_capture(lambda n, t, d: got_all.append((n, t, d)))
+    sub = e.subscribe_capture(lambda n, t, d: got_kbd.append(n), pattern="^kbd")
+    kbd = e.open_capture("kbd:out")
+    pads = e.open_capture("pads:out")
+    rig.play(kbd, bytes([0x90, 60, 100]), 10)
+    rig.play(pads, bytes([0xF0, 0x7E, 0x7F, 0x09, 0x01, 0xF7]), 20)
+    rig.play(kbd, bytes([0xF8]), 30)
+    assert [n for n, _t, _d in got_all] == ["kbd:out", "pads:out", "kbd:out"]
+    assert got_kbd == ["kbd:out", "kbd:out"]
+    _name, t, data = got_all[1]
+    gm_on = bytes([0xF0, 0x7E, 0x7F, 0x09, 0x01, 0xF7])
+    assert decode_buffer(data, t) == [(rig.time_of(20), pads.channel_group, 0, gm_on)]
+    sub.close()
+    rig.play(kbd, bytes([0x80, 60, 0]), 40)
+    assert got_kbd == ["kbd:out", "kbd:out"]
+
+
+def test_a_failing_recorder_is_counted_and_does_not_stop_capture() -> None:
+    rig = Rig()
+    e = rig.engine
+
+    def broken(n: str, t: int, d: bytes) -> None:
+        raise RuntimeError("recorder bug")
+
+    e.subscribe_capture(broken)
+    kbd = e.open_capture("kbd:out")
+    rig.play(kbd, bytes([0x90, 60, 100]), 10)
+    rig.play(kbd, bytes([0x80, 60, 0]), 20)
+    assert e.dropped["subscriber_error"] == 2
+    assert len(e.history(10)) == 2
+
+
+def test_history_returns_the_last_seconds_of_input_in_time_order() -> None:
+    rig = Rig(loads("[record]\nhistory_seconds = 2"))
+    e = rig.engine
+    a = e.open_capture("a:out")
+    b = e.open_capture("b:out")
+    rig.play(a, bytes([0x90, 60, 100]), 0)
+    rig.play(b, bytes([0x90, 62, 100]), 48000 * 1)
+    rig.play(a, bytes([0x90, 64, 100]), 48000 * 3)  # the first is now older than the ring's 2 s
+    items = e._history.since(10, rig.time_of(48000 * 3))
+    assert [n for n, _t, _d in items] == ["b:out", "a:out"]
+    assert items[0][1] < items[1][1]
+    assert e._history.since(0.5, rig.time_of(48000 * 3)) == items[1:]
+
+
+def test_thru_can_be_turned_off_per_source_and_recorders_still_hear_it() -> None:
+    rig = Rig(loads('[[midi.sources]]\nmatch = "^quiet"\nthru = false\n'))
+    e = rig.engine
+    got: list[str] = []
+    e.subscribe_capture(lambda n, t, d: got.append(n))
+    quiet = e.open_capture("quiet:out")
+    loud = e.open_capture("loud:out")
+    assert isinstance(quiet, CaptureStream) and isinstance(loud, CaptureStream)
+    assert quiet.thru is None and loud.thru is not None
+    organ_note(rig, quiet, 60, 100)
+    rig.render(4800)
+    assert e.synth.stats()["voices"] == 0
+    assert got.count("quiet:out") == 2
+    assert {i["name"]: i["thru"] for i in e.inputs()} == {"quiet:out": False, "loud:out": True}
+
+
+def test_a_reload_turns_thru_on_and_off_for_open_sources() -> None:
+    e = Rig().engine
+    kbd = e.open_capture("kbd:out")
+    assert isinstance(kbd, CaptureStream) and kbd.thru is not None
+    e.reload(loads("[midi]\nthru = false"))
+    assert kbd.thru is None
+    e.reload(Config())
+    assert kbd.thru is not None
+
+
+def test_status_is_json_and_counts_inputs_even_after_they_are_gone() -> None:
+    rig = Rig()
+    e = rig.engine
+    kbd = e.open_capture("kbd:out")
+    rig.play(kbd, bytes([0x90, 60, 100]), 10)
+    e.close_capture(kbd)
+    e.register_status("extra", lambda: {"answer": 42})
+    status = json.loads(json.dumps(e.status()))
+    assert status["state"] == "degraded"  # no audio device in this test
+    assert status["inputs"] == [
+        {"name": "kbd:out", "connected": False, "events": 1, "dropped": 0, "channel_group": None, "thru": True,
+         "connects": 1}
+    ]  # fmt: skip
+    assert status["extra"] == {"answer": 42}
+    assert status["thru_latency_ms"] == {"frame_accurate": 5.333, "on_arrival": 8.0}
+    for key in ("audio", "synth", "events", "render_streams", "capture_streams", "render_latency_100ns"):
+        assert key in status
+
+
+def test_capture_and_thru_allocate_nothing_in_steady_state() -> None:
+    rig = Rig(loads("[record]\nhistory_seconds = 0"))
+    e = rig.engine
+    kbd = e.open_capture("kbd:out")
+    note_on, note_off = bytearray([0x90, 60, 100]), bytearray([0x80, 60, 0])
+
+    def cycle(n: int) -> None:
+        for _ in range(n):
+            t = rig.time_of(rig.position)
+            kbd.capture(note_on, 0, 3, t, EVENT_COMPLETE)
+            kbd.flush()
+            kbd.capture(note_off, 0, 3, t + 100, EVENT_COMPLETE)
+            kbd.flush()
+            e.render(rig.out, rig.position)
+            rig.position += PERIOD
+
+    cycle(1000)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    cycle(1000)
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = [
+        s
+        for s in after.compare_to(before, "filename")
+        if "/mxfd/" in s.traceback[0].filename and s.size_diff > 0
+    ]
+    assert sum(s.size_diff for s in grown) < 4096, [str(s) for s in grown]
