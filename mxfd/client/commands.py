@@ -47,8 +47,8 @@ LOOKAHEAD = 0.5
 TOP_UP = 0.05
 #: Extra delay before a file's first event, on top of the render latency, seconds.
 LEAD = 0.1
-#: Ticks per quarter note in recorded files.
-RECORD_PPQN = 960
+#: Ticks per quarter note in recorded files (≥ 960; at 120 bpm a tick is 0.26 ms).
+RECORD_PPQN = 1920
 #: Tempo of recorded files: 120 bpm (µs per quarter note).
 RECORD_TEMPO = 500_000
 #: How long ``record`` keeps reading after it stops, for buffers still on their way, seconds.
