@@ -71,6 +71,8 @@ class Notifier:
         elif addr.startswith("/"):
             self.address = addr
         self._sock: Optional[socket.socket] = None
+        #: Messages dropped because the receiver's queue was full.
+        self.dropped = 0
         if self.address is not None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         usec = env.get("WATCHDOG_USEC", "")
@@ -88,7 +90,12 @@ class Notifier:
         if sock is None or addr is None:
             return False
         try:
-            sock.sendto("\n".join(lines).encode(), addr)
+            # Never block the main loop on a receiver that is not reading.
+            sock.sendto("\n".join(lines).encode(), socket.MSG_DONTWAIT, addr)
+        except BlockingIOError:
+            self.dropped += 1
+            log.debug("sd_notify: the receiver's queue is full; %s dropped", lines[0])
+            return False
         except OSError as exc:
             log.warning("sd_notify to %s failed: %s", os.environ.get("NOTIFY_SOCKET"), exc)
             return False

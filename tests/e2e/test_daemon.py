@@ -15,14 +15,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import jack
 import numpy as np
 import pytest
 
+from mxfd.client import Client
 from tests.e2e.ears import Ear, Keyboard, dominant_frequency, rms_dbfs, wait_until
 from tests.jackserver import JackServer
 
@@ -49,7 +51,17 @@ class Daemon:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
         self.messages: list[str] = []
-        env = dict(os.environ, NOTIFY_SOCKET=self.notify_path, XDG_RUNTIME_DIR=str(runtime), PYTHONUNBUFFERED="1")
+        self._lock = threading.Condition()
+        self._closed = False
+        threading.Thread(target=self._read_notify, daemon=True).start()
+        self.socket_path = str(runtime / "mxfd" / "mxfd.sock")
+        env = dict(
+            os.environ,
+            NOTIFY_SOCKET=self.notify_path,
+            WATCHDOG_USEC="1000000",
+            XDG_RUNTIME_DIR=str(runtime),
+            PYTHONUNBUFFERED="1",
+        )
         self.log = open(self.log_path, "wb")
         self.started = time.monotonic()
         self.ready_after = 0.0
@@ -61,26 +73,37 @@ class Daemon:
             stderr=subprocess.STDOUT,
         )
 
+    def _read_notify(self) -> None:
+        # Drain the socket all the time, as systemd does: a full queue would block the daemon's sends.
+        self.notify.settimeout(0.2)
+        while not self._closed:
+            try:
+                data = self.notify.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.messages.extend(data.decode().splitlines())
+                self._lock.notify_all()
+
     def wait_for(self, prefix: str, timeout: float) -> Optional[str]:
         """The next notify line starting with ``prefix`` (READY=1, STATUS=...), or None."""
         deadline = time.monotonic() + timeout
-        while True:
-            for m in self.messages:
-                if m.startswith(prefix):
-                    self.messages.remove(m)
-                    return m
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            exited = self.proc.poll() is not None
-            self.notify.settimeout(0.0 if exited else min(left, 0.2))
-            try:
-                data = self.notify.recv(4096)
-            except (TimeoutError, BlockingIOError):
-                if exited:
+        with self._lock:
+            while True:
+                for m in self.messages:
+                    if m.startswith(prefix):
+                        self.messages.remove(m)
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0:
                     return None
-                continue
-            self.messages.extend(data.decode().splitlines())
+                self._lock.wait(min(left, 0.1))
+
+    def status(self) -> dict[str, Any]:
+        with Client(self.socket_path, name="e2e-test") as c:
+            return c.status()
 
     def output(self) -> str:
         self.log.flush()
@@ -98,6 +121,8 @@ class Daemon:
 
     def close(self) -> None:
         self.terminate()
+        self._closed = True
+        time.sleep(0.3)
         self.notify.close()
         self.log.close()
 
@@ -265,6 +290,38 @@ def test_a_held_note_is_released_when_its_keyboard_vanishes(daemon: Daemon, ear:
     finally:
         other.close()
     settle(ear)
+
+
+def test_the_watchdog_is_fed(daemon: Daemon) -> None:
+    assert daemon.wait_for("WATCHDOG=1", 3.0) is not None
+
+
+def test_sighup_reapplies_the_port_rules_without_reopening_the_audio_device(daemon: Daemon) -> None:
+    worker = daemon.status()["audio"]["worker_pid"]
+    kbd = Keyboard("test-reload")
+    try:
+        assert wait_until(lambda: connected(kbd.port_name), 2.0)
+        daemon.config_path.write_text(CONFIG + '[[midi.sources]]\nmatch = "^test-reload"\nconnect = false\n')
+        with daemon._lock:
+            daemon.messages.clear()
+        daemon.proc.send_signal(signal.SIGHUP)
+        assert daemon.wait_for("RELOADING=1", 5.0) is not None
+        assert daemon.wait_for("READY=1", 5.0) is not None
+        assert wait_until(lambda: not connected(kbd.port_name), 2.0), daemon.output()[-2000:]
+        # a broken file is refused and the running config kept
+        daemon.config_path.write_text("[audio]\nperiods = 0\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        assert daemon.wait_for("READY=1", 5.0) is not None
+        assert "reload refused, keeping the running config" in daemon.output()
+        daemon.config_path.write_text(CONFIG)
+        daemon.proc.send_signal(signal.SIGHUP)
+        assert daemon.wait_for("READY=1", 5.0) is not None
+        assert wait_until(lambda: connected(kbd.port_name), 2.0)
+    finally:
+        daemon.config_path.write_text(CONFIG)
+        kbd.close()
+    assert daemon.status()["audio"]["worker_pid"] == worker
+    assert "audio settings changed" not in daemon.output()
 
 
 def test_a_restarted_jack_server_brings_sound_back_without_restarting_mxfd(
