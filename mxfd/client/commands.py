@@ -141,6 +141,7 @@ def play(args: argparse.Namespace) -> int:
         return 0
     progress = _Progress(f"mxfd play {os.path.basename(args.file)}")
     with Client(args.socket, name="mxfd-play") as client:
+        client.open_playback()
         clock = _DaemonClock(client)
         t0 = clock() + clock.latency + int(LEAD * UNITS_PER_SECOND)
         span = max(length, events[-1][0])

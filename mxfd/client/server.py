@@ -31,8 +31,8 @@ Per frame while SERVING:
   one).  A malformed buffer gets an ``error`` reply naming the problem, the
   byte offset and the buffer's ordinal; the stream validates whole before it
   applies anything, so the buffer is discarded whole and the session goes on;
-* a control request gets its reply (``status``, ``time``, ``sync``, ``stop``,
-  ``subscribe``, ``unsubscribe``, ``history``); an unknown or malformed
+* a control request gets its reply (``status``, ``time``, ``sync``, ``open``,
+  ``stop``, ``subscribe``, ``unsubscribe``, ``history``); an unknown or malformed
   request gets an ``error`` reply and the session goes on;
 * bytes that are not frames at all get one ``error`` reply (code
   ``garbage``) and the connection is closed (see :mod:`mxfd.client.protocol`).
@@ -405,6 +405,12 @@ class Session:
             "channel_group": self.stream.channel_group if self.stream is not None else None,
         }
 
+    def _open(self, msg: dict[str, Any]) -> dict[str, Any]:
+        # building a stream's pool takes a moment: a player asks for it before its timing starts
+        if self.stream is None:
+            self.stream = self.engine.open_playback_stream(self.name)
+        return {"type": "opened", "channel_group": self.stream.channel_group}
+
     def _stop(self, msg: dict[str, Any]) -> dict[str, Any]:
         discarded = 0
         if self.stream is not None:
@@ -563,6 +569,7 @@ _HANDLERS: dict[str, Callable[[Session, dict[str, Any]], Optional[dict[str, Any]
     "status": Session._status,
     "time": Session._time,
     "sync": Session._sync,
+    "open": Session._open,
     "stop": Session._stop,
     "subscribe": Session._subscribe,
     "unsubscribe": Session._unsubscribe,

@@ -315,6 +315,14 @@ def test_a_client_that_disconnects_has_its_stream_closed(server: Server, engine:
     assert all_idle(engine)
 
 
+def test_open_builds_the_stream_before_the_first_buffer(server: Server, engine: CoreEngine) -> None:
+    with Client(server.path) as c:
+        group = c.open_playback()
+        assert len(engine.streams) == 1 and engine.streams[0].channel_group == group
+        c.play(notes(engine.clock(), 2))
+        assert c.sync()["channel_group"] == group and len(engine.streams) == 1
+
+
 def test_stop_drops_what_is_queued_and_the_next_buffer_opens_a_new_stream(server: Server, engine: CoreEngine) -> None:
     with Client(server.path) as c:
         c.play(notes(engine.clock() + SECOND, 4))
@@ -380,7 +388,8 @@ def test_a_buffer_larger_than_the_pool_is_refused_rather_than_waited_for(sockdir
         with Client(server.path) as c:
             c.play(notes(engine.clock(), 20))
             c.sync()
-            assert c.errors[0]["code"] == "buffer-too-large"
+            (err,) = c.errors
+            assert err["code"] == "bad-buffer" and "can ever hold" in err["reason"]
 
 
 # -- capture -----------------------------------------------------------------------------------
