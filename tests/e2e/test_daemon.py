@@ -292,6 +292,23 @@ def test_a_held_note_is_released_when_its_keyboard_vanishes(daemon: Daemon, ear:
     settle(ear)
 
 
+def test_mxfd_ports_asks_the_running_daemon_which_inputs_are_connected(daemon: Daemon) -> None:
+    kbd = Keyboard("test-ports-live")
+    try:
+        assert wait_until(lambda: connected(kbd.port_name), 2.0)
+        env = dict(os.environ, XDG_RUNTIME_DIR=str(Path(daemon.socket_path).parents[1]))
+        out = subprocess.run(
+            [PYTHON, "-m", "mxfd", "ports", "--config", str(daemon.config_path)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        kbd.close()
+    assert out.returncode == 0, out.stderr
+    assert "from the running daemon" in out.stdout
+    assert "test-ports-live:out  (connected" in out.stdout
+    assert "mxfd's own input port(s): mxfd:in" in out.stdout
+
+
 def test_the_watchdog_is_fed(daemon: Daemon) -> None:
     assert daemon.wait_for("WATCHDOG=1", 3.0) is not None
 
