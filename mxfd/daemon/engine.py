@@ -12,27 +12,37 @@ Theory of operation
                            audio render thread: release due events of every stream ─▶ Synth ─▶ frame
 
 *Thru at a fixed latency.*  A live event arrives stamped with its master
-time ``t`` and is scheduled at ``t + render_latency``: the thru stream gets
-each capture buffer with the latency added to its start time.  The synth
-places every event at ``ref_to_sample(pres_time)`` inside its block, so
-key-to-sound latency is this constant, not the period it happened to land
-in.  The latency is the audio pipeline's depth: ``periods`` queued frames
-plus the one period a capture may trail the frame being rendered, i.e.
-``(periods + 1) × period`` frames, unless the config fixes it.
+time ``t`` and is scheduled at ``t + latency``: the thru stream gets each
+capture buffer with the latency added to its start time.  The synth places
+every event at ``ref_to_sample(pres_time)`` inside its block, so key-to-sound
+latency is this constant, not the period it happened to land in.  The
+latency is the audio pipeline's depth: the ``periods`` frames queued ahead of
+the device plus the device's own output latency, for input the JACK reader
+stamps at its frame on the output's clock (:meth:`Engine.cycle_start`; the
+render of each block waits for the reader to capture the cycle that asked
+for it), and one period more for input stamped on arrival (rtmidi, raw
+devices, clients: it may arrive just after its frame was rendered).  A fixed
+value from the config overrides both.
 
-*The render callback* (the audio pin's render thread) first applies control
-requests other threads queued (release a source's channel group, all sound
-off), then releases every render stream's events due by the end of the
-block plus the synth's schedule pre-fetch, and renders the synth into the
-frame.  Only this thread calls into the synth besides its thread-safe
-``put_message``; when no device plays, the pin keeps this thread running
-from a timer, so events are consumed and requests applied all the same.
+*The render callback* (the audio pin's render thread) waits (bounded) for
+the JACK reader's cycle, applies control requests other threads queued
+(release a source's channel group, all sound off, fade out), then releases
+from every render stream the events due by the block's start plus the
+synth's schedule pre-fetch (one block), and renders the synth into the
+frame.  Control of the synth happens on this thread; other threads only
+``put_message`` (thread-safe).  When no device plays, the pin keeps this
+thread running from a timer, so events are consumed and requests applied
+all the same.
 
 *Channel groups.*  Every capture source and every client stream gets a
 channel group of its own.  When a source vanishes or a client leaves, its
 stream is stopped (pending events returned) and its group released on the
-render thread, so only the notes and pedals *it* left held stop.  Groups are
-handed out round-robin, so a released group is not reused at once.
+render thread, so only the notes and pedals *it* left held stop; once more
+after the thru latency, for events that were already inside the synth.
+Groups are handed out round-robin, so a released group is not reused at once.
+
+*Stopping* fades the output to silence over 30 ms after all sound off, so
+neither a voice nor the reverb's tail is cut with a click.
 
 *Threads.*  Capture runs on the adapters' threads and touches only its own
 stream, the subscribers (which must be quick), the history ring (a lock)

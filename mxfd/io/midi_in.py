@@ -14,15 +14,22 @@ Two readers for JACK, chosen by ``[midi] jack_reader``:
 * :class:`JackMidiBackend` (default) is one JACK client, ``mxfd``, with the
   virtual port ``in`` and one input port per connected source.  Its process
   callback reads every port once per cycle and stamps each event at its own
-  frame: the cycle's start time from JACK's delay-locked loop
-  (``jack_get_cycle_times``) plus the event's frame offset, moved from JACK's
-  clock to the master clock by an offset measured in pairs of reads.  Live
-  events are therefore exact to the frame and thru latency is constant.
-  Port registration notifications wake the hot-plug watcher, and a server
-  shutdown marks the backend dead so the watcher reopens it.
+  frame: the cycle's start time plus the event's frame offset.  The cycle's
+  time comes from the audio output's clock when an :class:`OutputClock` is
+  given: the client's ``sync`` port follows the output's port, so JACK runs
+  this client after the output in every cycle and the sample position the
+  output plays in this very cycle is known; the stamp is that position's
+  master time on the synth's own sample mapping.  Thru is then exact to the
+  sample however JACK's clock drifts or steps (xruns) against the master
+  clock.  Without an output playing, JACK's delay-locked loop
+  (``jack_get_cycle_times``) gives the time, moved to the master clock by an
+  offset measured in pairs of reads.  Port registration notifications wake
+  the hot-plug watcher, and a server shutdown marks the backend dead so the
+  watcher reopens it.  (A client of a dead server is closed before anything
+  in the process talks to a new one: libjack crashes otherwise.)
 * :class:`RtMidiBackend` on JACK stamps each event when rtmidi's process
   callback delivers it: period-accurate only (each ``MidiIn`` is its own JACK
-  client).  On ALSA it is the only reader; there rtmidi's delta times come
+  client, and it does not follow a JACK server restart).  On ALSA it is the only reader; there rtmidi's delta times come
   from the sequencer queue's own time stamps, and :class:`ArrivalStamper`
   turns them back into master times without the delivery delay.
 
