@@ -225,8 +225,13 @@ class Daemon:
         gc.freeze()
         status = describe(engine)
         self.notifier.notify("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
-        log.info("ready in %.2f s: %s; thru latency %.2f ms", time.monotonic() - t0, status,
-                 engine.render_latency_100ns / 10_000)
+        log.info(
+            "ready in %.2f s: %s; thru latency %.2f ms (JACK input), %.2f ms (other input)",
+            time.monotonic() - t0,
+            status,
+            engine.frame_latency_100ns / 10_000,
+            engine.render_latency_100ns / 10_000,
+        )
         self._loop(status)
         return self._shutdown()
 

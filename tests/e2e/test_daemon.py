@@ -394,6 +394,27 @@ def test_sigterm_leaves_no_sounding_note_and_exits_0(daemon: Daemon) -> None:
     assert daemon.wait_for("STOPPING=1", 1.0) is not None
 
 
+def test_without_any_sound_server_it_starts_degraded_and_says_so(tmp_path: Path) -> None:
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = f"mxfd-test-absent-{os.getpid()}"
+    try:
+        d = Daemon(tmp_path, '[midi]\napi = "jack"\n')
+    finally:
+        if old is None:
+            del os.environ["JACK_DEFAULT_SERVER"]
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = old
+    try:
+        assert d.wait_for("READY=1", 20.0) is not None, d.output()
+        status = d.wait_for("STATUS=", 1.0)
+        assert status is not None and status.startswith("STATUS=degraded"), status
+        assert "no audio output device" in status
+        assert "no JACK server" in d.output()
+        assert d.terminate() == 0
+    finally:
+        d.close()
+
+
 def test_a_bad_config_key_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[audio]\nrate = 22050\n')
