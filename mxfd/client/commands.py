@@ -394,6 +394,7 @@ def status(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_status(st))
+    # like systemctl: 0 when all is well, 3 when the daemon runs degraded
     return 0 if st.get("state") == "running" else 3
 
 
@@ -429,11 +430,13 @@ def _format(key: str, value: Any, depth: int, lines: list[str]) -> None:
             _format(str(k), v, depth + 1, lines)
     elif isinstance(value, list):
         lines.append(f"{pad}{label}: {len(value) if value else 'none'}")
-        for item in value:
+        for n, item in enumerate(value, 1):
             if isinstance(item, dict):
-                name = item.get("name", item.get("id", "-"))
-                rest = {k: v for k, v in item.items() if k != "name"}
-                _format(str(name), rest, depth + 1, lines)
+                # a list of records: each under its name (or its first field)
+                key_field = next((k for k in ("name", "id", "backend") if k in item), None)
+                name = str(item[key_field]) if key_field is not None else f"#{n}"
+                rest = {k: v for k, v in item.items() if k != key_field}
+                _format(name, rest, depth + 1, lines)
             else:
                 lines.append(f"{pad}  - {_scalar(item)}")
     else:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Any, Iterator, Sequence
@@ -124,6 +127,24 @@ def test_a_command_without_a_daemon_says_so(capsys: pytest.CaptureFixture[str]) 
     assert "is `mxfd run` running?" in capsys.readouterr().err
 
 
+def mxfd_command(*argv: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "mxfd", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_ctrl_c_stops_play_and_releases_its_notes(live: tuple[CoreEngine, Server], tmp_path: Any) -> None:
+    engine, server = live
+    path = str(tmp_path / "long.mid")
+    make_file(path, [(i * 480, 60, 470) for i in range(40)])  # 40 notes, half a second each
+    proc = mxfd_command("play", "--socket", server.path, path)
+    assert wait_for(lambda: len(engine.rendered.events) >= 2, 10)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130 and b"all notes off" in err
+    assert engine.closed_streams and engine.closed_streams[0].released_on_close > 0
+    assert len(engine.rendered.events) < 80
+    assert all(s.allocator.is_idle() for s in engine.streams)
+
+
 # -- record --------------------------------------------------------------------------------
 
 
@@ -190,6 +211,23 @@ def test_record_writes_what_the_inputs_play(live: tuple[CoreEngine, Server], tmp
     got = list(_absolute(mid.tracks[1]))
     assert [m.note for m, _ in got] == [60, 61, 62, 63]
     assert [round(t * 0.5 / RECORD_PPQN, 3) for _, t in got] == [0.0, 0.1, 0.2, 0.3]
+
+
+def test_ctrl_c_finishes_the_recording_properly(live: tuple[CoreEngine, Server], tmp_path: Any) -> None:
+    engine, server = live
+    out = str(tmp_path / "cut.mid")
+    proc = mxfd_command("record", "--socket", server.path, out)
+    assert wait_for(lambda: bool(engine.subscriptions), 10)
+    t = master_time()
+    played = [(t, 1, bytes([0x90, 60, 100])), (t + SECOND // 10, 1, bytes([0x80, 60, 0]))]
+    engine.capture("kbd:out", *encode_buffer(played))
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err.decode()
+    assert not os.path.exists(out + ".part")
+    got = list(_absolute(mido.MidiFile(out).tracks[1]))
+    assert [m.type for m, _ in got] == ["note_on", "note_off"]
 
 
 def test_record_last_saves_the_history_ring(live: tuple[CoreEngine, Server], tmp_path: Any) -> None:
