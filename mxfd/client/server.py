@@ -527,6 +527,11 @@ class Session:
             with self._cond:
                 self._cond.notify_all()
             if self._writer is not None and self._writer is not threading.current_thread():
+                try:
+                    # a writer blocked on a client that no longer reads must be woken too
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # the peer is gone already: the writer's send fails by itself
                 self._writer.join(5.0)
             try:
                 self.sock.close()

@@ -437,6 +437,29 @@ def test_history_replays_the_ring(server: Server, engine: CoreEngine) -> None:
             c.history(301)
 
 
+def test_a_subscriber_that_reads_too_slowly_is_told_what_it_missed(
+    server: Server, engine: CoreEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mxfd.client.server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_CAPTURE_BACKLOG", 4)
+    start, data = encode_buffer([(engine.clock(), 1, bytes([0xF0]) + bytes(4000) + bytes([0xF7]))])
+    with Client(server.path) as c:
+        c._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.subscribe()
+        for _ in range(200):  # far more than the socket and the backlog hold while nobody reads
+            engine.capture("kbd:out", start, data)
+        session = server.sessions[0]
+        assert session.capture_dropped > 0
+        received = 0
+        while c.receive(0.5) is not None:
+            received += 1
+        assert received + session.capture_dropped == 200
+        dropped = [n for n in c.notices if n["type"] == "dropped"]
+        assert dropped and sum(n["buffers"] for n in dropped) == session.capture_dropped
+        assert c.status()["clients"]["list"][0]["capture_dropped"] == session.capture_dropped
+
+
 def test_a_subscriber_that_goes_away_is_unsubscribed(server: Server, engine: CoreEngine) -> None:
     c = Client(server.path)
     c.subscribe()
