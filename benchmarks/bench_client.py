@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -203,6 +204,9 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        if os.path.exists(server.log_path):
+            os.unlink(server.log_path)
 
 
 if __name__ == "__main__":

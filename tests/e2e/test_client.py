@@ -9,6 +9,7 @@ commands run as ``python -m mxfd ...`` subprocesses, the way a user runs them.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -107,11 +108,12 @@ def daemon(jack_server: JackServer) -> Iterator[Daemon]:
     root = tempfile.mkdtemp(prefix="mxfd-e2e-", dir="/tmp")
     os.chmod(root, 0o755)  # others may enter: only the daemon's own modes may keep them out
     d = Daemon(root)
-    d.start()
     try:
+        d.start()
         yield d
     finally:
         d.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
