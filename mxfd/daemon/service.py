@@ -261,6 +261,8 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
         else:
+            if config.client != self.config.client:
+                log.warning("[client] settings take effect when mxfd is restarted; the socket stays as it is")
             gc.unfreeze()
             try:
                 self.engine.reload(config)
