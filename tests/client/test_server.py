@@ -274,7 +274,7 @@ def test_a_malformed_buffer_gets_an_error_with_its_offset_and_is_discarded_whole
         (err,) = c.errors
         assert err["code"] == "bad-buffer" and err["buffer"] == 1
         assert isinstance(err["offset"], int) and err["reason"]
-    engine.tick(SECOND)
+        engine.tick(SECOND)
     assert len(engine.rendered.events) == 3
     assert all_idle(engine)
 
