@@ -267,7 +267,7 @@ class Engine:
         self.backends: list[MidiBackend] = []
         self.wake = Wake()
         #: Drops by reason (thru pool full, subscriber errors, ...).
-        self.dropped: dict[str, int] = {"thru_pool": 0, "subscriber_error": 0, "render_error": 0}
+        self.dropped: dict[str, int] = {"thru_pool": 0, "subscriber_error": 0}
         self.buffers_captured = 0
         self.renders = 0
 
@@ -415,10 +415,6 @@ class Engine:
         """Wait until the render thread has applied request ``serial``."""
         with self._control_done:
             return self._control_done.wait_for(lambda: self._control_applied >= serial, timeout)
-
-    def all_sound_off(self, timeout: float = 1.0) -> bool:
-        """Silence every voice (applied on the render thread); True once done."""
-        return self.wait_control(self._request("all_sound_off"), timeout)
 
     def _apply_control(self) -> None:
         control = self._control
