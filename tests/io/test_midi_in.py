@@ -10,7 +10,7 @@ import pytest
 
 from mxfd.core.clock import ManualClock
 from mxfd.core.event import EVENT_COMPLETE
-from mxfd.io.base import Wake, is_mxfd_port
+from mxfd.io.base import BackendUnavailable, Wake, is_mxfd_port
 from mxfd.io.midi_in import ArrivalStamper, JackMidiBackend, RtMidiBackend
 from tests.e2e.ears import Keyboard, wait_until
 from tests.jackserver import JackServer
@@ -290,3 +290,20 @@ def test_rtmidi_virtual_port_passes_sysex_clock_and_active_sensing(jack_server: 
         kbd.close()
         backend.close()
     assert target.messages() == [b"\x90\x3c\x01", bytes(sysex), b"\xf8", b"\xfe"]
+
+
+def test_the_alsa_backend_opens_or_says_why_it_cannot() -> None:
+    # Without /dev/snd/seq (containers, this test machine) it is "unavailable", with a reason,
+    # so the watcher retries instead of the daemon failing; on a desktop it lists ports.
+    backend = RtMidiBackend("alsa", Wake())
+    try:
+        backend.open()
+    except BackendUnavailable as exc:
+        assert "alsa" in str(exc)
+        assert not backend.alive
+        return
+    try:
+        assert backend.alive
+        assert not any(is_mxfd_port(n) for n in backend.list_sources())
+    finally:
+        backend.close()
