@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -147,6 +148,7 @@ def main() -> int:
             d.close()
     finally:
         stop(jackd)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     b, f = before["audio"], after["audio"]
     print(f"{a.notes} notes held (re-struck every {a.restrike:g} s), {elapsed:.0f} s, JACK dummy 48000 Hz, period 128")

@@ -256,6 +256,7 @@ def main() -> int:
     finally:
         stop(jackd)
         xruns = sum("XRun" in ln for ln in (tmp / "jackd.log").read_text(errors="replace").splitlines())
+        shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"Key-to-sound latency, JACK dummy {RATE} Hz, period {PERIOD}, program 80, {a.runs} x 20 notes")
     print(f"{'synth':34} {'median ms':>9} {'min ms':>7} {'max ms':>7} {'jitter ms':>9} {'heard':>7}")
