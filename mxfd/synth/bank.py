@@ -560,7 +560,7 @@ def _pipe(name: str, amps: Sequence[float], breath: float, **kw: object) -> Reci
         sustain=0.9,
         release=0.1,
         bright_vel=(0.6, 1.0),
-        sus_bright=(0.0, 0.1),
+        sus_bright=(0.0, 0.05),
         bright_tau=0.06,
         vib_depth=0.12,
         vib_delay=0.25,
@@ -570,8 +570,8 @@ def _pipe(name: str, amps: Sequence[float], breath: float, **kw: object) -> Reci
     args.update(kw)
     return Recipe(
         name,
-        bright=mix((partials(ratios, amps), 1.0), (noise_band(800.0, 9000.0, breath, 4), 1.0)),
-        dark=mix((partials(ratios, amps), 1.0), (noise_band(800.0, 5000.0, breath * 0.25, 4), 1.0)),
+        bright=mix((partials(ratios, amps), 1.0), (noise_band(800.0, 9000.0, breath * 0.5, 4), 1.0)),
+        dark=partials(ratios, amps),
         **args,  # type: ignore[arg-type]
     )
 

@@ -114,7 +114,7 @@ class _Gen:
     # -- instruments -------------------------------------------------------
 
     def kick(self, f0: float, f1: float, tau: float, click: float) -> F64:
-        t = self.t(0.6)
+        t = self.t(min(1.2, 6 * tau))
         body = self.sweep(t, f0, f1, 0.04) * self.decay(t, tau)
         return body + click * self.click(t, 3000.0, 0.003)
 
@@ -404,7 +404,7 @@ def build_kit(pool: PoolBuilder, sample_rate: int) -> dict[int, Patch]:
     """
     g = _Gen(sample_rate)
     fade_in = max(2, int(0.0004 * sample_rate))
-    fade_out = int(0.005 * sample_rate)
+    fade_out = int(0.005 * sample_rate)  # the shortest taper
     sounds: list[tuple[int, F64]] = []
     for key in KIT:
         x = np.asarray(_sound(g, key), dtype=np.float64)
@@ -414,7 +414,9 @@ def build_kit(pool: PoolBuilder, sample_rate: int) -> dict[int, Patch]:
         loud = np.flatnonzero(np.abs(x) > 1e-4)
         x = x[: max(fade_in + fade_out, int(loud[-1]) + 1 if len(loud) else 0)].copy()
         x[:fade_in] *= np.linspace(0.0, 1.0, fade_in, endpoint=False)
-        x[-fade_out:] *= np.linspace(1.0, 0.0, fade_out)
+        # Whatever still rings at the sample's end dies away over its last 30 %, not at a cut.
+        taper = max(fade_out, int(0.3 * len(x)))
+        x[-taper:] *= 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, taper))
         sounds.append((key, x))
     sounds.sort(key=lambda ks: len(ks[1]), reverse=True)
     kit: dict[int, Patch] = {}

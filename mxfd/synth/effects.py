@@ -42,7 +42,7 @@ STEREO_SPREAD: Final = 23
 ROOM_FEEDBACK: Final = 0.82
 DAMP: Final = 0.3
 ALLPASS_FEEDBACK: Final = 0.5
-REVERB_INPUT: Final = 0.05
+REVERB_INPUT: Final = 0.016
 #: Below this level (peak of a chunk's input) an effect counts as silent.
 SILENCE: Final = 1e-7
 
