@@ -134,6 +134,7 @@ class Synth:
         self._sysex = bytearray(_SYSEX_KEEP)
         self._sysex_len = 0
         self._sysex_owner: object = None
+        self._sysex_time = 0
         # Counters.
         self.events_applied = 0
         self.late_events = 0
@@ -357,43 +358,80 @@ class Synth:
     # -- MIDI ------------------------------------------------------------------
 
     def _apply(self, e: KernelEvent, t: int) -> None:
-        """Apply one event's message at sample ``t``."""
+        """Apply one event's message(s) at sample ``t``."""
         self.events_applied += 1
         n = e.cb_event
         buf = e.buf
-        if self._sysex_owner is not None and self._sysex_owner is e.allocator:
-            self._sysex_chunk(e, buf, n)
-            return
+        if self._sysex_owner is not None:
+            if self._sysex_owner is e.allocator and self._continues_sysex(e, buf, n):
+                self._sysex_chunk(e, buf, n)
+                return
+            # The rest of a chunked SysEx never came: drop what was kept, and count it.
+            self._sysex_owner = None
+            self._sysex_len = 0
+            self.ignored["sysex"] += 1
         if n == 0:
             self.ignored["malformed"] += 1
             return
         status = buf[0]
         if status == 0xF0:
             self._sysex_len = 0
+            self._sysex_time = e.pres_time_100ns
             self._sysex_chunk(e, buf, n)
             return
         if status < 0x80 or e.flags & EVENT_INCOMPLETE:
             self.ignored["malformed"] += 1
             return
-        if status >= 0xF0:
-            self.ignored["realtime" if status >= 0xF8 else "system_common"] += 1
-            if n > 1 and status < 0xF8:
+        if 0x80 <= status < 0xF0 and n <= 3:
+            need = 2 if status & 0xE0 == 0xC0 else 3
+            if n < need or buf[1] > 0x7F or (need == 3 and buf[2] > 0x7F):
+                self.ignored["malformed"] += 1
                 return
+            self._channel_message(e.channel_group, status, buf[1], buf[2] if need == 3 else 0, t)
             return
-        self._channel_message(e.channel_group, buf, n, 0, t)
+        self._raw_run(e.channel_group, buf, n, t)
 
-    def _channel_message(self, group: int, buf: bytearray, n: int, off: int, t: int) -> None:
-        status = buf[off]
+    def _continues_sysex(self, e: KernelEvent, buf: bytearray, n: int) -> bool:
+        """Whether ``e`` is the next chunk of the SysEx in progress (same time, no new status byte)."""
+        if e.pres_time_100ns != self._sysex_time or n == 0:
+            return False
+        first = buf[0]
+        return first < 0x80 or first == 0xF7
+
+    def _raw_run(self, group: int, buf: bytearray, n: int, t: int) -> None:
+        """Unstructured bytes holding whole short messages (running status allowed), as a MIDI cable carries them."""
+        running = 0
+        off = 0
+        while off < n:
+            b = buf[off]
+            if b >= 0xF8:
+                self.ignored["realtime"] += 1
+                off += 1
+                continue
+            if b >= 0xF0:
+                # System common or SysEx inside a raw run: not for the synth; it ends running status.
+                self.ignored["sysex" if b in (0xF0, 0xF7) else "system_common"] += 1
+                running = 0
+                off += 1
+                while off < n and buf[off] < 0x80:
+                    off += 1
+                continue
+            if b >= 0x80:
+                running = b
+                off += 1
+            elif not running:
+                self.ignored["malformed"] += 1
+                off += 1
+                continue
+            need = 1 if running & 0xE0 == 0xC0 else 2
+            if off + need > n or buf[off] > 0x7F or (need == 2 and buf[off + 1] > 0x7F):
+                self.ignored["malformed"] += 1
+                return
+            self._channel_message(group, running, buf[off], buf[off + 1] if need == 2 else 0, t)
+            off += need
+
+    def _channel_message(self, group: int, status: int, d1: int, d2: int, t: int) -> None:
         kind = status & 0xF0
-        need = 2 if kind in (0xC0, 0xD0) else 3
-        if n - off < need:
-            self.ignored["malformed"] += 1
-            return
-        d1 = buf[off + 1]
-        d2 = buf[off + 2] if need == 3 else 0
-        if d1 > 0x7F or d2 > 0x7F:
-            self.ignored["malformed"] += 1
-            return
         c = self.channels.slot_of(group) * CHANNELS + (status & 0x0F)
         if kind == 0x90:
             if d2:

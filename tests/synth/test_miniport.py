@@ -550,3 +550,23 @@ def test_events_are_placed_by_the_wave_sink_mapping() -> None:
     send(s, a, 10.25, note_on(0, 60, 100))
     x = mono(render(s, 0.3))
     assert abs(first_sound(x) - round(0.25 * RATE)) <= 1
+
+
+def test_an_unstructured_event_may_carry_several_messages_with_running_status() -> None:
+    s, a = make_synth(), Allocator()
+    send(s, a, 0.0, [0x90, 60, 100, 64, 100, 0xF8, 67, 100, 0xC1, 5])  # three notes, a clock byte, a program
+    render(s, 0.05)
+    assert sorted(n for _, n, _ in notes_of(s)) == [60, 64, 67]
+    assert s.channels.program[s.channels.slot_of(1) * 16 + 1] == 5
+    assert s.stats()["ignored"]["realtime"] == 1  # type: ignore[index]
+
+
+def test_a_sysex_whose_last_chunk_never_comes_does_not_swallow_what_follows() -> None:
+    s, a = make_synth(), Allocator(buffer_size=16)
+    e = a.make_event(bytes([0xF0, 0x41, 0x10, 0x42]), ref(0.0), 1, flags=1)  # INCOMPLETE, and nothing after
+    s.put_message(e)
+    send(s, a, 0.01, note_on(0, 60, 100))
+    render(s, 0.05)
+    assert [n for _, n, _ in notes_of(s)] == [60]
+    assert s.stats()["ignored"]["sysex"] == 1  # type: ignore[index]
+    assert events_balanced(a)
