@@ -257,3 +257,17 @@ def test_midi_port_meta_events_select_channel_groups(tmp_path: Path) -> None:
     song = mxfd.render.load_song(str(tmp_path / "ports.mid"))
     groups = sorted({g for start, data in song.buffers for _, g, _, _ in mxfd.decode_buffer(data, start)})
     assert groups == [1, 2]
+
+
+def test_the_progress_bar_draws_one_updating_line() -> None:
+    import io
+
+    stream = io.StringIO()
+    bar = mxfd.render.Progress(stream, total_seconds=10.0, enabled=True)
+    bar.update(5.0, force=True)
+    bar.done("mxfd render: wrote out.wav")
+    text = stream.getvalue()
+    assert text.startswith("\r[") and " 50.0%" in text and text.endswith("wrote out.wav".ljust(59) + "\n")
+    silent = io.StringIO()
+    mxfd.render.Progress(silent, 10.0, enabled=False).update(5.0, force=True)
+    assert silent.getvalue() == ""
