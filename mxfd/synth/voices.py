@@ -75,10 +75,11 @@ _GOLDEN: Final = 0.6180339887498949
 
 # Rows of the float64 state matrix.
 (
-    POS, INC_KEY, INC, WRAP, END, ENV, SLOPE, RATE, TGT, TGT_RATE, CAP, FLOOR, W, W_TGT, W_RATE, VELGAIN,
-    CG, PANP, PAN_OFF, LFO, LFO_RATE, VIB, VIB_ENV, VIB_ENV_RATE, TREM_A, TREM_B, PE, PE_RATE, GA, GB,
+    POS, INC_KEY, INC, WRAP, END, ENV, SLOPE, RATE, TGT_RATE, W_RATE, PE_RATE, TGT, CAP, FLOOR, W, W_TGT, VELGAIN,
+    CG, PANP, PAN_OFF, LFO, LFO_RATE, VIB, VIB_ENV, VIB_ENV_RATE, TREM_A, TREM_B, PE, GA, GB,
     SEND_CHO, SEND_REV, RELEASE_RATE, DECAY_RATE, PITCH_SENS,
 ) = range(35)  # fmt: skip
+# RATE, TGT_RATE, W_RATE and PE_RATE are adjacent: one exp call decays all four per segment.
 _NF: Final = 35
 # Rows of the int64 state matrix.
 CHAN, KEY, NOTE, START, ATTACK_END, EXCL, STAGE, HELD, SUS, SOST, DRUM, REL_PENDING, IGNORE_OFF, SEQ = range(14)
@@ -155,6 +156,7 @@ class VoiceEngine:
         self._basis = np.ascontiguousarray(np.stack([np.ones(ms), k, k + 1.0, k * (k - 1.0) / 2.0]).astype(np.float32))
         # Control-rate scratch.
         self._s = np.zeros((12, cap), dtype=np.float64)
+        self._decays = np.zeros((4, cap), dtype=np.float64)
         self._b = np.zeros((4, cap), dtype=np.bool_)
         # Audio-rate scratch, as flat buffers viewed (n, m) contiguously per segment.
         self._r = np.zeros(3 * cap * ms, dtype=np.float32)
@@ -478,7 +480,7 @@ class VoiceEngine:
         # -- control rate ----------------------------------------------------------
         # Channel gain, smoothed so volume and expression changes never step.
         cg_t = s[0, :n]
-        np.take(params.gain, chan, out=cg_t)
+        params.gain.take(chan, out=cg_t)
         a_s = 1.0 - math.exp(-fm * self._smooth_per_sample)
         cg = f[CG, :n]
         np.subtract(cg_t, cg, out=cg_t)
@@ -501,16 +503,18 @@ class VoiceEngine:
         np.add(vib_env, tmp, out=vib_env)
         np.minimum(vib_env, 1.0, out=vib_env)
         np.multiply(f[VIB, :n], vib_env, out=tmp)
-        np.take(params.vib, chan, out=semis)
+        params.vib.take(chan, out=semis)
         np.add(semis, tmp, out=semis)
         np.multiply(semis, sinv, out=semis)
-        np.take(params.bend, chan, out=tmp)
+        params.bend.take(chan, out=tmp)
         np.add(semis, tmp, out=semis)
         np.multiply(semis, f[PITCH_SENS, :n], out=semis)
+        # e^(-rate * m) for the envelope, the sustain fade, the brightness and the pitch envelope at once.
+        decays = self._decays[:, :n]
+        np.multiply(f[RATE : PE_RATE + 1, :n], -fm, out=decays)
+        np.exp(decays, out=decays)
         pe = f[PE, :n]
-        np.multiply(f[PE_RATE, :n], -fm, out=tmp)
-        np.exp(tmp, out=tmp)
-        np.multiply(pe, tmp, out=pe)
+        np.multiply(pe, decays[3], out=pe)
         np.add(semis, pe, out=semis)
         np.multiply(semis, 1.0 / 12.0, out=semis)
         np.exp2(semis, out=semis)
@@ -519,9 +523,7 @@ class VoiceEngine:
 
         # Envelope.
         env = f[ENV, :n]
-        e = s[4, :n]
-        np.multiply(f[RATE, :n], -fm, out=e)
-        np.exp(e, out=e)
+        e = decays[0]
         env_end = s[5, :n]
         np.multiply(f[SLOPE, :n], fm, out=env_end)
         np.add(env_end, env, out=env_end)
@@ -530,17 +532,13 @@ class VoiceEngine:
         np.multiply(env_end, e, out=env_end)
         np.add(env_end, tgt, out=env_end)
         np.minimum(env_end, f[CAP, :n], out=env_end)
-        np.multiply(f[TGT_RATE, :n], -fm, out=tmp)
-        np.exp(tmp, out=tmp)
-        np.multiply(tgt, tmp, out=tgt)
+        np.multiply(tgt, decays[1], out=tgt)
 
         # Brightness.
         w = f[W, :n]
         w_tgt = f[W_TGT, :n]
-        np.multiply(f[W_RATE, :n], -fm, out=tmp)
-        np.exp(tmp, out=tmp)
         np.subtract(w, w_tgt, out=w)
-        np.multiply(w, tmp, out=w)
+        np.multiply(w, decays[2], out=w)
         np.add(w, w_tgt, out=w)
 
         # Gains at the segment end: envelope × velocity × channel × tremolo, split by brightness.
