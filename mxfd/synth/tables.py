@@ -121,9 +121,20 @@ class PoolBuilder:
         return self._append(rows_for(la, lb, periodic=False))
 
     def build(self) -> C128:
-        """The pool as one complex128 array (each element one 16-byte row)."""
-        parts = self._parts + [np.zeros((ONE_SHOT_PAD, 4), dtype=np.float32)]
-        rows = np.ascontiguousarray(np.concatenate(parts))
-        pool: C128 = rows.view(np.complex128).reshape(-1)
+        """The pool as one complex128 array (each element one 16-byte row).
+
+        Parts are copied in and dropped one by one, so building never holds
+        the pool twice.
+        """
+        total = self._size + ONE_SHOT_PAD
+        rows = np.zeros((total, 4), dtype=np.float32)
+        at = 0
+        parts = self._parts
+        parts.reverse()
+        while parts:
+            part = parts.pop()
+            rows[at : at + len(part)] = part
+            at += len(part)
         self._seen.clear()
+        pool: C128 = rows.view(np.complex128).reshape(-1)
         return pool
