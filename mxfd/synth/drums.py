@@ -30,7 +30,7 @@ closed by the pedal).
 from __future__ import annotations
 
 import math
-from typing import Callable, Final, Optional
+from typing import Callable, Final
 
 import numpy as np
 
@@ -468,8 +468,3 @@ def _drum_patch(name: str, base: int, length: int, level_db: float, pan: float, 
 def kit_keys() -> list[int]:
     """The keys the kit has a sound for."""
     return sorted(KIT)
-
-
-def drum_name(key: int) -> Optional[str]:
-    entry = KIT.get(key)
-    return entry[0] if entry else None

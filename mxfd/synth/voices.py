@@ -45,7 +45,7 @@ engine has room for more voices than the polyphony limit.
 from __future__ import annotations
 
 import math
-from typing import Final, Optional
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -175,9 +175,6 @@ class VoiceEngine:
     def sounding(self) -> int:
         """Voices counting toward the polyphony limit (all but the fading ones)."""
         return self.n - self.n_fading
-
-    def stage_of(self, v: int) -> int:
-        return int(self.i[STAGE, v])
 
     # -- starting voices -------------------------------------------------------
 
@@ -429,14 +426,6 @@ class VoiceEngine:
         i[ATTACK_END, last] = _NEVER
         self.n = last
 
-    def kill_all(self) -> None:
-        """Drop every voice at once (no fade): for reset and teardown."""
-        self.n = 0
-        self.n_fading = 0
-        self._n_attack = 0
-        self.next_attack_end = _NEVER
-        self.i[ATTACK_END] = _NEVER
-
     def mark_pan_dirty(self) -> None:
         """Channel pan or effect sends changed: follow them for the next segments."""
         self._pan_dirty = 1 + int(6 * SMOOTH_TAU * self.sample_rate / max(1, self.max_segment))
@@ -668,15 +657,3 @@ class VoiceEngine:
         else:
             self._n_attack = 0
             self.next_attack_end = _NEVER
-
-    def voice_info(self, v: int) -> Optional[dict[str, float]]:
-        """A snapshot of voice ``v`` for tests and debugging."""
-        if not 0 <= v < self.n:
-            return None
-        return {
-            "chan": float(self.i[CHAN, v]),
-            "note": float(self.i[NOTE, v]),
-            "stage": float(self.i[STAGE, v]),
-            "env": float(self.f[ENV, v]),
-            "held": float(self.i[HELD, v]),
-        }
