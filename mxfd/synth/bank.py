@@ -236,6 +236,7 @@ class Recipe:
     gain_db: float = 0.0
     chorus: float = 0.0
     reverb: float = 0.35
+    key_pan: float = 0.0  # stereo spread across the keyboard (low keys left), -0.5 .. 0.5
     seed: int = 0
     noise: Optional[Callable[[int, int], tuple[F64, F64]]] = field(default=None, compare=False)
 
@@ -269,6 +270,7 @@ class Patch:
     chorus: float
     reverb: float
     pan: float = 0.0  # offset from the channel's pan, -0.5 .. 0.5
+    key_pan: float = 0.0  # extra offset per key: key_pan * (note - 64) / 64
     exclusive: int = 0  # drums: a new note of the class chokes the others
     ignore_note_off: bool = False
     root_hz: float = 0.0  # one-shots: 0 = play at the sample's own rate
@@ -358,6 +360,7 @@ def make_patch(recipe: Recipe, pool: PoolBuilder, sample_rate: int) -> Patch:
         gain=VOICE_GAIN * 10.0 ** (recipe.gain_db / 20.0),
         chorus=recipe.chorus,
         reverb=recipe.reverb,
+        key_pan=recipe.key_pan,
     )
 
 
@@ -468,6 +471,7 @@ def _mallet(name: str, ratios: Sequence[float], amps: Sequence[float], decay: fl
         bright_tau=decay * 0.3,
         key_decay=0.4,
         reverb=0.45,
+        key_pan=0.15,
     )
     args.update(kw)
     return Recipe(name, bright=partials(ratios, amps, 9000.0), dark=partials(ratios, dark_amps, 4000.0), **args)  # type: ignore[arg-type]
@@ -681,6 +685,7 @@ def gm_recipes() -> list[Recipe]:
         bright_tau=0.45,
         key_decay=0.6,
         reverb=0.4,
+        key_pan=0.2,
     )
     r.append(piano)
     r.append(replace(piano, bright_vel=(0.5, 1.0), sus_bright=(0.05, 0.2), gain_db=-1.0))
@@ -709,6 +714,7 @@ def gm_recipes() -> list[Recipe]:
             chorus=0.3,
             trem_depth=0.1,
             vib_rate=4.5,
+            key_pan=0.15,
         )
     )
     r.append(
@@ -726,10 +732,11 @@ def gm_recipes() -> list[Recipe]:
             bright_tau=0.3,
             key_decay=0.5,
             chorus=0.6,
+            key_pan=0.15,
         )
     )
     r.append(_pluck("harpsichord", 1 / 9, 0.5, 9000.0, 0.9, 3.0, sustain=0.6, vel_sens=0.3, bright_vel=(0.9, 1.0),
-                    sus_bright=(0.2, 0.3), release=0.15, gain_db=-2.0))
+                    key_pan=0.15, sus_bright=(0.2, 0.3), release=0.15, gain_db=-2.0))
     r.append(
         Recipe(
             "clavi",
@@ -902,7 +909,7 @@ def gm_recipes() -> list[Recipe]:
     r.append(_bowed("tremolo strings", 0.9, attack=0.05, trem_depth=0.7, vib_rate=8.0, vib_depth=0.0,
                     chorus=0.6))
     r.append(_pluck("pizzicato", 1 / 2.5, 1.3, 3000.0, 0.12, 0.4, sustain=0.3, release=0.1, reverb=0.5))
-    r.append(_pluck("harp", 1 / 2.2, 1.2, 5000.0, 0.8, 3.0, sustain=0.5, release=0.8, reverb=0.6))
+    r.append(_pluck("harp", 1 / 2.2, 1.2, 5000.0, 0.8, 3.0, sustain=0.5, release=0.8, reverb=0.6, key_pan=0.2))
     r.append(_mallet("timpani", [1, 1.5, 2, 2.5, 3], [1, 0.6, 0.4, 0.2, 0.1], 0.9, cycles=2, pitch_env=0.3,
                      pitch_tau=0.05, release=0.6, key_decay=0.0))
     # Ensemble ---------------------------------------------------------------

@@ -9,7 +9,8 @@ controller change touches one element); what voices read every segment
 lives in numpy arrays indexed by *channel index* ``slot * 16 + channel``
 (:class:`~mxfd.synth.voices.ChannelParams`): gain (volume × expression, the
 GM 40·log10 curves), pan position, pitch offset in semitones (bend × the
-RPN 0 range, plus RPN 1/2 tuning), vibrato depth (modulation wheel and
+RPN 0 range, plus RPN 1/2 tuning) and the highest offset the wheel can
+reach (a new note's wavetable is chosen for it, so bends never alias), vibrato depth (modulation wheel and
 channel pressure) and effect sends.
 
 Channel groups (0..65535, one per input source or client) are mapped to
@@ -94,6 +95,7 @@ class ChannelState(ChannelParams):
         self.gain = np.zeros(0)
         self.pan = np.zeros(0)
         self.bend = np.zeros(0)
+        self.bend_up = np.zeros(0)
         self.vib = np.zeros(0)
         self.chorus = np.zeros(0)
         self.reverb = np.zeros(0)
@@ -145,7 +147,7 @@ class ChannelState(ChannelParams):
         self.nrpn += [False] * extra
         self.reverb_cc += [40] * extra
         self.chorus_cc += [0] * extra
-        for name in ("gain", "pan", "bend", "vib", "chorus", "reverb"):
+        for name in ("gain", "pan", "bend", "bend_up", "vib", "chorus", "reverb"):
             arr = getattr(self, name)
             grown = np.zeros(new)
             grown[:old] = arr
@@ -202,7 +204,9 @@ class ChannelState(ChannelParams):
 
     def update_bend(self, c: int) -> None:
         bend = (self.bend_value[c] - 8192) / 8192.0 * self.bend_range[c]
-        self.bend[c] = bend + self.coarse_tune[c] + self.fine_tune[c]
+        tuning = self.coarse_tune[c] + self.fine_tune[c]
+        self.bend[c] = bend + tuning
+        self.bend_up[c] = max(bend, self.bend_range[c]) + tuning
 
     def update_vib(self, c: int) -> None:
         self.vib[c] = self.modulation[c] / 127.0 * MOD_WHEEL_DEPTH + self.pressure[c] / 127.0 * PRESSURE_DEPTH

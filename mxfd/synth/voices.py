@@ -50,7 +50,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from mxfd.synth.bank import Bank, Patch, note_hz
+from mxfd.synth.bank import BEND_MARGIN, Bank, Patch, note_hz
 
 # Stages.
 ATTACK: Final = 0
@@ -99,6 +99,7 @@ class ChannelParams:
     gain: F64  # volume × expression, linear
     pan: F64  # 0 (left) .. 1 (right)
     bend: F64  # semitones: pitch bend × range + tuning
+    bend_up: F64  # semitones: the highest the bend can go now (range + tuning, or the bend if higher)
     vib: F64  # semitones of vibrato from modulation wheel and pressure
     chorus: F64  # send 0..1
     reverb: F64  # send 0..1
@@ -223,7 +224,9 @@ class VoiceEngine:
             mask = -1
             f[POS, v] = 0.0
         else:
-            base, length = patch.table(note_hz(note + bend + max(0.0, patch.pitch_env)))
+            # The band that stays alias-free up to the top of the bend range (tables allow BEND_MARGIN).
+            reach = max(0.0, float(params.bend_up[chan]) - BEND_MARGIN) + max(0.0, patch.pitch_env) + patch.vib_depth
+            base, length = patch.table(note_hz(note + reach))
             inc_key = length * note_hz(note) / (patch.cycles * sr)
             f[WRAP, v] = float(length)
             f[END, v] = math.inf
@@ -274,8 +277,9 @@ class VoiceEngine:
         f[VELGAIN, v] = patch.gain * vel ** (2.0 * patch.vel_sens)
         cg = float(params.gain[chan])
         f[CG, v] = cg
-        f[PAN_OFF, v] = patch.pan
-        panp = min(1.0, max(0.0, float(params.pan[chan]) + patch.pan))
+        pan_off = patch.pan + patch.key_pan * (note - 64) / 64.0
+        f[PAN_OFF, v] = pan_off
+        panp = min(1.0, max(0.0, float(params.pan[chan]) + pan_off))
         f[PANP, v] = panp
         f[LFO, v] = 0.0
         f[LFO_RATE, v] = 2.0 * math.pi * patch.vib_rate / sr

@@ -56,3 +56,27 @@ def test_high_notes_of_a_bright_program_do_not_alias(note: int) -> None:
 def test_bands_cover_the_keyboard() -> None:
     assert band_of(note_hz(0)) == 0
     assert band_of(note_hz(127)) == 10
+
+
+def test_bending_up_a_whole_rpn_range_does_not_alias() -> None:
+    s, a = make_synth(), Allocator()
+    rpn12 = [[0xB0, 101, 0], [0xB0, 100, 0], [0xB0, 6, 12]]
+    send(s, a, 0.0, program(0, 81), *rpn12, note_on(0, 96, 127))
+    send(s, a, 0.05, [0xE0, 0x7F, 0x7F])  # an octave up
+    x = mono(render(s, 0.6))[round(0.2 * RATE) :]
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    freqs = np.fft.rfftfreq(len(x), 1.0 / RATE)
+    f0 = note_hz(96 + 12 * 8191 / 8192)
+    harmonic = np.abs(freqs / f0 - np.rint(freqs / f0)) * f0 < 25.0
+    alias = spec[~harmonic & (freqs > 20)].max() / spec.max()
+    assert 20 * np.log10(alias) < -60
+
+
+def test_piano_keys_spread_across_the_stereo_field() -> None:
+    def balance(note: int) -> float:
+        s, a = make_synth(), Allocator()
+        send(s, a, 0.0, program(0, 0), note_on(0, note, 100))
+        out = render(s, 0.3).astype(np.float64)
+        return float(np.sqrt(np.mean(out[:, 1] ** 2)) / np.sqrt(np.mean(out[:, 0] ** 2)))
+
+    assert balance(30) < 1.0 < balance(100)
