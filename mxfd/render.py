@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mxfd.core.allocator import Allocator, AllocatorExhausted
-from mxfd.core.clock import UNITS_PER_SECOND
+from mxfd.core.clock import UNITS_PER_SECOND, ManualClock
 from mxfd.core.frames import FILE_64_BYTE_ALIGNMENT, AllocatorFraming, DefaultFrameAllocator
 from mxfd.core.sequencer import Sequencer
 from mxfd.core.unpacker import Unpacker
@@ -299,7 +299,8 @@ def render_file(
     sequencer.connect_output(synth)
     frames = DefaultFrameAllocator(AllocatorFraming(4, block * 8, FILE_64_BYTE_ALIGNMENT))
     sink = synth.wave_sink
-    sink.sync_to_master(0, 0, start=True)
+    clock = ManualClock(0)  # the offline master clock: the file's time 0 is reference time 0
+    sink.sync_to_master(clock(), 0, start=True)
     writer = WavWriter(out, rate, fmt, block)
     song_frames = round(song.length * rate)
     limit = song_frames + int(MAX_TAIL_SECONDS * rate)
@@ -307,7 +308,8 @@ def render_file(
     nb = 0
     total = 0
     while total < limit:
-        now = sink.sample_to_ref(total)
+        clock.now = sink.sample_to_ref(total)  # master time moves with the samples rendered
+        now = clock()
         while nb < len(buffers) and buffers[nb][0] <= now + LOOKAHEAD:
             start, data = buffers[nb]
             try:
