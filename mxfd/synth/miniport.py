@@ -50,6 +50,7 @@ from mxfd.synth.channel import CHANNELS, DRUM_CHANNEL, ChannelState
 from mxfd.synth.master import Master
 from mxfd.synth.voices import (
     CHAN,
+    EXCL,
     FADE,
     HELD,
     IGNORE_OFF,
@@ -493,8 +494,6 @@ class Synth:
             voices.release(v)
 
     def _choke(self, c: int, exclusive: int) -> None:
-        from mxfd.synth.voices import EXCL
-
         voices = self.voices
         i = voices.i
         mask = voices.select(CHAN, c)

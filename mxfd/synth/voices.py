@@ -6,10 +6,12 @@ This is the real-time half of the synth (FluidSynth's rvoice side).  Every
 voice is one column of a few preallocated arrays; the voices sounding now
 are always the first ``n`` columns (a freed voice is replaced by the last
 one), so a render step works on plain ``[:n]`` slices and never loops over
-voices in Python.  Nothing here is allocated after construction: every
-numpy call writes into preallocated storage with ``out=``, and per-voice
-values are broadcast by matrix products or ``copyto`` (a broadcasting ufunc
-with ``out=`` still allocates its iterator buffers).
+voices in Python.  No array is allocated after construction: every numpy
+call writes into preallocated storage with ``out=``, and per-voice values
+are broadcast by matrix products or ``copyto`` (a broadcasting ufunc with
+``out=`` still allocates iterator buffers).  What remains per call is
+numpy's own small, short-lived objects (views, iterators), a few KB that
+are freed before the call returns.
 
 The synth renders a block as *segments* between event offsets, so every
 event takes effect at its own sample.  :meth:`render_segment` does, for a
