@@ -350,6 +350,14 @@ def _stderr_is_terminal() -> bool:
 def main(args: argparse.Namespace) -> int:
     """Run ``mxfd render`` with parsed ``args``; returns the exit status."""
     prog = "mxfd render"
+    from mxfd.synth.voices import MAX_POLYPHONY
+
+    if not 8000 <= args.rate <= 192000:
+        print(f"{prog}: --rate must be 8000..192000 Hz, got {args.rate}", file=sys.stderr)
+        return 2
+    if args.polyphony > MAX_POLYPHONY:
+        print(f"{prog}: --polyphony must be at most {MAX_POLYPHONY}, got {args.polyphony}", file=sys.stderr)
+        return 2
     try:
         song = load_song(args.input)
     except RenderError as exc:

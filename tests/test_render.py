@@ -271,3 +271,13 @@ def test_the_progress_bar_draws_one_updating_line() -> None:
     silent = io.StringIO()
     mxfd.render.Progress(silent, 10.0, enabled=False).update(5.0, force=True)
     assert silent.getvalue() == ""
+
+
+@pytest.mark.parametrize("option", [["--rate", "1000"], ["--polyphony", "100000"]])
+def test_out_of_range_options_are_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str]
+) -> None:
+    path = midi_file(tmp_path / "song.mid", [(0, 1, 0, 60)])
+    assert run(str(path), str(tmp_path / "out.wav"), *option) == 2
+    assert option[0] in one_line_error(capsys)
+    assert not (tmp_path / "out.wav").exists()

@@ -114,8 +114,8 @@ class Synth:
         max_segment: int = MAX_SEGMENT,
         effects: bool = True,
     ) -> None:
-        if sample_rate < 8000:
-            raise ValueError(f"sample rate {sample_rate} is too low")
+        if not 8000 <= sample_rate <= 192000:
+            raise ValueError(f"sample rate must be 8000..192000 Hz, got {sample_rate}")
         self.sample_rate = int(sample_rate)
         self.bank: Bank = get_bank(self.sample_rate)
         self.channels = ChannelState()

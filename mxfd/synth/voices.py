@@ -70,6 +70,8 @@ FADE_TAU: Final = 0.001
 SMOOTH_TAU: Final = 0.005
 #: A note let go during an attack shorter than this still reaches its peak first (seconds).
 MIN_NOTE: Final = 0.01
+#: Most voices a synth may have (its scratch arrays grow with polyphony × segment length).
+MAX_POLYPHONY: Final = 4096
 #: Default longest segment (frames); longer blocks are rendered in chunks.
 MAX_SEGMENT: Final = 128
 _NEVER: Final = np.iinfo(np.int64).max
@@ -124,8 +126,8 @@ class VoiceEngine:
     """
 
     def __init__(self, bank: Bank, sample_rate: int, polyphony: int, max_segment: int = MAX_SEGMENT) -> None:
-        if polyphony < 1:
-            raise ValueError(f"polyphony must be at least 1, got {polyphony}")
+        if not 1 <= polyphony <= MAX_POLYPHONY:
+            raise ValueError(f"polyphony must be 1..{MAX_POLYPHONY}, got {polyphony}")
         self.bank = bank
         self.pool = bank.pool
         self.sample_rate = sample_rate
