@@ -208,59 +208,63 @@ class FrameAllocator(Protocol):
     def framing(self) -> AllocatorFraming: ...
 
 
-class DefaultFrameAllocator:
-    """KsCreateDefaultAllocator's allocator: aligned system-memory frames, reused.
+class FramePool:
+    """The bookkeeping every frame allocator shares: which frames exist and which are out.
 
+    A subclass creates the frames (system memory, shared memory, ...) and adds
+    them with :meth:`_add_frames`; :meth:`_replenish` says what happens when
+    none is free (grow, refuse, or raise).  Everything else, ``allocate``,
+    ``free``, ownership checks, counters and cached audio views, is here, so
+    every allocator detects a foreign or double-freed frame the same way.
     Counters: ``allocated`` (outstanding now), ``high_water``, ``refused``
-    (allocate at the limit), ``total`` (frames created).
+    (allocate found none), ``total`` (frames created).
     """
 
-    def __init__(self, framing: AllocatorFraming) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._framing = framing
         self._frames: list[Frame] = []
         self._index: dict[int, int] = {}
         self._out = bytearray()
         self._free: list[int] = []
-        self._blocks: list[npt.NDArray[np.uint8]] = []
         self._views: dict[int, list[Optional[AudioView]]] = {}
-        self._live = False
         self.high_water = 0
         self.refused = 0
-        self.initialize(framing)
 
-    # -- KSALLOCATOR_DISPATCH -------------------------------------------------
+    # -- what a subclass provides ---------------------------------------------
 
-    def initialize(self, framing: AllocatorFraming) -> None:
-        """(Re)build the pool for ``framing``; no frame may be outstanding."""
-        if not framing.options_flags & KSALLOCATOR_OPTIONF_SYSTEM_MEMORY:
-            raise ValueError("the default allocator serves system memory: options_flags needs SYSTEM_MEMORY")
-        with self._lock:
-            if self._live and self.allocated:
-                raise FrameAllocatorError(f"{self.allocated} frames are still outstanding")
-            self._reset()
-            self._framing = framing
-            self._live = True
-            if framing.frames:
-                self._grow(framing.frames)
+    @property
+    def framing(self) -> AllocatorFraming:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    def delete(self) -> None:
-        """Release every frame (DeleteAllocator); frames still out become foreign."""
-        with self._lock:
-            self._reset()
-            self._live = False
+    def _replenish(self) -> bool:
+        """Called under the lock when no frame is free: add frames and return True, or return False."""
+        return False
+
+    def _add_frames(self, frames: list[Frame]) -> None:
+        first = len(self._frames)
+        for k, frame in enumerate(frames):
+            self._index[id(frame)] = first + k
+        self._frames.extend(frames)
+        self._out.extend(bytes(len(frames)))
+        # Hand out low indices first, so a small working set stays warm in cache.
+        self._free[:0] = range(first + len(frames) - 1, first - 1, -1)
+
+    def _clear(self) -> None:
+        self._frames = []
+        self._index = {}
+        self._out = bytearray()
+        self._free = []
+        self._views = {}
+
+    # -- KSALLOCATOR_DISPATCH: allocate and free ------------------------------
 
     def allocate(self) -> Optional[Frame]:
-        """Return a free frame, or ``None`` when ``frames`` are outstanding."""
+        """Return a free frame, or ``None`` at once when none can be had."""
         with self._lock:
             free = self._free
-            if not free:
-                if not self._live:
-                    raise FrameAllocatorError("the allocator was deleted")
-                if self._framing.frames:
-                    self.refused += 1
-                    return None
-                self._grow(max(2, len(self._frames) // 2))
+            if not free and not self._replenish():
+                self.refused += 1
+                return None
             i = free.pop()
             self._out[i] = 1
             n = len(self._frames) - len(free)
@@ -271,20 +275,29 @@ class DefaultFrameAllocator:
     def free(self, frame: Frame) -> None:
         """Take back a frame from :meth:`allocate`."""
         with self._lock:
-            i = self._index.get(id(frame))
-            if i is None or self._frames[i] is not frame:
-                raise FrameAllocatorError("frame does not belong to this allocator")
+            i = self.index_of(frame)
             if not self._out[i]:
                 raise FrameAllocatorError("frame freed twice")
             self._out[i] = 0
             self._free.append(i)
 
-    # -- KSPROPERTY_CONNECTION_ALLOCATORFRAMING / KSPROPERTY_STREAMALLOCATOR_STATUS
+    # -- ownership, counters, views -------------------------------------------
 
-    @property
-    def framing(self) -> AllocatorFraming:
-        """The framing this allocator meets (ALLOCATORFRAMING's answer)."""
-        return self._framing
+    def index_of(self, frame: Frame) -> int:
+        """The frame's index in this allocator; a foreign frame raises."""
+        i = self._index.get(id(frame))
+        if i is None or self._frames[i] is not frame:
+            raise FrameAllocatorError("frame does not belong to this allocator")
+        return i
+
+    def frame(self, index: int) -> Frame:
+        """The frame at ``index`` (the inverse of :meth:`index_of`)."""
+        return self._frames[index]
+
+    def owns(self, frame: Frame) -> bool:
+        """True if ``frame`` is one of this allocator's frames."""
+        i = self._index.get(id(frame))
+        return i is not None and self._frames[i] is frame
 
     @property
     def allocated(self) -> int:
@@ -296,15 +309,13 @@ class DefaultFrameAllocator:
         """Frames created."""
         return len(self._frames)
 
-    def status(self) -> StreamAllocatorStatus:
-        """KSSTREAMALLOCATOR_STATUS: the framing and the frames out now."""
-        return StreamAllocatorStatus(self._framing, self.allocated)
-
     def is_idle(self) -> bool:
         """True when every frame is back."""
         return self.allocated == 0
 
-    # -- audio -----------------------------------------------------------------
+    def status(self) -> StreamAllocatorStatus:
+        """KSSTREAMALLOCATOR_STATUS: the framing and the frames out now."""
+        return StreamAllocatorStatus(self.framing, self.allocated)
 
     def audio_view(self, frame: Frame, channels: int) -> AudioView:
         """``frame`` as float32 ``(samples, channels)`` audio, no copy.
@@ -312,9 +323,7 @@ class DefaultFrameAllocator:
         The view is made once per frame and channel count and then returned
         from a cache, so the render loop can ask for it every period.
         """
-        i = self._index.get(id(frame))
-        if i is None or self._frames[i] is not frame:
-            raise FrameAllocatorError("frame does not belong to this allocator")
+        i = self.index_of(frame)
         views = self._views.get(channels)
         if views is None:
             views = self._views[channels] = [None] * len(self._frames)
@@ -325,15 +334,54 @@ class DefaultFrameAllocator:
             v = views[i] = frame_as_audio(frame, channels)
         return v
 
+
+class DefaultFrameAllocator(FramePool):
+    """KsCreateDefaultAllocator's allocator: aligned system-memory frames, reused."""
+
+    def __init__(self, framing: AllocatorFraming) -> None:
+        super().__init__()
+        self._framing = framing
+        self._blocks: list[npt.NDArray[np.uint8]] = []
+        self._live = False
+        self.initialize(framing)
+
+    # -- KSALLOCATOR_DISPATCH -------------------------------------------------
+
+    def initialize(self, framing: AllocatorFraming) -> None:
+        """(Re)build the pool for ``framing``; no frame may be outstanding."""
+        if not framing.options_flags & KSALLOCATOR_OPTIONF_SYSTEM_MEMORY:
+            raise ValueError("the default allocator serves system memory: options_flags needs SYSTEM_MEMORY")
+        with self._lock:
+            if self._live and self.allocated:
+                raise FrameAllocatorError(f"{self.allocated} frames are still outstanding")
+            self._clear()
+            self._blocks = []
+            self._framing = framing
+            self._live = True
+            if framing.frames:
+                self._grow(framing.frames)
+
+    def delete(self) -> None:
+        """Release every frame (DeleteAllocator); frames still out become foreign."""
+        with self._lock:
+            self._clear()
+            self._blocks = []
+            self._live = False
+
+    @property
+    def framing(self) -> AllocatorFraming:
+        """The framing this allocator meets (ALLOCATORFRAMING's answer)."""
+        return self._framing
+
     # -- pool ------------------------------------------------------------------
 
-    def _reset(self) -> None:
-        self._frames = []
-        self._index = {}
-        self._out = bytearray()
-        self._free = []
-        self._blocks = []
-        self._views = {}
+    def _replenish(self) -> bool:
+        if not self._live:
+            raise FrameAllocatorError("the allocator was deleted")
+        if self._framing.frames:
+            return False
+        self._grow(max(2, len(self._frames) // 2))
+        return True
 
     def _grow(self, n: int) -> None:
         framing = self._framing
@@ -342,15 +390,7 @@ class DefaultFrameAllocator:
         stride = (size + align - 1) & ~(align - 1)
         block = np.empty(stride * n + align - 1, dtype=np.uint8)
         skew = -block.ctypes.data % align
-        first = len(self._frames)
-        for k in range(n):
-            start = skew + k * stride
-            view = block[start : start + size]
-            self._index[id(view)] = first + k
-            self._frames.append(view)
-        self._out.extend(bytes(n))
-        # Hand out low indices first, so a small working set stays warm in cache.
-        self._free[:0] = range(first + n - 1, first - 1, -1)
+        self._add_frames([block[skew + k * stride : skew + k * stride + size] for k in range(n)])
         self._blocks.append(block)
 
 

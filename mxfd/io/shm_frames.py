@@ -59,11 +59,8 @@ import numpy as np
 
 from mxfd.core.frames import (
     AllocatorFraming,
-    AudioView,
-    Frame,
     FrameAllocatorError,
-    StreamAllocatorStatus,
-    frame_as_audio,
+    FramePool,
 )
 
 log = logging.getLogger(__name__)
@@ -79,7 +76,7 @@ def _round_up(n: int, align: int) -> int:
     return (n + align - 1) // align * align
 
 
-class SharedFrameAllocator:
+class SharedFrameAllocator(FramePool):
     """KSALLOCATOR_DISPATCH over one shared-memory segment.
 
     Parameters
@@ -106,20 +103,13 @@ class SharedFrameAllocator:
     ) -> None:
         if control_size < 0:
             raise ValueError(f"control_size must not be negative, got {control_size}")
-        self._lock = threading.Lock()
+        super().__init__()
         self._control_size = control_size
         self._name_prefix = name_prefix
         self._framing: Optional[AllocatorFraming] = None
         self._shm: Optional[shared_memory.SharedMemory] = None
-        self._frames: list[Frame] = []
-        self._index: dict[int, int] = {}
-        self._out = bytearray()
-        self._free: list[int] = []
-        self._views: dict[int, list[Optional[AudioView]]] = {}
         self._frames_offset = 0
         self._stride = 0
-        self.high_water = 0
-        self.refused = 0
         if framing is not None:
             self.initialize(framing)
 
@@ -145,21 +135,15 @@ class SharedFrameAllocator:
             buf = shm.buf
             assert buf is not None
             # A fresh segment is zero-filled by the kernel; nothing to clear.
-            frames: list[Frame] = []
-            index: dict[int, int] = {}
-            for i in range(framing.frames):
-                offset = frames_offset + i * stride
-                frame: Frame = np.frombuffer(buf, dtype=np.uint8, count=framing.frame_size, offset=offset)
-                index[id(frame)] = i
-                frames.append(frame)
+            self._clear()
+            self._add_frames(
+                [
+                    np.frombuffer(buf, dtype=np.uint8, count=framing.frame_size, offset=frames_offset + i * stride)
+                    for i in range(framing.frames)
+                ]
+            )
             self._shm = shm
             self._framing = framing
-            self._frames = frames
-            self._index = index
-            self._out = bytearray(framing.frames)
-            # Low indices first, so a small working set stays warm in cache.
-            self._free = list(range(framing.frames - 1, -1, -1))
-            self._views = {}
             self._frames_offset = frames_offset
             self._stride = stride
 
@@ -168,32 +152,11 @@ class SharedFrameAllocator:
         with self._lock:
             self._release()
 
-    def allocate(self) -> Optional[Frame]:
-        """A free frame, or ``None`` at once when ``framing.frames`` are out."""
-        with self._lock:
-            free = self._free
-            if not free:
-                if self._shm is None:
-                    raise FrameAllocatorError("the allocator is not initialised (or was deleted)")
-                self.refused += 1
-                return None
-            i = free.pop()
-            self._out[i] = 1
-            n = len(self._frames) - len(free)
-            if n > self.high_water:
-                self.high_water = n
-            return self._frames[i]
-
-    def free(self, frame: Frame) -> None:
-        """Take back a frame :meth:`allocate` handed out."""
-        with self._lock:
-            i = self._index.get(id(frame))
-            if i is None or self._frames[i] is not frame:
-                raise FrameAllocatorError("frame does not belong to this allocator")
-            if not self._out[i]:
-                raise FrameAllocatorError("frame freed twice")
-            self._out[i] = 0
-            self._free.append(i)
+    def _replenish(self) -> bool:
+        # The segment cannot grow once the worker has mapped it: at the limit, refuse.
+        if self._shm is None:
+            raise FrameAllocatorError("the allocator is not initialised (or was deleted)")
+        return False
 
     # -- properties (ALLOCATORFRAMING, STREAMALLOCATOR_STATUS) ---------------
 
@@ -203,15 +166,6 @@ class SharedFrameAllocator:
         if self._framing is None:
             raise FrameAllocatorError("the allocator is not initialised")
         return self._framing
-
-    @property
-    def allocated(self) -> int:
-        """Frames handed out and not yet freed."""
-        return len(self._frames) - len(self._free)
-
-    def status(self) -> StreamAllocatorStatus:
-        """KSSTREAMALLOCATOR_STATUS: the framing and the frames out now."""
-        return StreamAllocatorStatus(self.framing, self.allocated)
 
     # -- what the other process needs -------------------------------------------
 
@@ -246,44 +200,13 @@ class SharedFrameAllocator:
             raise FrameAllocatorError("the allocator is not initialised")
         return self._shm.buf[: self._control_size]
 
-    def index_of(self, frame: Frame) -> int:
-        """The frame's index in the segment (what crosses to the other process)."""
-        i = self._index.get(id(frame))
-        if i is None or self._frames[i] is not frame:
-            raise FrameAllocatorError("frame does not belong to this allocator")
-        return i
-
-    def frame(self, index: int) -> Frame:
-        """The frame at ``index`` (the inverse of :meth:`index_of`)."""
-        return self._frames[index]
-
-    def owns(self, frame: Frame) -> bool:
-        """True if ``frame`` is one of this segment's frames."""
-        i = self._index.get(id(frame))
-        return i is not None and self._frames[i] is frame
-
-    def audio_view(self, frame: Frame, channels: int) -> AudioView:
-        """``frame`` as float32 ``(samples, channels)`` audio, no copy, cached per frame."""
-        i = self.index_of(frame)
-        views = self._views.get(channels)
-        if views is None:
-            views = self._views[channels] = [None] * len(self._frames)
-        v = views[i]
-        if v is None:
-            v = views[i] = frame_as_audio(frame, channels)
-        return v
-
     # -- internals ---------------------------------------------------------------
 
     def _release(self) -> None:
         shm = self._shm
         self._shm = None
         self._framing = None
-        self._frames = []
-        self._index = {}
-        self._out = bytearray()
-        self._free = []
-        self._views = {}
+        self._clear()
         if shm is None:
             return
         try:
