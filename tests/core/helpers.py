@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+import os
+import tracemalloc
+from typing import Callable, NamedTuple, Optional
 
+import mxfd.core
 from mxfd.core.allocator import Allocator
 from mxfd.core.event import KernelEvent
 from mxfd.core.mxf import MXF, KSState
+
+#: tracemalloc filename pattern of the core's own code.
+CORE_FILES = os.path.join(os.path.dirname(os.path.abspath(mxfd.core.__file__)), "*")
+
+
+def core_growth(cycle: Callable[[int], None], warmup: int, cycles: int) -> tuple[int, list[str]]:
+    """Net bytes still allocated by mxfd/core code after ``cycles`` more cycles, and where."""
+    only_core = [tracemalloc.Filter(True, CORE_FILES)]
+    tracemalloc.start()
+    try:
+        for i in range(warmup):
+            cycle(i)
+        before = tracemalloc.take_snapshot().filter_traces(only_core)
+        for i in range(warmup, warmup + cycles):
+            cycle(i)
+        after = tracemalloc.take_snapshot().filter_traces(only_core)
+    finally:
+        tracemalloc.stop()
+    diff = [d for d in after.compare_to(before, "lineno") if d.size_diff or d.count_diff]
+    return sum(d.size_diff for d in diff), [str(d) for d in diff[:10]]
+
 
 # -- render path helpers ------------------------------------------------------
 

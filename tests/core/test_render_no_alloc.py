@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import tracemalloc
-from typing import Callable
-
-import mxfd.core
 from mxfd.core.allocator import Allocator
 from mxfd.core.frames import FILE_64_BYTE_ALIGNMENT, AllocatorFraming, DefaultFrameAllocator
 from mxfd.core.sequencer import Sequencer
 from mxfd.core.unpacker import Unpacker
 from mxfd.core.wire import encode_buffer
+from tests.core.helpers import core_growth
 
-CORE_FILES = os.path.join(os.path.dirname(os.path.abspath(mxfd.core.__file__)), "*")
 MS = 10_000
 #: Times start high so every time stamp is an int of one size from the first cycle on.
 EPOCH = 2**40
-
-
-def core_growth(cycle: Callable[[int], None], warmup: int, cycles: int) -> tuple[int, list[str]]:
-    """Net bytes still allocated by mxfd/core code after ``cycles`` more cycles, and where."""
-    only_core = [tracemalloc.Filter(True, CORE_FILES)]
-    tracemalloc.start()
-    try:
-        for i in range(warmup):
-            cycle(i)
-        before = tracemalloc.take_snapshot().filter_traces(only_core)
-        for i in range(warmup, warmup + cycles):
-            cycle(i)
-        after = tracemalloc.take_snapshot().filter_traces(only_core)
-    finally:
-        tracemalloc.stop()
-    diff = [d for d in after.compare_to(before, "lineno") if d.size_diff or d.count_diff]
-    return sum(d.size_diff for d in diff), [str(d) for d in diff[:10]]
 
 
 def render_buffers(buffer_size: int) -> list[tuple[int, bytes]]:
