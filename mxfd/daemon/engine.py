@@ -96,9 +96,12 @@ def _make_synth(config: Config) -> Any:
     synth = Synth(a.rate, polyphony=config.synth.polyphony, block_frames=a.period)
     queue = a.periods * a.period * UNITS_PER_SECOND // a.rate
     synth.wave_sink.sync_to_master(master_time() + queue, synth.sample_position, start=True)
-    # A device clock that steps by a period or more (an xrun, a stalled server)
-    # is re-anchored at once: slewing 1/100 per sync would take seconds.
-    synth.wave_sink.resync_threshold = a.period * UNITS_PER_SECOND // a.rate
+    # A device clock that steps by a period or more (an xrun: the server skipped
+    # a cycle; an underrun: a period of silence went in) is re-anchored at once:
+    # slewing 1/100 per sync would take seconds, and the notes played meanwhile
+    # would drift.  Such a step is measured as one period give or take the
+    # report's jitter (tens of µs), so half a period tells it from drift.
+    synth.wave_sink.resync_threshold = a.period * UNITS_PER_SECOND // (2 * a.rate)
     return synth
 
 

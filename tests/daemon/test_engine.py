@@ -292,6 +292,28 @@ def test_a_reload_turns_thru_on_and_off_for_open_sources() -> None:
     assert kbd.thru is not None
 
 
+@pytest.mark.parametrize("jitter_us", [-30, 0, 30])
+def test_an_output_clock_step_of_one_period_re_anchors_the_mapping_at_once(jitter_us: int) -> None:
+    # An xrun (the server skipped a cycle) or an underrun moves the device clock by one period,
+    # measured give or take some jitter: slewing 1/100 per sync would leave notes drifting for seconds.
+    rig = Rig()
+    ws = rig.engine.synth.wave_sink
+    pos = 64 * PERIOD
+    stepped = rig.time_of(pos) + frames_to_100ns(PERIOD) + jitter_us * 10
+    rig.engine.on_sync(stepped, pos)
+    assert abs(ws.sample_to_ref(pos) - stepped) <= 1
+
+
+def test_output_clock_jitter_is_slewed_not_re_anchored() -> None:
+    rig = Rig()
+    ws = rig.engine.synth.wave_sink
+    resyncs = ws.resyncs
+    pos = 64 * PERIOD
+    rig.engine.on_sync(rig.time_of(pos) + 1_000, pos)  # 100 µs late: jitter or drift
+    assert ws.resyncs == resyncs
+    assert abs(ws.sample_to_ref(pos) - rig.time_of(pos)) <= 20
+
+
 def test_status_is_json_and_counts_inputs_even_after_they_are_gone() -> None:
     rig = Rig()
     e = rig.engine
