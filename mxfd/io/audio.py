@@ -39,6 +39,19 @@ latency is ``periods × period`` samples (queue) on top of the device's own
 output latency.  In steady state the loop allocates no GC-tracked objects:
 frames, their float32 views and the read buffer are made once.
 
+*Scheduling.*  The render thread is part of the real-time chain: a frame late
+by more than the queue is an underrun.  So it asks for ``SCHED_FIFO`` at the
+lowest real-time priority (:data:`RENDER_RT_PRIORITY`) where the system
+allows it (root, ``CAP_SYS_NICE`` or an ``RLIMIT_RTPRIO`` from the audio
+group): above every ordinary thread, so a busy process does not keep it
+waiting after its wake-up, and below a real-time sound server's own threads
+(jackd -R gives itself 10 and its clients 5).  It also holds the GIL that
+the daemon's JACK MIDI reader, a real-time thread on a real-time server,
+needs in every cycle; an ordinary thread preempted while holding it made
+that reader miss its cycle.  Where real-time scheduling is not allowed the
+thread runs as an ordinary one, and ``status()`` says which
+(``render_scheduling``).
+
 *Degraded.*  While no worker plays (no device, server gone, worker
 restarting) the render thread keeps the sample clock running from a timer
 at the nominal rate and *discards* what it renders, so the synth keeps
@@ -134,6 +147,8 @@ STALL_TIMEOUT_S: Final = 2.0
 DEGRADED_BATCH: Final = 4
 #: Wake-up latencies kept for :meth:`AudioOutput.wake_latencies_ns`.
 WAKE_HISTORY: Final = 1 << 16
+#: SCHED_FIFO priority the render thread asks for: the lowest, above every ordinary thread.
+RENDER_RT_PRIORITY: Final = 1
 
 _WORKER_PATH: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "audio_worker.py")
 _EXIT_MEANING: Final = {0: "stopped", 2: "could not open the device", 3: "the stream died", 4: "bad configuration"}
@@ -146,6 +161,21 @@ def _describe_exit(rc: int) -> str:
         except ValueError:
             return f"killed by signal {-rc}"
     return f"exit status {rc} ({_EXIT_MEANING.get(rc, 'unexpected')})"
+
+
+def _render_realtime(priority: int) -> str:
+    """Put the calling thread in SCHED_FIFO at ``priority`` if allowed; say how it is scheduled.
+
+    ``SCHED_RESET_ON_FORK``: a process started from this thread does not inherit it.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except OSError as e:  # no CAP_SYS_NICE nor RLIMIT_RTPRIO, or systemd's RestrictRealtime=yes
+        why = e.strerror or str(e)
+        log.info("audio render thread: real-time scheduling not allowed (%s); it runs as an ordinary thread", why)
+        return f"normal ({why})"
+    log.debug("audio render thread: SCHED_FIFO, priority %d", priority)
+    return f"SCHED_FIFO {priority}"
 
 
 class AudioOutput:
@@ -240,6 +270,8 @@ class AudioOutput:
         self.refused_frames = 0
         self.degraded_frames = 0
         self.last_error = ""
+        #: How the render thread is scheduled: "SCHED_FIFO <priority>" or "normal (<why>)".
+        self.render_scheduling = "not started"
         # ring counters of earlier start()/stop() cycles
         self._past = {"underruns": 0, "xruns": 0, "callbacks": 0, "played": 0}
 
@@ -360,6 +392,7 @@ class AudioOutput:
             "restarts": self.restarts,
             "last_error": self.last_error,
             "worker_pid": self.worker_pid,
+            "render_scheduling": self.render_scheduling,
         }
 
     def wake_latencies_ns(self) -> npt.NDArray[np.int64]:
@@ -442,6 +475,7 @@ class AudioOutput:
     # -- render thread ---------------------------------------------------------------------
 
     def _render_main(self) -> None:
+        self.render_scheduling = _render_realtime(RENDER_RT_PRIORITY)
         while not self._stopping.is_set():
             with self._link_lock:
                 link = self._pending_link

@@ -282,6 +282,43 @@ def test_stop_leaves_no_worker_no_thread_and_no_shared_memory(jack_server: JackS
     out.stop()  # idempotent
 
 
+def _realtime_allowed() -> bool:
+    """Whether a thread of this process may take SCHED_FIFO (tried on a thread of its own)."""
+    allowed: list[bool] = []
+
+    def probe() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        except OSError:
+            allowed.append(False)
+        else:
+            allowed.append(True)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return allowed[0]
+
+
+def test_the_render_thread_runs_at_real_time_priority_where_the_system_allows_it(jack_server: JackServer) -> None:
+    out = make_output(Sine(), Recorder())
+    out.start()
+    try:
+        (render,) = [t for t in threading.enumerate() if t.name == "mxfd-audio-render"]
+        assert render.native_id is not None
+        assert wait_until(lambda: out.status()["render_scheduling"] != "not started", 2.0)
+        policy = os.sched_getscheduler(render.native_id) & ~os.SCHED_RESET_ON_FORK
+        if _realtime_allowed():
+            assert out.status()["render_scheduling"] == "SCHED_FIFO 1"
+            assert policy == os.SCHED_FIFO
+            assert os.sched_getparam(render.native_id).sched_priority == 1
+        else:
+            assert out.status()["render_scheduling"].startswith("normal (")
+            assert policy == os.SCHED_OTHER
+    finally:
+        out.stop()
+
+
 def test_on_sync_maps_sample_positions_to_master_time(jack_server: JackServer) -> None:
     rec = Recorder()
     out = make_output(Sine(), rec)
