@@ -9,13 +9,15 @@ keyboard appears.  Nothing here is a mock: both are real JACK clients.
 from __future__ import annotations
 
 import re
+import select
+import subprocess
+import sys
 import threading
 import time
-from typing import Callable
+from typing import IO, Callable, Optional
 
 import jack
 import numpy as np
-import rtmidi
 
 
 class Ear:
@@ -97,17 +99,64 @@ def rms_dbfs(x: np.ndarray) -> float:
     return 20 * np.log10(max(rms, 1e-12))
 
 
+#: The keyboard's own process: an rtmidi virtual output port, one message per line of hex from stdin,
+#: answered with the monotonic time just after rtmidi took it.  It dies with the test process.
+_KEYBOARD = """
+import ctypes, signal, sys, time
+ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+import rtmidi
+out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=sys.argv[1])
+out.open_virtual_port(sys.argv[2])
+print("ready", flush=True)
+for line in sys.stdin:
+    out.send_message(list(bytes.fromhex(line)))
+    print(repr(time.monotonic()), flush=True)
+out.close_port()
+out.delete()
+"""
+
+
 class Keyboard:
-    """A virtual MIDI keyboard: a JACK MIDI output port ``<name>:out`` made by rtmidi."""
+    """A virtual MIDI keyboard: a JACK MIDI output port ``<name>:out`` made by rtmidi, in a process of its own.
 
-    def __init__(self, name: str = "test-kbd", port: str = "out") -> None:
+    python-rtmidi holds the GIL while it opens and closes its JACK client, and
+    those wait for JACK, which waits for the process and notification
+    callbacks of this process's JACK clients (an ``Ear``), which need the GIL:
+    in the test process that stalls the whole JACK graph, or hangs for good.
+    In a process of its own rtmidi waits for nobody.
+    """
+
+    def __init__(self, name: str = "test-kbd", port: str = "out", timeout: float = 10.0) -> None:
         self.name = name
-        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=name)
-        self.out.open_virtual_port(port)
         self.port_name = f"{name}:{port}"
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _KEYBOARD, name, port],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        ready = self._read_line(timeout)
+        if ready != "ready":
+            self._proc.kill()
+            self._proc.wait(5)
+            raise RuntimeError(f"the keyboard {name!r} did not open its port (exit status {self._proc.returncode})")
 
-    def send(self, *message: int) -> None:
-        self.out.send_message(list(message))
+    def _read_line(self, timeout: float) -> Optional[str]:
+        """The keyboard's next answer (it writes whole lines, one per request), or None after ``timeout``."""
+        out: IO[str] = self._proc.stdout  # type: ignore[assignment]
+        if not select.select([out], [], [], timeout)[0]:
+            return None
+        return out.readline().strip()
+
+    def send(self, *message: int) -> float:
+        """Play ``message``; returns the monotonic time just after rtmidi took it (JACK sends it next cycle)."""
+        stdin: IO[str] = self._proc.stdin  # type: ignore[assignment]
+        stdin.write(bytes(message).hex() + "\n")
+        stdin.flush()
+        answer = self._read_line(10.0)
+        if not answer:
+            raise RuntimeError(f"the keyboard {self.name!r} did not answer (exit status {self._proc.poll()})")
+        return float(answer)
 
     def note_on(self, note: int, velocity: int = 100, channel: int = 0) -> None:
         self.send(0x90 | channel, note, velocity)
@@ -116,8 +165,17 @@ class Keyboard:
         self.send(0x80 | channel, note, 0)
 
     def close(self) -> None:
-        self.out.close_port()
-        del self.out
+        """Close the port and the keyboard's JACK client (its process ends)."""
+        if self._proc.poll() is None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:

@@ -272,7 +272,7 @@ def test_record_writes_what_the_keyboard_played(daemon: Daemon, ear: Ear, keyboa
         (1.20, [0xB0, 64, 0]), (1.37, [0xE0, 0, 80]), (1.45, [0xE0, 0, 64]),
     ]
     # rtmidi's JACK output sends what it is given at the start of the next JACK cycle, so each
-    # message is played (and stamped) at the first period boundary after it was sent: that is
+    # message is played (and stamped) at the first period boundary after rtmidi took it: that is
     # when it was played.  (Wall time, not frames/rate: a loaded dummy driver runs behind.)
     jack_client = ear.client
     period = jack_client.blocksize
@@ -281,9 +281,10 @@ def test_record_writes_what_the_keyboard_played(daemon: Daemon, ear: Ear, keyboa
     for at, msg in script:
         while time.monotonic() < t0 + at:
             time.sleep(0.0005)
-        keyboard.send(*msg)
+        taken = keyboard.send(*msg)
         now, frame = time.monotonic(), jack_client.frame_time
-        sent.append(now + ((frame // period + 1) * period - frame) / ear.rate)
+        frame -= round((now - taken) * ear.rate)  # JACK's frame when rtmidi took it
+        sent.append(taken + ((frame // period + 1) * period - frame) / ear.rate)
     _, err = rec.communicate(timeout=30)
     assert rec.returncode == 0, err.decode()
     mid = mido.MidiFile(out)

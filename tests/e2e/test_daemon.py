@@ -252,9 +252,7 @@ def test_a_keyboard_closed_and_reopened_is_reconnected_within_a_second(
     closed_before = len(gone.findall(daemon.output()))
     kbd.close()
     assert wait_until(lambda: len(gone.findall(daemon.output())) > closed_before, 2.0)
-    # Timed from when the port exists.  (rtmidi holds the GIL while its JACK
-    # client activates, which waits for the ear's process callback: making a
-    # keyboard here takes a second of its own.)
+    # Timed from when the port exists.
     kbd = Keyboard(KBD)
     try:
         assert wait_until(lambda: connected(kbd.port_name), 1.0)
