@@ -21,7 +21,14 @@ import numpy as np
 
 
 class Ear:
-    """Records ``seconds`` of stereo audio in a ring from whatever it is connected to."""
+    """Records ``seconds`` of stereo audio in a ring from whatever it is connected to.
+
+    ``xruns`` lists, for every xrun JACK reported (any client of the server
+    missed its cycle, or the server itself woke late), how many frames the ear
+    had recorded when it heard of it (where in the recording the timeline may
+    have lost periods) and the monotonic time.  JACK tells of an xrun a
+    little after it happened.
+    """
 
     def __init__(self, name: str = "mxfd-test-ear", seconds: float = 30.0) -> None:
         self.client = jack.Client(name, no_start_server=True)
@@ -29,8 +36,10 @@ class Ear:
         self.ports = [self.client.inports.register(f"in_{i + 1}") for i in range(2)]
         self.ring = np.zeros((int(seconds * self.rate), 2), dtype=np.float32)
         self.written = 0  # total frames recorded
+        self.xruns: list[tuple[int, float]] = []
         self._lock = threading.Lock()
         self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._on_xrun)
         self.client.activate()
 
     def _process(self, frames: int) -> None:
@@ -43,6 +52,9 @@ class Ear:
             if end - pos < frames:
                 self.ring[: frames - (end - pos), ch] = buf[end - pos :]
         self.written += frames
+
+    def _on_xrun(self, delayed_usecs: float) -> None:
+        self.xruns.append((self.written, time.monotonic()))
 
     def connect(self, pattern: str, timeout: float = 10.0) -> list[str]:
         """Connect to the output ports whose names match ``pattern``; return their names."""

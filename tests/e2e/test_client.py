@@ -169,19 +169,23 @@ def onsets(x: np.ndarray, rate: int, gap: float = 0.05) -> list[int]:
 
 
 class CheckedEar(Ear):
-    """An ``Ear`` that counts the JACK cycles it missed (each one shortens its recording by a period)."""
+    """An ``Ear`` that also notes where it missed JACK cycles (each one cuts a period out of its recording)."""
 
     def __init__(self, name: str) -> None:
-        self.missed = 0
+        self.missed: list[int] = []
         self._next: Optional[int] = None
         super().__init__(name)
 
     def _process(self, frames: int) -> None:
         t = self.client.last_frame_time
         if self._next is not None and t != self._next:
-            self.missed += 1
+            self.missed.append(self.written)
         self._next = t + frames
         super()._process(frames)
+
+    def disturbances(self, mark: int) -> list[int]:
+        """Frames after ``mark`` where the recording's timeline may have lost periods: xruns and missed cycles."""
+        return sorted(p - mark for p in (*(x for x, _ in self.xruns), *self.missed) if p >= mark)
 
 
 def make_midi(path: str, notes: list[tuple[float, float, int]], program: int = 80) -> None:
@@ -208,37 +212,53 @@ def make_midi(path: str, notes: list[tuple[float, float, int]], program: int = 8
 # -- play ----------------------------------------------------------------------------------------
 
 
+#: After a disturbance, how long until the output is on time again: the daemon re-anchors its
+#: clock at the next sync report or the one after (8 periods apart), then the blocks queued play out.
+SETTLE_S = 0.1
+#: How long after an xrun JACK may tell the ear of it.
+REPORT_DELAY_S = 0.05
+
+
 def test_play_sounds_each_note_at_the_files_time_and_pitch(daemon: Daemon, ear: CheckedEar, tmp_path: Any) -> None:
     path = str(tmp_path / "melody.mid")
     # notes of different pitches, each followed by silence once its release has died away
     notes = [(0.5, 0.1, 81), (0.9375, 0.1, 76), (1.40625, 0.12, 84), (1.84375, 0.1, 79)]
     make_midi(path, notes)
-    attempts = 6
-    for attempt in range(attempts):
-        missed = ear.missed
-        xruns0 = daemon.status()["audio"].get("xruns", 0)
+    # Each note's start relative to the first is judged in a take where nothing disturbed the timeline
+    # between the two.  A JACK xrun (a loaded machine skipping a cycle) cuts a period out of what the ear
+    # recorded while the daemon keeps the notes on time; an underrun of the daemon's frame queue puts a
+    # period of silence in until its clock is re-anchored.  Neither is the client's timing: the ear knows
+    # where xruns and its own missed cycles fell, the daemon counts its underruns, and a note they
+    # disturbed is measured again in the next take.
+    heard: dict[int, float] = {}
+    takes: list[str] = []
+    for _ in range(8):
+        underruns0 = daemon.status()["audio"]["ring_underruns"]
         mark = ear.mark()
         proc = daemon.mxfd("play", path)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err.decode()
         time.sleep(0.3)
         x = ear.since(mark)
-        xruns = daemon.status()["audio"].get("xruns", 0) - xruns0
-        # A cycle the ear missed cuts a period out of what it heard; a JACK xrun (a loaded machine
-        # skipping the daemon's cycle) shifts the output by one.  Neither is the client's timing:
-        # measure again, and judge the last attempt if every one was disturbed.
-        if (ear.missed == missed and xruns == 0) or attempt == attempts - 1:
+        underruns = daemon.status()["audio"]["ring_underruns"] - underruns0
+        marks = ear.disturbances(mark)
+        found = onsets(x, ear.rate)
+        assert len(found) == len(notes), f"heard {len(found)} note starts, expected {len(notes)}: {found}"
+        first = found[0] - int(SETTLE_S * ear.rate)
+        for k, ((_, _, note), at) in enumerate(zip(notes, found, strict=True)):
+            if k in heard or underruns or any(first <= m <= at + REPORT_DELAY_S * ear.rate for m in marks):
+                continue
+            heard[k] = (at - found[0]) * 1000 / ear.rate
+            i = at + int(0.02 * ear.rate)
+            f = dominant_frequency(x[i : i + int(0.1 * ear.rate)], ear.rate)
+            assert f == pytest.approx(hz(note), rel=0.01), f"note {note}: heard {f:.1f} Hz"
+        takes.append(f"onsets {found}, xruns or missed cycles at {marks}, {underruns} underruns")
+        if len(heard) == len(notes):
             break
-    found = onsets(x, ear.rate)
-    assert len(found) == len(notes), f"heard {len(found)} note starts, expected {len(notes)}: {found}"
-    for (start, _, note), at in zip(notes, found, strict=True):
-        heard = (at - found[0]) * 1000 / ear.rate
+    assert len(heard) == len(notes), "every take was disturbed:\n" + "\n".join(takes)
+    for k, (start, _, note) in enumerate(notes):
         want = (start - notes[0][0]) * 1000
-        why = f"note {note} at {heard:.3f} ms, the file says {want:.3f} ms ({xruns} JACK xruns meanwhile)"
-        assert abs(heard - want) <= 1.0, why
-        i = at + int(0.02 * ear.rate)
-        f = dominant_frequency(x[i : i + int(0.1 * ear.rate)], ear.rate)
-        assert f == pytest.approx(hz(note), rel=0.01), f"note {note}: heard {f:.1f} Hz"
+        assert abs(heard[k] - want) <= 1.0, f"note {note} at {heard[k]:.3f} ms, the file says {want:.3f} ms"
 
 
 def test_a_client_killed_mid_playback_leaves_no_sounding_note(daemon: Daemon, ear: Ear, tmp_path: Any) -> None:
@@ -260,17 +280,28 @@ def test_a_client_killed_mid_playback_leaves_no_sounding_note(daemon: Daemon, ea
 # -- record ------------------------------------------------------------------------------------------
 
 
-def test_record_writes_what_the_keyboard_played(daemon: Daemon, ear: Ear, keyboard: Keyboard, tmp_path: Any) -> None:
-    out = str(tmp_path / "take.mid")
-    x0 = daemon.status()["audio"]["xruns"]
-    rec = daemon.mxfd("record", "--seconds", "5", "--port", "^test-kbd", out)
+RECORD_SCRIPT: list[tuple[float, list[int]]] = [
+    (0.00, [0x90, 60, 100]), (0.15, [0x90, 64, 90]), (0.30, [0x80, 60, 0]),
+    (0.42, [0xF0, 0x7D, 0x10, 0x20, 0x30, 0x40, 0xF7]), (0.55, [0x80, 64, 0]), (0.70, [0xB0, 64, 127]),
+    (0.83, [0x90, 67, 80]), (1.10, [0x80, 67, 0]), (1.20, [0xB0, 64, 0]), (1.37, [0xE0, 0, 80]),
+    (1.45, [0xE0, 0, 64]),
+]  # fmt: skip
+
+
+#: Where an xrun JACK reported (a little after it happened) may have touched a keyboard message
+#: rtmidi took at time t: from t - BEFORE (the output's clock that stamps it is re-anchored a few
+#: sync reports after an xrun) to t + AFTER (the message is played in the next cycle), seconds.
+NEAR_XRUN_BEFORE_S = 0.1
+NEAR_XRUN_AFTER_S = 0.06
+
+
+Track = list[tuple[float, bytes]]
+
+
+def _record_take(daemon: Daemon, ear: Ear, keyboard: Keyboard, out: str) -> tuple[list[float], Track]:
+    """Play the script under ``mxfd record``: when each message was played, and the keyboard's track (s, bytes)."""
+    rec = daemon.mxfd("record", "--seconds", "3", "--port", "^test-kbd", out)
     assert wait_until(lambda: any(c["subscribed"] for c in daemon.status()["clients"]["list"]), 10)
-    sysex = [0xF0, 0x7D, 0x10, 0x20, 0x30, 0x40, 0xF7]
-    script: list[tuple[float, list[int]]] = [
-        (0.00, [0x90, 60, 100]), (0.15, [0x90, 64, 90]), (0.30, [0x80, 60, 0]), (0.42, sysex),
-        (0.55, [0x80, 64, 0]), (0.70, [0xB0, 64, 127]), (0.83, [0x90, 67, 80]), (1.10, [0x80, 67, 0]),
-        (1.20, [0xB0, 64, 0]), (1.37, [0xE0, 0, 80]), (1.45, [0xE0, 0, 64]),
-    ]
     # rtmidi's JACK output sends what it is given at the start of the next JACK cycle, so each
     # message is played (and stamped) at the first period boundary after rtmidi took it: that is
     # when it was played.  (Wall time, not frames/rate: a loaded dummy driver runs behind.)
@@ -278,7 +309,7 @@ def test_record_writes_what_the_keyboard_played(daemon: Daemon, ear: Ear, keyboa
     period = jack_client.blocksize
     sent: list[float] = []
     t0 = time.monotonic()
-    for at, msg in script:
+    for at, msg in RECORD_SCRIPT:
         while time.monotonic() < t0 + at:
             time.sleep(0.0005)
         taken = keyboard.send(*msg)
@@ -291,21 +322,49 @@ def test_record_writes_what_the_keyboard_played(daemon: Daemon, ear: Ear, keyboa
     assert mid.ticks_per_beat >= 960
     tracks = {next(m.name for m in t if m.type == "track_name"): t for t in mid.tracks}
     assert set(tracks) == {"mxfd record", keyboard.port_name}
-    got: list[tuple[float, list[int]]] = []
+    got: list[tuple[float, bytes]] = []
     ticks = 0
     for m in tracks[keyboard.port_name]:
         ticks += m.time
         if not m.is_meta:
-            got.append((ticks * 0.5 / RECORD_PPQN, m.bytes()))  # 120 bpm: a beat is half a second
-    assert [m for _, m in got] == [m for _, m in script]
-    # the file's time zero is its first event: compare after the common offset that fits best
-    diffs = [t - s for (t, _), s in zip(got, sent, strict=True)]
-    offset = (max(diffs) + min(diffs)) / 2
-    xruns = daemon.status()["audio"]["xruns"] - x0
-    for (_, m), d in zip(got, diffs, strict=True):
-        err_ms = (d - offset) * 1000
-        why = f"{m} recorded {err_ms:+.2f} ms off the JACK cycle it was played in ({xruns} xruns meanwhile)"
-        assert abs(err_ms) <= 3.0, why
+            got.append((ticks * 0.5 / RECORD_PPQN, bytes(m.bytes())))  # 120 bpm: a beat is half a second
+    return sent, got
+
+
+def test_record_writes_what_the_keyboard_played(daemon: Daemon, ear: Ear, keyboard: Keyboard, tmp_path: Any) -> None:
+    # Across an xrun JACK itself loses and repeats MIDI events (a plain JACK reader of the keyboard sees
+    # it too), and the output's clock that stamps them steps until it is re-anchored.  That is the
+    # machine, not mxfd.  So each message is judged in a take where JACK reported no xrun near it: there
+    # it must be in the file exactly once, in order, at the time it was played (± 3 ms, about a period).
+    # A message an xrun came near is judged again in the next take.
+    script = [bytes(m) for _, m in RECORD_SCRIPT]
+    judged: set[int] = set()
+    takes: list[str] = []
+    for take in range(4):
+        n0 = len(ear.xruns)
+        sent, got = _record_take(daemon, ear, keyboard, str(tmp_path / f"take{take}.mid"))
+        xruns = [t for _, t in ear.xruns[n0:]]
+        assert all(m in script for _, m in got), f"recorded what was never played: {got}"
+        near = [any(s - NEAR_XRUN_BEFORE_S <= x <= s + NEAR_XRUN_AFTER_S for x in xruns) for s in sent]
+        clean = [i for i in range(len(script)) if not near[i]]
+        found = {i: [t for t, m in got if m == script[i]] for i in clean}
+        for i in clean:
+            assert len(found[i]) == 1, f"{script[i].hex(' ')} recorded {len(found[i])} times: {got}"
+        order = [script.index(m) for _, m in got if script.index(m) in found]
+        assert order == clean, f"recorded out of order: {got}"
+        # the file's time zero is its first event: compare after the common offset that fits best
+        diffs = {i: found[i][0] - sent[i] for i in clean}
+        if diffs:
+            offset = (max(diffs.values()) + min(diffs.values())) / 2
+            for i, d in diffs.items():
+                err_ms = (d - offset) * 1000
+                why = f"{script[i].hex(' ')} recorded {err_ms:+.2f} ms off the cycle it was played in"
+                assert abs(err_ms) <= 3.0, why
+        judged.update(clean)
+        takes.append(f"take {take}: {len(xruns)} xrun reports, messages judged: {clean}")
+        if len(judged) == len(script):
+            break
+    assert len(judged) == len(script), "JACK reported xruns near some messages in every take:\n" + "\n".join(takes)
 
 
 def test_record_last_saves_what_was_just_played(daemon: Daemon, keyboard: Keyboard, tmp_path: Any) -> None:
