@@ -31,12 +31,13 @@ PERIOD = 128
 
 
 _PR_SET_PDEATHSIG = 1
+# Looked up now: between fork and exec (a threaded parent) the child should do as little as it can.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the test process dies, so no server outlives a crashed run."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def die_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGKILL when the test process dies, so nothing outlives a crashed run."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class JackServer:
@@ -59,7 +60,7 @@ class JackServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + timeout

@@ -29,7 +29,7 @@ from mxfd.client.commands import RECORD_PPQN
 from mxfd.client.protocol import NEED_DATA, FrameDecoder, encode_buffer_frame, encode_control, make_hello
 from mxfd.core.wire import encode_buffer
 from tests.e2e.ears import Ear, Keyboard, dominant_frequency, rms_dbfs, wait_until
-from tests.jackserver import JackServer
+from tests.jackserver import JackServer, die_with_parent
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +62,7 @@ class Daemon:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mxfd", "run", "--config", self.config, "-v"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, preexec_fn=die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + 30

@@ -26,7 +26,7 @@ import pytest
 
 from mxfd.client import Client
 from tests.e2e.ears import Ear, Keyboard, dominant_frequency, rms_dbfs, wait_until
-from tests.jackserver import JackServer
+from tests.jackserver import JackServer, die_with_parent
 
 pytestmark = pytest.mark.e2e
 
@@ -71,6 +71,7 @@ class Daemon:
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
 
     def _read_notify(self) -> None:
