@@ -17,10 +17,9 @@ def jack_server() -> Iterator[JackServer]:
     ``JACK_DEFAULT_SERVER`` is set for the whole run, so rtmidi, JACK-Client,
     PortAudio and any ``mxfd run`` subprocess all talk to this server.
     """
-    server = JackServer(f"mxfd-test-{os.getpid()}")
+    server = JackServer.start_free("mxfd-test")
     old = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = server.name
-    server.start()
     try:
         yield server
     finally:

@@ -4,6 +4,12 @@ One server per test run, under its own name (``JACK_DEFAULT_SERVER``), so
 tests never touch a user's sound server and parallel runs never collide.
 ``restart()`` kills and restarts it, for the sound-server-restart tests.
 
+Runs take the first free name of a few (:meth:`JackServer.start_free`)
+rather than a new one each: JACK's registry holds at most eight servers, and
+it frees the entry of a server that died without stopping (a killed test
+run) only when a server of the same name starts.  Fresh names would fill it
+up, and then no server starts at all ("Too many servers already active").
+
 The server runs in real-time mode (``-R``, jackd's default), so its thread and
 every client's process thread are SCHED_FIFO where the system allows it and
 are not kept waiting behind the test run's own busy processes (Python
@@ -30,6 +36,9 @@ RATE = 48000
 PERIOD = 128
 
 
+#: Names ``<prefix>-0`` ... a test run may take (parallel runs each take one).
+NAME_SLOTS = 4
+
 _PR_SET_PDEATHSIG = 1
 # Looked up now: between fork and exec (a threaded parent) the child should do as little as it can.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -50,6 +59,33 @@ class JackServer:
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.log_path = f"/tmp/{name}.jackd.log"
 
+    @classmethod
+    def start_free(cls, prefix: str) -> "JackServer":
+        """Start a server under the first name ``<prefix>-<n>`` no running server has."""
+        for n in range(NAME_SLOTS):
+            server = cls(f"{prefix}-{n}")
+            if server.running():
+                continue
+            open(server.log_path, "wb").close()
+            try:
+                server.start()
+            except RuntimeError:
+                with open(server.log_path, errors="replace") as f:
+                    if "already active" in f.read():  # another run took the name meanwhile
+                        continue
+                raise
+            return server
+        raise RuntimeError(f"JACK servers {prefix}-0 ... {prefix}-{NAME_SLOTS - 1} all run: too many test runs at once")
+
+    def running(self) -> bool:
+        """True when a server of this name answers."""
+        try:
+            c = jack.Client("mxfd-test-probe", no_start_server=True, servername=self.name)
+        except jack.JackError:
+            return False
+        c.close()
+        return True
+
     def start(self, timeout: float = 10.0) -> None:
         jackd = shutil.which("jackd")
         if jackd is None:
@@ -67,13 +103,9 @@ class JackServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"jackd exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                c = jack.Client("mxfd-test-probe", no_start_server=True, servername=self.name)
-            except jack.JackError:
-                time.sleep(0.05)
-                continue
-            c.close()
-            return
+            if self.running():
+                return
+            time.sleep(0.05)
         raise RuntimeError(f"jackd did not come up in {timeout} s; see {self.log_path}")
 
     def stop(self) -> None:
