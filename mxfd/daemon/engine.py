@@ -64,6 +64,7 @@ import numpy as np
 
 from mxfd.core.allocator import AllocatorExhausted
 from mxfd.core.clock import UNITS_PER_SECOND, ReferenceTime, master_time
+from mxfd.core.wire import BadBufferError
 from mxfd.daemon.config import Config
 from mxfd.daemon.streams import CaptureStream, PlaybackStream, RenderStream
 from mxfd.io.base import CaptureTarget, MidiBackend, Wake
@@ -270,7 +271,7 @@ class Engine:
         self.backends: list[MidiBackend] = []
         self.wake = Wake()
         #: Drops by reason (thru pool full, subscriber errors, ...).
-        self.dropped: dict[str, int] = {"thru_pool": 0, "subscriber_error": 0}
+        self.dropped: dict[str, int] = {"thru_pool": 0, "thru_malformed": 0, "thru_error": 0, "subscriber_error": 0}
         self.buffers_captured = 0
         self.renders = 0
 
@@ -367,7 +368,12 @@ class Engine:
         log.info("client stream %r closed (%d pending events returned)", stream.name, pending)
 
     def _on_capture_buffer(self, stream: CaptureStream, start_time: int, data: bytes) -> None:
-        """A completed capture buffer (on the capture thread): recorders, history, thru."""
+        """A completed capture buffer (on the capture thread): recorders, history, thru.
+
+        Never raises: the packer offers a buffer whose consumer raised again
+        later, and the history and the recorders, which already have it,
+        would get it twice.  What thru cannot play is counted and logged.
+        """
         self.buffers_captured += 1
         name = stream.name
         self._history.append(name, start_time, data)
@@ -388,6 +394,17 @@ class Engine:
             except AllocatorExhausted:
                 thru.dropped += 1
                 self.dropped["thru_pool"] += 1
+            except BadBufferError as e:
+                # e.g. a data byte with bit 7 set from a misbehaving device: recorded as it came, not played
+                thru.dropped += 1
+                n = self.dropped["thru_malformed"] = self.dropped["thru_malformed"] + 1
+                if n & (n - 1) == 0:  # the 1st, 2nd, 4th...: a babbling device must not flood the log
+                    log.warning("%s: input thru cannot play (%s); recorded, not played (%d so far)", name, e, n)
+            except Exception:
+                thru.dropped += 1
+                n = self.dropped["thru_error"] = self.dropped["thru_error"] + 1
+                if n & (n - 1) == 0:
+                    log.exception("%s: thru failed (%d times so far)", name, n)
 
     # -- channel groups and render-thread control ----------------------------------------
 

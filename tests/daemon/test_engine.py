@@ -252,6 +252,24 @@ def test_a_failing_recorder_is_counted_and_does_not_stop_capture() -> None:
     assert len(e.history(10)) == 2
 
 
+def test_input_thru_cannot_play_reaches_recorders_once_and_later_input_goes_on() -> None:
+    # A data byte with bit 7 set (a misbehaving device): the thru stream refuses the buffer.  The packer
+    # would offer a buffer whose consumer raised again, and the recorders would get it twice.
+    rig = Rig()
+    e = rig.engine
+    got: list[bytes] = []
+    e.subscribe_capture(lambda n, t, d: got.extend(m for _t, _g, _f, m in decode_buffer(d, t)))
+    kbd = e.open_capture("kbd:out")
+    assert isinstance(kbd, CaptureStream) and kbd.thru is not None
+    played = [bytes([0x90, 0x80, 0x10]), bytes([0x90, 60, 100]), bytes([0x80, 60, 0])]
+    for i, msg in enumerate(played):
+        rig.play(kbd, msg, 10 * (i + 1))
+    assert got == played
+    assert [m for _n, t, d in e.history(10) for _t, _g, _f, m in decode_buffer(d, t)] == played
+    assert e.dropped["thru_malformed"] == 1 and kbd.thru.dropped == 1
+    assert kbd.packer.counters()["consumer_errors"] == 0
+
+
 def test_history_returns_the_last_seconds_of_input_in_time_order() -> None:
     rig = Rig(loads("[record]\nhistory_seconds = 2"))
     e = rig.engine
