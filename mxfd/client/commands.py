@@ -224,6 +224,8 @@ class Recording:
                     self._skip("real-time (clock, active sensing...)")
                 elif status >= 0xF0:
                     self._skip("system common")
+                elif max(msg[1:], default=0) >= 0x80:
+                    self._skip("malformed (a data byte with bit 7 set)")
                 else:
                     track.append((pres, bytes(msg)))
                     kept += 1
@@ -241,6 +243,9 @@ class Recording:
                 continue
             if pending[1][-1:] == b"\xf7":
                 self._sysex.pop(source, None)
+                if max(pending[1][1:-1], default=0) >= 0x80:
+                    self._skip("malformed SysEx (a byte with bit 7 set inside)")
+                    continue
                 track.append((pending[0], bytes(pending[1])))
                 kept += 1
             else:

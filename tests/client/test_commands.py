@@ -183,6 +183,21 @@ def test_a_sysex_in_chunks_is_reassembled(tmp_path: Any) -> None:
     assert bytes(msg.data) == body
 
 
+def test_a_malformed_message_is_left_out_and_counted_and_the_file_is_written(tmp_path: Any) -> None:
+    # a misbehaving device's data byte with bit 7 set has no place in a standard MIDI file
+    rec = Recording()
+    good = bytes([0x90, 60, 100])
+    rec.add("kbd", *encode_buffer([(SECOND, 1, bytes([0x90, 0x80, 0x10])), (SECOND + 1000, 1, good)]))
+    rec.add("kbd", *encode_buffer([(SECOND + 2000, 1, bytes([0xF0, 0x01, 0x90, 0xF7]))]))
+    path = str(tmp_path / "m.mid")
+    rec.write(path)
+    assert [bytes(m.bytes()) for m, _ in _absolute(mido.MidiFile(path).tracks[1])] == [good]
+    assert rec.skipped == {
+        "malformed (a data byte with bit 7 set)": 1,
+        "malformed SysEx (a byte with bit 7 set inside)": 1,
+    }
+
+
 def _absolute(track: Any) -> Iterator[tuple[Any, int]]:
     t = 0
     for m in track:
