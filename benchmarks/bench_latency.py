@@ -44,12 +44,18 @@ SOUNDFONTS = ("/usr/share/sounds/sf2/TimGM6mb.sf2", "/usr/share/sounds/sf2/Fluid
 
 
 def start_jackd(name: str, log_path: str) -> subprocess.Popen[bytes]:
+    """A private ``jackd -d dummy``; real-time (``-R``) unless MXFD_BENCH_JACK_NO_RT is set.
+
+    The dummy driver's own xruns come from scheduling: without real-time
+    priority any busy process on two cores makes it miss cycles.
+    """
     jackd = shutil.which("jackd")
     if jackd is None:
         raise SystemExit("jackd not found (apt install jackd2)")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [jackd, "--no-realtime", "-n", name, "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)],
+            [jackd, "--no-realtime" if os.environ.get("MXFD_BENCH_JACK_NO_RT") else "-R", "-n", name,
+             "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
