@@ -224,7 +224,7 @@ class Daemon:
         gc.collect()
         gc.freeze()
         status = describe(engine)
-        self.notifier.notify("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
+        # Logged first: whoever hears READY=1 finds the line in the log already.
         log.info(
             "ready in %.2f s: %s; thru latency %.2f ms (JACK input), %.2f ms (other input)",
             time.monotonic() - t0,
@@ -232,6 +232,7 @@ class Daemon:
             engine.frame_latency_100ns / 10_000,
             engine.render_latency_100ns / 10_000,
         )
+        self.notifier.notify("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
         self._loop(status)
         return self._shutdown()
 
@@ -251,8 +252,8 @@ class Daemon:
             now = describe(self.engine)
             if now != status:
                 status = now
-                self.notifier.notify(f"STATUS={status}")
                 log.info("status: %s", status)
+                self.notifier.notify(f"STATUS={status}")
 
     def _reload(self) -> None:
         self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
