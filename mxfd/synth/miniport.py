@@ -475,10 +475,12 @@ class Synth:
         voices.start(v, patch, c, note, velocity, t, self.channels, drum)
 
     def _note_off(self, c: int, note: int) -> None:
+        self._keys_up(self.voices.select(KEY, c * 128 + note), self.channels.sustain[c])
+
+    def _keys_up(self, mask: npt.NDArray[np.bool_], sustain: bool) -> None:
+        """Let go of the held voices in ``mask``: pedals keep them sounding, the rest release."""
         voices = self.voices
         i = voices.i
-        mask = voices.select(KEY, c * 128 + note)
-        sustain = self.channels.sustain[c]
         while mask.any():
             v = int(mask.argmax())
             mask[v] = False
@@ -624,23 +626,7 @@ class Synth:
             voices.release(v)
 
     def _all_notes_off(self, c: int) -> None:
-        voices = self.voices
-        i = voices.i
-        sustain = self.channels.sustain[c]
-        mask = self._channel_voices(c)
-        while mask.any():
-            v = int(mask.argmax())
-            mask[v] = False
-            if not i[HELD, v]:
-                continue
-            i[HELD, v] = 0
-            if i[IGNORE_OFF, v]:
-                continue
-            if sustain:
-                i[SUS, v] = 1
-            if i[SOST, v] or sustain:
-                continue
-            voices.release(v)
+        self._keys_up(self._channel_voices(c), self.channels.sustain[c])
 
     # -- SysEx -------------------------------------------------------------------
 
