@@ -255,13 +255,9 @@ class Packer(MXFNode):
                             continue
                         t = e.pres_time_100ns
                         if off + size > cap:
-                            self._used = off
-                            self._records = nrec
-                            self._complete(_FULL)
-                            buf = self._buf
+                            buf = self._complete_full(off, nrec, t)
                             off = nrec = 0
-                            start = self._start = t
-                            self._deadline = self._clock() + self.max_delay
+                            start = t
                         ib = e.inline
                         packs[cb](buf, off, cb, e.channel_group, t - start, short_length[ib[0]] == cb, ib)
                         off += size
@@ -269,13 +265,9 @@ class Packer(MXFNode):
                     elif xb is not None and 0 < cb <= len(xb) and (size := event_size(cb)) <= cap:
                         t = e.pres_time_100ns
                         if off + size > cap:
-                            self._used = off
-                            self._records = nrec
-                            self._complete(_FULL)
-                            buf = self._buf
+                            buf = self._complete_full(off, nrec, t)
                             off = nrec = 0
-                            start = self._start = t
-                            self._deadline = self._clock() + self.max_delay
+                            start = t
                         HEADER.pack_into(buf, off, cb, e.channel_group, t - start, 0)
                         body = off + EVENT_HEADER_SIZE
                         buf[body : body + cb] = memoryview(xb)[:cb]
@@ -335,6 +327,15 @@ class Packer(MXFNode):
         return len(self._queue)
 
     # -- internals -------------------------------------------------------------
+
+    def _complete_full(self, used: int, records: int, start: int) -> bytearray:
+        """The next record does not fit: complete the buffer and start one at ``start``."""
+        self._used = used
+        self._records = records
+        self._complete(_FULL)
+        self._start = start
+        self._deadline = self._clock() + self.max_delay
+        return self._buf
 
     def _complete(self, reason: int) -> None:
         """Hand the current buffer to the consumer (or the queue); start an empty one."""
