@@ -87,38 +87,38 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_a_missing_midi_file_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(str(tmp_path / "nope.mid"), str(tmp_path / "out.wav")) == 1
+    assert run(str(tmp_path / "nope.mid"), str(tmp_path / "out.wav")) == 2
     assert "no such file" in one_line_error(capsys)
     assert not (tmp_path / "out.wav").exists()
 
 
 def test_an_empty_midi_file_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty.mid").write_bytes(b"")
-    assert run(str(tmp_path / "empty.mid"), str(tmp_path / "out.wav")) == 1
+    assert run(str(tmp_path / "empty.mid"), str(tmp_path / "out.wav")) == 2
     assert "empty" in one_line_error(capsys)
 
 
 @pytest.mark.parametrize(
-    "content",
+    ("content", "reason"),
     [
-        b"not a midi file at all",
-        b"MThd\x00\x00\x00\x06\x00\x01",
-        b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\xff",
+        (b"not a midi file at all", "not a MIDI file"),
+        (b"MThd\x00\x00\x00\x06\x00\x01", "ends at byte 10, inside its header"),
+        (b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\xff", "inside the chunk header of track 1"),
     ],
     ids=["text", "truncated header", "truncated track"],
 )
-def test_a_corrupt_midi_file_is_a_one_line_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+def test_a_corrupt_midi_file_is_a_one_line_error_with_its_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, reason: str
 ) -> None:
     (tmp_path / "bad.mid").write_bytes(content)
-    assert run(str(tmp_path / "bad.mid"), str(tmp_path / "out.wav")) == 1
-    assert "not a valid MIDI file" in one_line_error(capsys)
+    assert run(str(tmp_path / "bad.mid"), str(tmp_path / "out.wav")) == 2
+    assert reason in one_line_error(capsys)
     assert not (tmp_path / "out.wav").exists()
 
 
 def test_a_midi_file_without_events_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = midi_file(tmp_path / "silent.mid", [], tail_beats=4)
-    assert run(str(path), str(tmp_path / "out.wav")) == 1
+    assert run(str(path), str(tmp_path / "out.wav")) == 2
     assert "no MIDI events" in one_line_error(capsys)
 
 
@@ -126,7 +126,7 @@ def test_a_bad_input_leaves_an_existing_output_untouched(tmp_path: Path) -> None
     out = tmp_path / "out.wav"
     out.write_bytes(b"precious")
     (tmp_path / "bad.mid").write_bytes(b"garbage")
-    assert run(str(tmp_path / "bad.mid"), str(out)) == 1
+    assert run(str(tmp_path / "bad.mid"), str(out)) == 2
     assert out.read_bytes() == b"precious"
 
 

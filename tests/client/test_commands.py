@@ -17,10 +17,11 @@ import pytest
 
 from mxfd.cli import build_parser
 from mxfd.client import commands
-from mxfd.client.commands import RECORD_PPQN, Recording, format_status, load_midi
+from mxfd.client.commands import RECORD_PPQN, Recording, format_status
 from mxfd.client.server import Server, ServerConfig, start_server
 from mxfd.core.clock import master_time
 from mxfd.core.wire import encode_buffer
+from mxfd.midifile import read_midi_file
 from tests.client.helpers import CoreEngine, Ticking, socket_dir, wait_for
 
 SECOND = 10_000_000
@@ -67,13 +68,12 @@ def make_file(
 # -- play ----------------------------------------------------------------------------------
 
 
-def test_load_midi_honours_tempo_changes(tmp_path: Any) -> None:
+def test_play_reads_the_file_honouring_tempo_changes(tmp_path: Any) -> None:
     path = str(tmp_path / "t.mid")
     # 480 ticks a beat; 120 bpm for the first beat, then 60 bpm
     make_file(path, [(0, 60, 240), (480, 62, 240), (960, 64, 240)], tempos=[(0, 500_000), (480, 1_000_000)])
-    events, _ = load_midi(path)
-    ons = [t for t, m in events if m[0] == 0x90]
-    assert ons == pytest.approx([0.0, 0.5, 1.5])
+    ons = [t for t, _, m in read_midi_file(path).records if m[0] == 0x90]
+    assert ons == [0, SECOND // 2, 3 * SECOND // 2]
 
 
 def test_play_sends_the_file_at_its_own_times(live: tuple[CoreEngine, Server], tmp_path: Any) -> None:
@@ -82,10 +82,10 @@ def test_play_sends_the_file_at_its_own_times(live: tuple[CoreEngine, Server], t
     make_file(path, [(0, 60, 96), (240, 64, 96), (480, 67, 96), (1000, 72, 40)])
     assert commands.main(args("play", "--socket", server.path, path)) == 0
     played = [(t, m) for _, t, _, m in engine.rendered.events]
-    want, _ = load_midi(path)
-    assert [m for _, m in played] == [m for _, m in want]
+    want = read_midi_file(path).records
+    assert [m for _, m in played] == [m for _, _, m in want]
     first = played[0][0]
-    assert [t - first for t, _ in played] == [round(s * SECOND) for s, _ in want]
+    assert [t - first for t, _ in played] == [t for t, _, _ in want]
     assert all(s.allocator.is_idle() for s in engine.streams)
 
 
