@@ -1,9 +1,10 @@
-"""``mxfd render IN.mid OUT.wav``: offline rendering through the daemon's own render path.
+"""``mxfd render IN.mid OUT``: offline rendering through the daemon's own render path.
 
 Theory of operation
 -------------------
 Nothing here is a shortcut: the file travels exactly as a client's music
-does in the daemon.  mido reads the file; its messages get presentation
+does in the daemon.  :mod:`mxfd.midifile` reads the file (the loader
+``mxfd play`` uses too); its messages get presentation
 times on an offline master clock (the file's time 0 is reference time 0)
 and are packed into DMUS_EVENTHEADER buffers (:func:`mxfd.encode_buffer`),
 which the :class:`~mxfd.core.unpacker.Unpacker` turns into kernel events
@@ -11,16 +12,22 @@ for the :class:`~mxfd.core.sequencer.Sequencer`; the sequencer releases
 them one block ahead (the synth's schedule pre-fetch) to the
 :class:`~mxfd.synth.Synth`, which renders into KS frames from a
 :class:`~mxfd.core.frames.DefaultFrameAllocator`; each frame is converted
-and appended to the WAV file.  Time is driven by the sample count: before
+and appended to the output file.  Time is driven by the sample count: before
 each block, the master time is the time of the block's first sample.
 
 Buffers are fed a second ahead of the render position, so memory stays
 bounded whatever the file's size; if the stream's allocator runs dry the
 buffer simply waits for the next block (back-pressure).
 
-The output is written to a temporary file beside the target and renamed
-over it only when complete, so a failed or interrupted render never leaves
-half a file where a good one was.  The WAV lasts the file's whole length
+The output's extension chooses its format: WAV is written here, FLAC, Ogg
+Vorbis and MP3 by libsndfile (the soundfile package); integer samples are
+made here for both, so a FLAC holds the very samples of the WAV.  Before
+anything is rendered, the file's length is checked against
+``--max-seconds`` (a corrupt delta time can ask for days) and the expected
+size against the free space.  The output is written to a temporary file
+beside the target and renamed over it only when complete, so a failed or
+interrupted render (Ctrl-C, SIGTERM, SIGHUP) never leaves half a file where
+a good one was.  The output lasts the file's whole length
 (to its last end-of-track) and continues until the last release and effect
 tail have died away, so it ends in silence.
 """
@@ -176,15 +183,23 @@ class SoundFileWriter(AudioWriter):
             )
         except self._error as exc:
             raise RenderError(f"libsndfile cannot write it: {exc.error_string}") from None
-        self._clipped = np.zeros((max_frames, 2), dtype=np.float32)
+        self._subtype = subtype
+        self._convert = SampleConverter(max_frames)
         self.frames = 0
 
     def write(self, audio: npt.NDArray[np.float32]) -> None:
         n = audio.shape[0]
-        clipped = self._clipped[:n]
-        np.clip(audio, -1.0, 1.0, out=clipped)  # libsndfile wraps, not clips, what is over full scale
+        # Integer samples are made here, so a FLAC holds the very samples of the WAV of the same --format.
+        data: npt.NDArray[Any]
+        if self._subtype == "PCM_16":
+            data = self._convert.pcm16(audio)
+        elif self._subtype == "PCM_24":
+            data = self._convert.pcm24(audio)
+            np.left_shift(data, 8, out=data)  # libsndfile takes 24-bit samples in the top of an int32
+        else:
+            data = self._convert.clipped(audio)  # libsndfile wraps, not clips, what is over full scale
         try:
-            self._file.write(clipped)
+            self._file.write(data)
         except self._error as exc:
             raise RenderError(f"libsndfile: {exc.error_string}") from None
         self.frames += n
@@ -194,6 +209,40 @@ class SoundFileWriter(AudioWriter):
             self._file.close()
         except self._error as exc:
             raise RenderError(f"libsndfile: {exc.error_string}") from None
+
+
+class SampleConverter:
+    """Float32 frames to the integer samples of pcm16 or pcm24, rounded and clipped one way for every format.
+
+    Scratch arrays are sized once for ``max_frames``, so converting allocates nothing.
+    """
+
+    def __init__(self, max_frames: int) -> None:
+        self._f = np.zeros((max_frames, 2), dtype=np.float32)
+        self._i16 = np.zeros((max_frames, 2), dtype=np.int16)
+        self._i32 = np.zeros((max_frames, 2), dtype=np.int32)
+
+    def clipped(self, audio: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        f = self._f[: audio.shape[0]]
+        np.clip(audio, -1.0, 1.0, out=f)
+        return f
+
+    def pcm16(self, audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
+        f = self.clipped(audio)
+        np.multiply(f, 32767.0, out=f)
+        np.rint(f, out=f)
+        i16 = self._i16[: audio.shape[0]]
+        np.copyto(i16, f, casting="unsafe")
+        return i16
+
+    def pcm24(self, audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int32]:
+        """24-bit values, in int32."""
+        f = self.clipped(audio)
+        np.multiply(f, 8388607.0, out=f)
+        np.rint(f, out=f)
+        i32 = self._i32[: audio.shape[0]]
+        np.copyto(i32, f, casting="unsafe")
+        return i32
 
 
 class WavWriter(AudioWriter):
@@ -209,9 +258,7 @@ class WavWriter(AudioWriter):
         self.tag, self.width = self.FORMATS[fmt]
         self.rate = sample_rate
         self.frames = 0
-        self._i32 = np.zeros((max_frames, 2), dtype=np.int32)
-        self._f = np.zeros((max_frames, 2), dtype=np.float32)
-        self._i16 = np.zeros((max_frames, 2), dtype=np.int16)
+        self._convert = SampleConverter(max_frames)
         self._write_header(0)
 
     def _write_header(self, frames: int) -> None:
@@ -236,20 +283,9 @@ class WavWriter(AudioWriter):
         if self.fmt == "float":
             self.f.write(audio.tobytes())
         elif self.fmt == "pcm16":
-            f = self._f[:n]
-            np.clip(audio, -1.0, 1.0, out=f)
-            np.multiply(f, 32767.0, out=f)
-            np.rint(f, out=f)
-            i16 = self._i16[:n]
-            np.copyto(i16, f, casting="unsafe")
-            self.f.write(i16.tobytes())
+            self.f.write(self._convert.pcm16(audio).tobytes())
         else:
-            f = self._f[:n]
-            np.clip(audio, -1.0, 1.0, out=f)
-            i32 = self._i32[:n]
-            np.multiply(f, 8388607.0, out=f)
-            np.rint(f, out=f)
-            np.copyto(i32, f, casting="unsafe")
+            i32 = self._convert.pcm24(audio)
             self.f.write(i32.view(np.uint8).reshape(n * 2, 4)[:, :3].tobytes())
         self.frames += n
 
@@ -278,8 +314,10 @@ def check_output(fmt: OutputFormat, sample_format: Optional[str], rate: int) -> 
 def open_writer(
     out: BinaryIO, fmt: OutputFormat, sample_format: str, rate: int, max_frames: int
 ) -> AudioWriter:
-    """A writer of ``fmt`` on the seekable file ``out``; :class:`RenderError` if it cannot be written."""
-    check_output(fmt, sample_format, rate)
+    """A writer of ``fmt`` on the seekable file ``out`` (``sample_format`` is ignored where the format codes its own).
+
+    Raises :class:`RenderError` if libsndfile cannot write it; :func:`check_output` says why beforehand.
+    """
     if fmt.container == "WAV":
         return WavWriter(out, rate, sample_format, max_frames)
     return SoundFileWriter(out, rate, fmt.container, fmt.subtypes.get(sample_format), max_frames)
@@ -414,6 +452,14 @@ def _terminate(signum: int, frame: object) -> None:
     raise _Terminated(signum)
 
 
+def _said(progress: Progress, message: str) -> None:
+    """``message`` on stderr, ending the progress line if one is drawn."""
+    if progress.enabled:
+        progress.done(message)
+    else:
+        print(message, file=sys.stderr)
+
+
 def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds:.1f} s"
 
@@ -502,10 +548,10 @@ def main(args: argparse.Namespace) -> int:
         os.replace(tmp, target)
         ok = True
     except KeyboardInterrupt:
-        progress.done(f"{prog}: interrupted; {args.output} not written")
+        _said(progress, f"{prog}: interrupted; {args.output} not written")
         return 130
     except _Terminated as exc:
-        progress.done(f"{prog}: terminated by signal {exc.signum}; {args.output} not written")
+        _said(progress, f"{prog}: terminated by signal {exc.signum}; {args.output} not written")
         return 128 + exc.signum
     except RenderError as exc:
         print(f"\n{prog}: cannot write {args.output}: {exc}", file=sys.stderr)
