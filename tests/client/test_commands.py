@@ -117,6 +117,42 @@ def test_play_streams_ahead_by_a_bounded_look_ahead(
     assert 0 < most <= 12  # ~0.2 s + one top-up of notes ahead, never the whole file
 
 
+def test_play_sends_a_sysex_longer_than_a_record_in_chunks(live: tuple[CoreEngine, Server], tmp_path: Any) -> None:
+    engine, server = live
+    sysex = bytes([0xF0, 0x7E, 0x7F] + [i % 128 for i in range(70_000)] + [0xF7])
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    mid.tracks.append(mido.MidiTrack([
+        mido.Message("note_on", note=60, velocity=100), mido.Message.from_bytes(sysex, time=48),
+        mido.Message("note_off", note=60, time=48),
+    ]))
+    path = str(tmp_path / "sysex.mid")
+    mid.save(path)
+    assert commands.main(args("play", "--socket", server.path, path)) == 0
+    played = [(t, m) for _, t, _, m in engine.rendered.events]
+    assert [m for _, m in played if m[0] in (0x90, 0x80)] == [b"\x90\x3c\x64", b"\x80\x3c\x40"]
+    chunks = [(t, m) for t, m in played if m[0] not in (0x90, 0x80)]
+    assert b"".join(m for _, m in chunks) == sysex and len(chunks) > 1
+    assert len({t for t, _ in chunks}) == 1  # every chunk at the F0's time, as the synth expects
+    assert played[0][0] + SECOND // 20 == chunks[0][0]
+
+
+def test_play_keeps_smpte_time(live: tuple[CoreEngine, Server], tmp_path: Any) -> None:
+    engine, server = live
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    mid.tracks.append(mido.MidiTrack([
+        mido.Message("note_on", note=60, velocity=100), mido.Message("note_off", note=60, time=150),
+        mido.Message("note_on", note=62, velocity=100, time=50), mido.Message("note_off", note=62, time=100),
+    ]))
+    path = tmp_path / "smpte.mid"
+    mid.save(path)
+    data = bytearray(path.read_bytes())
+    data[12:14] = bytes([256 - 25, 40])  # SMPTE: 25 frames per second, 40 ticks per frame = 1 ms a tick
+    path.write_bytes(bytes(data))
+    assert commands.main(args("play", "--socket", server.path, str(path))) == 0
+    times = [t for _, t, _, _ in engine.rendered.events]
+    assert [t - times[0] for t in times] == [0, SECOND * 15 // 100, SECOND * 20 // 100, SECOND * 30 // 100]
+
+
 def test_play_of_a_missing_file_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     assert commands.main(args("play", "--socket", "/nonexistent/s", "/nonexistent.mid")) == 2
     assert "cannot read /nonexistent.mid" in capsys.readouterr().err
