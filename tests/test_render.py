@@ -208,6 +208,17 @@ def test_notes_start_on_their_exact_sample_through_the_whole_path(tmp_path: Path
         assert abs(onset - start) <= 1, (beat, onset, start)
 
 
+def test_an_smpte_file_renders_at_its_frame_time(tmp_path: Path) -> None:
+    path = midi_file(tmp_path / "song.mid", [(3.125, 0.5, 0, 60)])  # tick 1500 (480 a beat)
+    data = bytearray(path.read_bytes())
+    data[12:14] = bytes([256 - 25, 40])  # SMPTE: 25 frames per second, 40 ticks per frame = 1 ms a tick
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out.wav"
+    assert run(str(path), str(out), "--format", "float", "--no-progress") == 0
+    x, _ = read_wav(out)
+    assert int(np.flatnonzero(np.any(x != 0.0, axis=1))[0]) == round(1.5 * RATE)
+
+
 @pytest.mark.parametrize("fmt", ["pcm16", "pcm24", "float"])
 def test_each_sample_format_is_written_correctly(tmp_path: Path, fmt: str) -> None:
     path = midi_file(tmp_path / "song.mid", [(0, 1, 0, 69)])

@@ -132,7 +132,7 @@ def play(args: argparse.Namespace) -> int:
         t0 = clock() + clock.latency + int(LEAD * UNITS_PER_SECOND)
         span = song.length
         # A loop shorter than a top-up would put thousands of passes in one batch: 0.1 s at least.
-        loop_len = int(max(span, 0.1) * UNITS_PER_SECOND) if args.loop else 0
+        loop_len = int(max(span, 0.1) * UNITS_PER_SECOND) if args.loop and span > 0 else 0
         i = 0
         base = t0  # master time of the file's second zero, this pass
         last = t0
