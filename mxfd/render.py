@@ -35,6 +35,7 @@ tail have died away, so it ends in silence.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import struct
@@ -177,9 +178,14 @@ class SoundFileWriter(AudioWriter):
         import soundfile
 
         self._error = soundfile.LibsndfileError
+        target: Any = f
+        try:
+            target = f.fileno()
+        except (AttributeError, io.UnsupportedOperation):
+            pass  # an in-memory file: libsndfile writes through its methods
         try:
             self._file = soundfile.SoundFile(
-                f.fileno(), "w", samplerate=sample_rate, channels=2, format=container, subtype=subtype, closefd=False
+                target, "w", samplerate=sample_rate, channels=2, format=container, subtype=subtype, closefd=False
             )
         except self._error as exc:
             raise RenderError(f"libsndfile cannot write it: {exc.error_string}") from None
