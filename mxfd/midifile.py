@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from mxfd.core.clock import UNITS_PER_SECOND
+from mxfd.core.midi import DATA_LENGTH
 from mxfd.core.wire import MAX_CHANNEL_GROUP, MAX_EVENT_SIZE
 
 #: Microseconds per quarter note until a file's first ``set_tempo`` (120 bpm).
@@ -49,8 +50,6 @@ SMPTE_RATES: Final = {24: (24, 1), 25: (25, 1), 29: (30000, 1001), 30: (30, 1)}
 _META_END_OF_TRACK: Final = 0x2F
 _META_SET_TEMPO: Final = 0x51
 _META_MIDI_PORT: Final = 0x21
-#: Data bytes after a channel status, by its high nibble.
-_CHANNEL_DATA: Final = {0x8: 2, 0x9: 2, 0xA: 2, 0xB: 2, 0xC: 1, 0xD: 1, 0xE: 2}
 _NAMES: Final = {
     0x8: "note off", 0x9: "note on", 0xA: "polyphonic pressure", 0xB: "control change",
     0xC: "program change", 0xD: "channel pressure", 0xE: "pitch bend",
@@ -285,7 +284,7 @@ class _Parser:
                 pos += 1
             elif not running:
                 raise self.fail(f"track {number}, byte {at}: data byte {status:#04x} with no status before it")
-            need = _CHANNEL_DATA[running >> 4]
+            need = DATA_LENGTH[running]
             if pos + need > end:
                 raise self.fail(
                     f"track {number} ends at byte {end} inside the {_NAMES[running >> 4]} at byte {at}"
