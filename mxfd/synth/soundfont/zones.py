@@ -322,15 +322,14 @@ def build_tables(hydra: Hydra, samples: Samples, path: str, report: LoadReport) 
 
     # Instrument zones and preset zones, each in one list; a global zone's row or -1.
     izones: list[ParsedZone] = []
-    inst_first: list[int] = []
+    inst_locals: list[range] = []  # rows of each instrument's local zones in izones
     inst_global: list[int] = []
     for inst in instruments:
         inst_global.append(len(izones) if inst.global_zone is not None else -1)
         if inst.global_zone is not None:
             izones.append(inst.global_zone)
-        inst_first.append(len(izones))
+        inst_locals.append(range(len(izones), len(izones) + len(inst.zones)))
         izones.extend(inst.zones)
-    inst_first.append(len(izones))
     pzones: list[ParsedZone] = []
     phdr = hydra.phdr[:-1]
     banks: list[int] = phdr["bank"].tolist()
@@ -369,7 +368,7 @@ def build_tables(hydra: Hydra, samples: Samples, path: str, report: LoadReport) 
             pi = len(pzones)
             pzones.append(pz)
             ii = pz.link
-            for iz in range(inst_first[ii], inst_first[ii + 1]):
+            for iz in inst_locals[ii]:
                 z = izones[iz]
                 if not samples.usable[z.link]:
                     continue
