@@ -224,7 +224,8 @@ def map_source(value: float, word: int) -> float:
     if curve == CONVEX:
         return units.convex(127.0 * x)
     if curve == SWITCH:
-        return 1.0 if x >= 0.5 else 0.0
+        up = norm >= 0.5  # FluidSynth switches on the raw value: 64 is "on", or "off" when negative
+        return float(up != negative)
     return 0.0
 
 

@@ -125,8 +125,9 @@ def build(
         start = pos if s.start is None else s.start
         end = pos + len(s.data) if s.end is None else s.end
         ls, le = s.loop_abs if s.loop_abs is not None else (pos + s.loop[0], pos + s.loop[1])
-        shdr += _name(s.name) + struct.pack("<IIIIIBbHH", start, end, ls, le, s.rate, s.key, s.correction, s.link,
-                                            s.type)
+        shdr += _name(s.name) + struct.pack(
+            "<IIIIIBbHH", start, end, ls, le, s.rate, s.key, s.correction, s.link, s.type
+        )
         words += [s.data.astype("<i2"), np.zeros(GUARD, "<i2")]
         pos += len(s.data) + GUARD
     if "shdr" not in no_terminal:
@@ -153,8 +154,9 @@ def build(
                     n_mod += 1
         h, b, g, m = ("phdr", "pbag", "pgen", "pmod") if preset else ("inst", "ibag", "igen", "imod")
         if h not in no_terminal:
-            hdr += _name("EOP" if preset else "EOI") + (struct.pack("<HHHIII", 0, 0, n_bag, 0, 0, 0) if preset
-                                                        else struct.pack("<H", n_bag))
+            hdr += _name("EOP" if preset else "EOI") + (
+                struct.pack("<HHHIII", 0, 0, n_bag, 0, 0, 0) if preset else struct.pack("<H", n_bag)
+            )
         if b not in no_terminal:
             bag += struct.pack("<HH", n_gen, n_mod)
         if g not in no_terminal:
@@ -165,8 +167,17 @@ def build(
 
     phdr, pbag, pmod, pgen = hydra_lists(presets, True)
     inst, ibag, imod, igen = hydra_lists(instruments, False)
-    pdta_data = {"phdr": phdr, "pbag": pbag, "pmod": pmod, "pgen": pgen, "inst": inst, "ibag": ibag, "imod": imod,
-                 "igen": igen, "shdr": shdr}
+    pdta_data = {
+        "phdr": phdr,
+        "pbag": pbag,
+        "pmod": pmod,
+        "pgen": pgen,
+        "inst": inst,
+        "ibag": ibag,
+        "imod": imod,
+        "igen": igen,
+        "shdr": shdr,
+    }
     pdta = [_chunk(k.encode(), replace.get(k, v)) for k, v in pdta_data.items() if k not in omit]
 
     info = []

@@ -6,8 +6,18 @@ from typing import Callable
 
 from mxfd.synth.soundfont import SoundFont
 from mxfd.synth.soundfont.generators import DEFAULTS, GENERATORS, N_GENERATORS, PRESET_ADDITIVE, Gen, clamp, name
-from tests.synth.soundfont.sf2writer import Instrument, Preset, Sample, Zone, build, instrument, key_range, \
-    sample_id, tone, vel_range
+from tests.synth.soundfont.sf2writer import (
+    Instrument,
+    Preset,
+    Sample,
+    Zone,
+    build,
+    instrument,
+    key_range,
+    sample_id,
+    tone,
+    vel_range,
+)
 
 
 def font_with(inst_gens: list[tuple[int, int]], preset_gens: list[tuple[int, int]] = ()) -> bytes:  # type: ignore[assignment]
@@ -21,9 +31,20 @@ def font_with(inst_gens: list[tuple[int, int]], preset_gens: list[tuple[int, int
 def test_the_table_has_all_61_generators_with_the_specs_names() -> None:
     assert N_GENERATORS == len(GENERATORS) == 61
     assert [name(i) for i in (0, 8, 17, 34, 41, 43, 48, 53, 54, 56, 57, 58, 60)] == [
-        "startAddrsOffset", "initialFilterFc", "pan", "attackVolEnv", "instrument", "keyRange",
-        "initialAttenuation", "sampleID", "sampleModes", "scaleTuning", "exclusiveClass", "overridingRootKey",
-        "endOper"]
+        "startAddrsOffset",
+        "initialFilterFc",
+        "pan",
+        "attackVolEnv",
+        "instrument",
+        "keyRange",
+        "initialAttenuation",
+        "sampleID",
+        "sampleModes",
+        "scaleTuning",
+        "exclusiveClass",
+        "overridingRootKey",
+        "endOper",
+    ]
     assert name(99) == "generator 99"
 
 
@@ -62,8 +83,10 @@ def test_an_absurd_value_is_clamped_and_counted(load: Callable[..., SoundFont]) 
     assert vz.generator(Gen.INITIAL_ATTENUATION) == 1440
     assert vz.generator(Gen.PAN) == -500
     assert font.counters()["generator_clamped"] == 2
-    assert any("pdta/igen record 0: 'I': initialAttenuation = 30000 is outside its range; clamped to 1440" in w
-               for w in font.report.warnings)
+    assert any(
+        "pdta/igen record 0: 'I': initialAttenuation = 30000 is outside its range; clamped to 1440" in w
+        for w in font.report.warnings
+    )
 
 
 def test_unknown_generators_are_ignored_and_counted(load: Callable[..., SoundFont]) -> None:

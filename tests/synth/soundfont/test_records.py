@@ -8,13 +8,32 @@ import pytest
 
 from mxfd.synth.soundfont import SoundFont, SoundFontError, soundfont_from_buffer
 from mxfd.synth.soundfont.records import DTYPES
-from tests.synth.soundfont.sf2writer import Instrument, Preset, Sample, Zone, build, instrument, patch_record, \
-    sample_id, simple_font, tone
+from tests.synth.soundfont.sf2writer import (
+    Instrument,
+    Preset,
+    Sample,
+    Zone,
+    build,
+    instrument,
+    patch_record,
+    sample_id,
+    simple_font,
+    tone,
+)
 
 
 def test_record_sizes_are_the_specs() -> None:
     assert {k: d.itemsize for k, d in DTYPES.items()} == {
-        "phdr": 38, "pbag": 4, "pmod": 10, "pgen": 4, "inst": 22, "ibag": 4, "imod": 10, "igen": 4, "shdr": 46}
+        "phdr": 38,
+        "pbag": 4,
+        "pmod": 10,
+        "pgen": 4,
+        "inst": 22,
+        "ibag": 4,
+        "imod": 10,
+        "igen": 4,
+        "shdr": 46,
+    }
 
 
 def test_records_are_read_with_their_terminals(load: Callable[..., SoundFont]) -> None:
@@ -54,7 +73,10 @@ def test_a_chunk_that_is_not_whole_records() -> None:
 def test_bag_indices_that_fall_are_an_error_naming_the_record() -> None:
     samples = [Sample("a", tone())]
     insts = [Instrument("i0", [Zone([sample_id(0)])])]
-    presets = [Preset("p0", 0, [Zone([instrument(0)]), Zone([instrument(0)])]), Preset("p1", 1, [Zone([instrument(0)])])]
+    presets = [
+        Preset("p0", 0, [Zone([instrument(0)]), Zone([instrument(0)])]),
+        Preset("p1", 1, [Zone([instrument(0)])]),
+    ]
     data = patch_record(build(presets, insts, samples), "phdr", 1, "bag", 1)  # fine: p0 has one zone now
     soundfont_from_buffer(data, "x.sf2")
     data = patch_record(build(presets, insts, samples), "pbag", 1, "gen", 0)

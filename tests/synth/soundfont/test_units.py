@@ -22,7 +22,7 @@ def test_envelope_times_clamp_as_fluidsynth() -> None:
     assert units.delay_seconds(-32768) == 0.0  # the most negative value is no time at all
     assert units.attack_seconds(-32768) == 0.0
     assert units.release_seconds(-32768) == 0.0
-    assert units.delay_seconds(-20000) == pytest.approx(2 ** -10)
+    assert units.delay_seconds(-20000) == pytest.approx(2**-10)
     assert units.delay_seconds(6000) == pytest.approx(2 ** (5000 / 1200))
     assert units.attack_seconds(9000) == pytest.approx(2 ** (8000 / 1200))
     assert units.release_seconds(9000) == pytest.approx(2 ** (8000 / 1200))
@@ -37,8 +37,8 @@ def test_centibels_to_gain() -> None:
     assert units.centibels_to_gain(0) == 1.0
     assert units.centibels_to_gain(-50) == 1.0  # never amplifies
     assert units.centibels_to_gain(200) == pytest.approx(0.1)  # 20 dB
-    assert units.centibels_to_gain(60) == pytest.approx(10 ** -0.3)  # 6 dB
-    assert units.centibels_to_gain(960) == pytest.approx(10 ** -4.8)
+    assert units.centibels_to_gain(60) == pytest.approx(10**-0.3)  # 6 dB
+    assert units.centibels_to_gain(960) == pytest.approx(10**-4.8)
     assert units.centibels_to_gain(1441) == 0.0
     assert units.gain_to_centibels(0.1) == pytest.approx(200)
     assert units.gain_to_centibels(0.0) == 1441
