@@ -8,7 +8,6 @@ import struct
 from typing import Callable
 
 import numpy as np
-import pytest
 import soundfile
 
 from mxfd.synth.soundfont import SoundFont
@@ -135,10 +134,18 @@ def test_sf3_vorbis_samples_are_decoded_at_load(load: Callable[..., SoundFont]) 
     ogg_a, ogg_b = _vorbis(a, rate), _vorbis(b, rate)
     smpl = ogg_a + ogg_b
     # SF3: start/end are byte offsets of each stream, loops are relative to the decoded sample
-    s_a = Sample("a", np.zeros(0, np.int16), rate=rate, type=MONO | OGG_VORBIS, start=0, end=len(ogg_a),
-                 loop_abs=(100, 3900))
-    s_b = Sample("b", np.zeros(0, np.int16), rate=rate, type=MONO | OGG_VORBIS, start=len(ogg_a), end=len(smpl),
-                 loop_abs=(0, 3000))
+    s_a = Sample(
+        "a", np.zeros(0, np.int16), rate=rate, type=MONO | OGG_VORBIS, start=0, end=len(ogg_a), loop_abs=(100, 3900)
+    )
+    s_b = Sample(
+        "b",
+        np.zeros(0, np.int16),
+        rate=rate,
+        type=MONO | OGG_VORBIS,
+        start=len(ogg_a),
+        end=len(smpl),
+        loop_abs=(0, 3000),
+    )
     data = build(
         [Preset("P", 0, [Zone([instrument(0)])])],
         [Instrument("I", [Zone([(Gen.SAMPLE_MODES, 1), sample_id(0)]), Zone([sample_id(1)])])],
@@ -163,8 +170,13 @@ def test_sf3_vorbis_samples_are_decoded_at_load(load: Callable[..., SoundFont]) 
 def test_a_vorbis_stream_that_does_not_decode_makes_its_sample_unusable(load: Callable[..., SoundFont]) -> None:
     junk = b"OggS" + bytes(200)
     s = Sample("bad", np.zeros(0, np.int16), type=MONO | OGG_VORBIS, start=0, end=len(junk), loop_abs=(0, 0))
-    data = build([Preset("P", 0, [Zone([instrument(0)])])], [Instrument("I", [Zone([sample_id(0)])])], [s],
-                 version=(3, 1), replace={"smpl": junk})
+    data = build(
+        [Preset("P", 0, [Zone([instrument(0)])])],
+        [Instrument("I", [Zone([sample_id(0)])])],
+        [s],
+        version=(3, 1),
+        replace={"smpl": junk},
+    )
     font = load(data, "bad.sf3")
     assert font.voice_zones(0, 0, 60, 100) == []
     assert "does not decode" in font.report.warnings[0]
