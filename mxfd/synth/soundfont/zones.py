@@ -173,15 +173,15 @@ def _parse_lists(
                         )
                     break
                 level = 2
-                if (
-                    oper >= N_GENERATORS
-                    or g.GENERATORS[oper].kind == g.UNUSED
-                    or oper == Gen.INSTRUMENT
-                    or oper == Gen.SAMPLE_ID
-                ):
+                if oper >= N_GENERATORS or g.GENERATORS[oper].kind == g.UNUSED:
                     report.fix("generator_unknown", gen_chunk, j, f"{name!r}: unknown generator {oper}; ignored")
                     continue
-                if not allowed[oper]:
+                if oper == Gen.INSTRUMENT:  # only the terminal of a preset zone; here, an instrument zone
+                    report.fix(
+                        "generator_invalid", gen_chunk, j, f"{name!r}: instrument in an instrument zone; ignored"
+                    )
+                    continue
+                if not allowed[oper]:  # sampleID and the instrument-only generators, at preset level
                     report.fix(
                         "generator_not_in_preset",
                         gen_chunk,

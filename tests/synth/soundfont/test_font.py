@@ -137,3 +137,62 @@ def test_fluidr3_loads_fast_and_lazily() -> None:
     frames = font.samples.frames(vz.sample)
     assert float(np.abs(frames).max()) > 0.01
     assert mapped_kib(FLUIDR3) < 2048 + 2 * frames.size * 2 // 1024 + 1024
+
+
+def test_corrupted_fonts_load_or_fail_with_one_clear_line() -> None:
+    """Rule: bad input gives a SoundFontError (one line naming the file) or a font, never another exception."""
+    from mxfd.synth.soundfont import SoundFontError, soundfont_from_buffer
+    from mxfd.synth.soundfont.riff import walk
+    from tests.synth.soundfont.sf2writer import (
+        Instrument,
+        Preset,
+        Sample,
+        Zone,
+        build,
+        instrument,
+        key_range,
+        sample_id,
+        tone,
+        vel_range,
+    )
+
+    base = build(
+        [
+            Preset(
+                "P",
+                0,
+                [
+                    Zone([(17, 100)], mods=[(0x0587, 48, 100, 0, 0)]),
+                    Zone([key_range(0, 64), instrument(0)]),
+                    Zone([instrument(1)]),
+                ],
+            ),
+            Preset("Q", 1, [Zone([vel_range(10, 20), instrument(1)])], bank=128),
+        ],
+        [
+            Instrument("I", [Zone([(48, 10)]), Zone([(54, 1), sample_id(0)], mods=[(0x0081, 8, -50, 0x000D, 0)])]),
+            Instrument("J", [Zone([key_range(40, 90), sample_id(1)])]),
+        ],
+        [Sample("a", tone(), loop=(10, 150), type=4, link=1), Sample("b", tone(300), type=2, link=0)],
+    )
+    layout = walk(base, "f.sf2")
+    pdta_start = layout.hydra["phdr"].offset
+    rng = np.random.default_rng(2026)
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(600):
+        data = bytearray(base)
+        for _ in range(int(rng.integers(1, 4))):
+            at = int(rng.integers(pdta_start - 8, len(data)))
+            data[at] = int(rng.integers(0, 256))
+        try:
+            font = soundfont_from_buffer(bytes(data), "f.sf2")
+        except SoundFontError as exc:
+            assert str(exc).startswith("f.sf2: ") and "\n" not in str(exc)
+            outcomes["refused"] += 1
+            continue
+        for p in font.presets:
+            for key in (0, 40, 64, 127):
+                for vz in font.voice_zones(p.bank, p.program, key, 15):
+                    assert 0 <= vz.start <= vz.end <= len(font.samples.data)
+        outcomes["loaded"] += 1
+    assert outcomes["loaded"] > 50 and outcomes["refused"] > 50, outcomes

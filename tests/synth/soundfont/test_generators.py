@@ -121,3 +121,11 @@ def test_a_duplicate_generator_replaces_the_earlier_one(load: Callable[..., Soun
     font = load(font_with([(Gen.PAN, 10), (Gen.PAN, 20)]))
     (vz,) = font.voice_zones(0, 0, 60, 100)
     assert vz.generator(Gen.PAN) == 20
+
+
+def test_links_at_the_wrong_level_are_ignored_and_counted(load: Callable[..., SoundFont]) -> None:
+    font = load(font_with([(Gen.INSTRUMENT, 0), (Gen.PAN, 5)], [(Gen.SAMPLE_ID, 0)]))
+    (vz,) = font.voice_zones(0, 0, 60, 100)
+    assert vz.generator(Gen.PAN) == 5
+    assert font.counters()["generator_invalid"] == 1
+    assert font.counters()["generator_not_in_preset"] == 1

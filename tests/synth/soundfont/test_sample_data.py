@@ -187,3 +187,12 @@ def test_odd_sized_sample_data_is_counted(load: Callable[..., SoundFont]) -> Non
     font = load(simple_font(replace={"smpl": smpl}))
     assert font.counters()["odd_sample_data"] == 1
     assert struct.calcsize("<h") == 2
+
+
+def test_a_zero_sample_rate_is_unusable_and_a_typeless_sample_is_mono(load: Callable[..., SoundFont]) -> None:
+    font = load(one_sample_font(Sample("s", tone(), rate=0)))
+    assert font.voice_zones(0, 0, 60, 100) == []
+    assert "has sample rate 0" in font.report.warnings[0]
+    font = load(one_sample_font(Sample("s", tone(), type=0)))
+    (vz,) = font.voice_zones(0, 0, 60, 100)
+    assert vz.sample_type == MONO and font.counters()["sample_type"] == 1
