@@ -53,6 +53,7 @@ from mxfd.synth.soundfont import generators as g
 from mxfd.synth.soundfont import units
 from mxfd.synth.soundfont.errors import LoadReport, SoundFontError
 from mxfd.synth.soundfont.generators import DEFAULTS, N_GENERATORS, PRESET_ADDITIVE, Gen
+from mxfd.synth.soundfont.jit import compiled
 from mxfd.synth.soundfont.modulators import (
     DEFAULT_MODULATORS,
     MODULATOR_DTYPE,
@@ -281,15 +282,17 @@ class ZoneTables:
         return int(np.diff(self.key_index).max()) if len(self.key_index) > 1 else 0
 
 
+@compiled
 def find_preset(preset_key: I64, bank: int, program: int) -> int:
     """The index of preset (bank, program) in the sorted table, or -1."""
     k = bank * KEYS + program
-    i = int(np.searchsorted(preset_key, k))
+    i = np.searchsorted(preset_key, k)
     if i < len(preset_key) and preset_key[i] == k:
-        return i
+        return int(i)
     return -1
 
 
+@compiled
 def select_voice_zones(
     key_index: I64, key_zones: I32, vel_lo: I32, vel_hi: I32, preset: int, key: int, velocity: int, out: I32
 ) -> int:
