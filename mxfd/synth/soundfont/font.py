@@ -127,9 +127,16 @@ class SoundFont:
         t = self.tables
         s = int(t.sample[v])
         first, count = int(t.mod_first[v]), int(t.mod_count[v])
+        rows = range(first, first + count)
         mods = tuple(
-            Modulator(int(r["src"]), int(r["dest"]), float(r["amount"]), int(r["amount_src"]), int(r["transform"]))
-            for r in t.modulators[first : first + count]
+            Modulator(
+                int(t.mod_src[r]),
+                int(t.mod_dest[r]),
+                float(t.mod_amount[r]),
+                int(t.mod_amount_src[r]),
+                int(t.mod_transform[r]),
+            )
+            for r in rows
         )
         return VoiceZone(
             index=v,

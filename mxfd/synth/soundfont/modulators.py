@@ -50,9 +50,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Final, Iterable, Sequence
 
-import numpy as np
-import numpy.typing as npt
-
 from mxfd.synth.soundfont import units
 from mxfd.synth.soundfont.generators import IS_VALUE, N_GENERATORS, Gen
 from mxfd.synth.soundfont.jit import compiled
@@ -90,11 +87,6 @@ TRANSFORM_ABSOLUTE: Final = 2
 
 #: The most modulators one voice holds (FluidSynth's FLUID_NUM_MOD).
 MAX_VOICE_MODULATORS: Final = 64
-
-#: A modulator list as a flat array, for compiled code: one row per modulator.
-MODULATOR_DTYPE: Final = np.dtype(
-    [("src", "<u2"), ("dest", "<u2"), ("amount", "<f8"), ("amount_src", "<u2"), ("transform", "<u2")]
-)
 
 
 def source(index: int, *, cc: bool = False, negative: bool = False, bipolar: bool = False, curve: int = LINEAR) -> int:
@@ -361,11 +353,3 @@ def voice_modulators(
             if len(voice) < MAX_VOICE_MODULATORS:
                 voice.append(mod)
     return voice
-
-
-def as_array(mods: Sequence[Modulator]) -> npt.NDArray[np.void]:
-    """A modulator list as a MODULATOR_DTYPE array."""
-    out = np.zeros(len(mods), dtype=MODULATOR_DTYPE)
-    for i, m in enumerate(mods):
-        out[i] = (m.src, m.dest, m.amount, m.amount_src, m.transform)
-    return out

@@ -30,7 +30,7 @@ of arrays (one row per voice zone):
   FluidSynth's EMU factor;
 - the voice's modulator list (defaults, instrument, preset merged by
   :func:`~mxfd.synth.soundfont.modulators.voice_modulators`), as a range of
-  rows in one deduplicated modulator pool.
+  rows in one deduplicated modulator pool (itself a struct of arrays).
 
 Zone selection is then array arithmetic: presets are sorted by
 ``bank * 128 + program`` (:func:`find_preset` is a binary search) and, for
@@ -56,7 +56,6 @@ from mxfd.synth.soundfont.generators import DEFAULTS, N_GENERATORS, PRESET_ADDIT
 from mxfd.synth.soundfont.jit import compiled
 from mxfd.synth.soundfont.modulators import (
     DEFAULT_MODULATORS,
-    MODULATOR_DTYPE,
     Modulator,
     imported,
     voice_modulators,
@@ -237,8 +236,9 @@ class ZoneTables:
     ``sample_mode[v]``, ``root_key[v]``, ``pitch_correction[v]`` (cents), ``tuning[v]`` (coarse x 100 +
     fine, cents), ``attenuation[v]`` (centibels, FluidSynth's 0.4 x initialAttenuation),
     ``exclusive_class[v]``, ``link_sample[v]`` (stereo partner, -1), ``sample_rate[v]``,
-    ``key_lo/key_hi/vel_lo/vel_hi[v]``, ``preset[v]``, and its modulators
-    ``modulators[mod_first[v] : mod_first[v] + mod_count[v]]``.
+    ``key_lo/key_hi/vel_lo/vel_hi[v]``, ``preset[v]``, and its modulators, rows
+    ``mod_first[v] : mod_first[v] + mod_count[v]`` of ``mod_src``, ``mod_dest``, ``mod_amount``,
+    ``mod_amount_src`` and ``mod_transform`` (the source words as in the file).
 
     Preset ``p`` (sorted by bank, program): ``preset_key[p] = bank * 128 + program``, its voice zones
     ``vz_first[p] : vz_first[p + 1]``, and for key ``k`` the candidates
@@ -270,7 +270,11 @@ class ZoneTables:
     preset: I32
     mod_first: I32
     mod_count: I32
-    modulators: npt.NDArray[np.void]
+    mod_src: I32
+    mod_dest: I32
+    mod_amount: F64
+    mod_amount_src: I32
+    mod_transform: I32
 
     @property
     def voice_zone_count(self) -> int:
@@ -413,7 +417,7 @@ def build_tables(hydra: Hydra, samples: Samples, path: str, report: LoadReport) 
 
     override = gens[:, Gen.OVERRIDING_ROOT_KEY]
     root_key = np.where(override >= 0, override, samples.original_key[sample]).astype(np.int32)
-    modulators, mod_first, mod_count = _modulator_pool(izones, pzones, vz_izone, vz_iglobal, vz_pzone, vz_pglobal)
+    pool, mod_first, mod_count = _modulator_pool(izones, pzones, vz_izone, vz_iglobal, vz_pzone, vz_pglobal)
 
     preset_key = np.array([banks[p] * KEYS + programs[p] for p in kept], np.int64)
     vz_first_a = np.array(vz_first, np.int64)
@@ -446,7 +450,11 @@ def build_tables(hydra: Hydra, samples: Samples, path: str, report: LoadReport) 
         preset=preset_a,
         mod_first=mod_first,
         mod_count=mod_count,
-        modulators=modulators,
+        mod_src=np.array([m.src for m in pool], np.int32),
+        mod_dest=np.array([m.dest for m in pool], np.int32),
+        mod_amount=np.array([m.amount for m in pool], np.float64),
+        mod_amount_src=np.array([m.amount_src for m in pool], np.int32),
+        mod_transform=np.array([m.transform for m in pool], np.int32),
     )
     return tables, [presets[p].name for p in kept], preset_key
 
@@ -491,8 +499,8 @@ def _modulator_pool(
     vz_iglobal: list[int],
     vz_pzone: list[int],
     vz_pglobal: list[int],
-) -> tuple[npt.NDArray[np.void], I32, I32]:
-    """One pool of modulator rows shared by every voice zone with the same merged list."""
+) -> tuple[list[Modulator], I32, I32]:
+    """One pool of modulators shared by every voice zone with the same merged list; each zone's (first, count)."""
 
     def mods(zones: list[ParsedZone], i: int) -> list[Modulator]:
         return zones[i].modulators if i >= 0 else []
@@ -526,10 +534,7 @@ def _modulator_pool(
                 where[merged] = at
             hit = by_source[key] = (at, len(merged))
         first[v], count[v] = hit
-    rows = np.zeros(len(pool), MODULATOR_DTYPE)
-    for i, m in enumerate(pool):
-        rows[i] = (m.src, m.dest, m.amount, m.amount_src, m.transform)
-    return rows, first, count
+    return pool, first, count
 
 
 def _key_index(n_presets: int, preset: I32, key_lo: I32, key_hi: I32) -> tuple[I64, I32]:

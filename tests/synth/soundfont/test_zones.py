@@ -205,7 +205,8 @@ def test_lookup_needs_only_arrays(load: Callable[..., SoundFont]) -> None:
     assert p == 0
     assert select_voice_zones(t.key_index, t.key_zones, t.vel_lo, t.vel_hi, p, 60, 100, out) == 1
     assert t.sample[out[0]] == 1
-    assert t.modulators[t.mod_first[out[0]] : t.mod_first[out[0]] + t.mod_count[out[0]]].size == 10
+    first, count = t.mod_first[out[0]], t.mod_count[out[0]]
+    assert count == 10 and list(t.mod_dest[first : first + count]) == [48, 8, 6, 6, 48, 17, 48, 16, 15, 52]
 
 
 def reference_voice_zones(font: SoundFont, bank: int, program: int, key: int, vel: int) -> list[tuple[str, ...]]:
