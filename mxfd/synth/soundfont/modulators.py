@@ -28,7 +28,7 @@ because a user switching from it expects the same sound:
 - 8.4.2 velocity to filter cutoff: the spec's modulator (source 0x0102,
   -2400 cents) makes the cutoff jump between velocity 63 and 64; FluidSynth
   defines it with a velocity *switch* as amount source (0x0C02, the form
-  several SF2.1 fonts use to switch it off) and, since 2.1, evaluates it to
+  several SF2.1 fonts use to switch it off) and (since 1.x at least) evaluates it to
   zero ("S. Christian Collins' mod"), so by default velocity does not
   close the filter.  :func:`modulator_value` returns 0 for it.
 - 8.4.6 CC10 to pan: amount 500, not the spec's 1000, so CC10 = 64 is the
