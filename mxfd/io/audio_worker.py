@@ -227,7 +227,9 @@ class Worker:
                     self.fail(EXIT_NO_DEVICE, "no audio output device: " + _describe_host_apis(sd))
             info = sd.query_devices(device, kind="output")
         except (ValueError, sd.PortAudioError) as e:
-            self.fail(EXIT_NO_DEVICE, f"audio output device {device!r}: {e}; "
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            what = "not found" if first.startswith("No output device") else f"not usable: {first}"
+            self.fail(EXIT_NO_DEVICE, f"audio output device {device!r} {what}; "
                       + _describe_outputs(sd, cfg.get("own_clients")))
         hostapi = sd.query_hostapis(info["hostapi"])["name"]
         try:
@@ -294,7 +296,10 @@ def _describe_outputs(sd: Any, own_clients: Optional[str]) -> str:
         names.append(f"{d['index']} {d['name']!r} ({api})")
     if not names:
         return _describe_host_apis(sd)
-    return f"the output devices are {', '.join(names)}: give a name, part of one or an index (`mxfd ports` lists them)"
+    found = f"the output devices are {', '.join(names)}: give a name, part of one or an index (`mxfd ports` lists them)"
+    if not any("JACK" in api["name"] for api in apis):
+        found += f"; JACK: no server {os.environ.get('JACK_DEFAULT_SERVER', 'default')!r} running"
+    return found
 
 
 def _describe_host_apis(sd: Any) -> str:
