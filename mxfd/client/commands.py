@@ -11,6 +11,8 @@ more, so a long file never sits in the daemon whole and Ctrl-C is heard at
 once.  On Ctrl-C it asks the daemon to ``stop`` (queued events dropped, this
 client's held notes and pedals released); at the end it waits until the last
 event has played before it disconnects (a disconnect drops what is queued).
+Before any of that it reads the daemon's status: with its audio output down
+nothing would be heard, and ``play`` says why and refuses unless ``--force``.
 
 ``record`` subscribes to the capture buffers of the inputs (or asks for the
 daemon's history ring with ``--last``), decodes them, and writes a type 1
@@ -59,7 +61,7 @@ RECORD_PPQN = 1920
 #: Tempo of recorded files by default, beats per minute.
 RECORD_BPM = 120.0
 #: The same tempo as a standard MIDI file has it, µs per quarter note.
-RECORD_TEMPO = 500_000
+RECORD_TEMPO = round(60_000_000 / RECORD_BPM)
 #: How long ``record`` keeps reading after it stops, for buffers still on their way, seconds.
 RECORD_DRAIN = 0.05
 
