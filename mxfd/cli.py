@@ -12,6 +12,8 @@ import importlib
 import sys
 from typing import Any, Callable, Optional, Sequence
 
+from mxfd.limits import DEFAULT_MAX_RENDER_SECONDS, MAX_POLYPHONY
+
 #: command -> module whose ``main(args) -> int`` runs it
 COMMANDS = {
     "run": "mxfd.daemon.service",
@@ -124,15 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--json", action="store_true", help="machine-readable output: the whole report")
             c.add_argument("-v", "--verbose", action="store_true", help="every counter the daemon reports")
 
-    render = sub.add_parser("render", help="render a MIDI file to WAV offline")
+    render = sub.add_parser("render", help="render a MIDI file to WAV, FLAC, Ogg Vorbis or MP3 offline")
     render.add_argument("input", metavar="IN.mid")
-    render.add_argument("output", metavar="OUT.wav")
+    render.add_argument("output", metavar="OUT",
+                        help="output file; its extension (.wav, .flac, .ogg, .mp3) sets the format")
     render.add_argument("--rate", type=_positive_int, default=48000, metavar="HZ", help="sample rate")
     render.add_argument("--block", type=_positive_int, default=128, metavar="FRAMES", help="render block")
-    render.add_argument("--format", choices=("pcm16", "pcm24", "float"), default="pcm16",
-                        help="sample format of the WAV")
+    render.add_argument("--format", choices=("pcm16", "pcm24", "float"),
+                        help="sample format of a WAV (pcm16, pcm24, float) or FLAC (pcm16, pcm24); default pcm16")
     render.add_argument("--polyphony", type=_positive_int, default=256, metavar="VOICES",
-                        help="most voices sounding at once")
+                        help=f"voices at once (at most {MAX_POLYPHONY})")
+    render.add_argument("--max-seconds", type=_positive_float, default=DEFAULT_MAX_RENDER_SECONDS, metavar="S",
+                        help=f"refuse a MIDI file longer than this (default {DEFAULT_MAX_RENDER_SECONDS:g} s,"
+                        " 2 hours)")
     render.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 

@@ -1,9 +1,10 @@
-"""``mxfd render IN.mid OUT.wav``: offline rendering through the daemon's own render path.
+"""``mxfd render IN.mid OUT``: offline rendering through the daemon's own render path.
 
 Theory of operation
 -------------------
 Nothing here is a shortcut: the file travels exactly as a client's music
-does in the daemon.  mido reads the file; its messages get presentation
+does in the daemon.  :mod:`mxfd.midifile` reads the file (the loader
+``mxfd play`` uses too); its messages get presentation
 times on an offline master clock (the file's time 0 is reference time 0)
 and are packed into DMUS_EVENTHEADER buffers (:func:`mxfd.encode_buffer`),
 which the :class:`~mxfd.core.unpacker.Unpacker` turns into kernel events
@@ -11,16 +12,22 @@ for the :class:`~mxfd.core.sequencer.Sequencer`; the sequencer releases
 them one block ahead (the synth's schedule pre-fetch) to the
 :class:`~mxfd.synth.Synth`, which renders into KS frames from a
 :class:`~mxfd.core.frames.DefaultFrameAllocator`; each frame is converted
-and appended to the WAV file.  Time is driven by the sample count: before
+and appended to the output file.  Time is driven by the sample count: before
 each block, the master time is the time of the block's first sample.
 
 Buffers are fed a second ahead of the render position, so memory stays
 bounded whatever the file's size; if the stream's allocator runs dry the
 buffer simply waits for the next block (back-pressure).
 
-The output is written to a temporary file beside the target and renamed
-over it only when complete, so a failed or interrupted render never leaves
-half a file where a good one was.  The WAV lasts the file's whole length
+The output's extension chooses its format: WAV is written here, FLAC, Ogg
+Vorbis and MP3 by libsndfile (the soundfile package); integer samples are
+made here for both, so a FLAC holds the very samples of the WAV.  Before
+anything is rendered, the file's length is checked against
+``--max-seconds`` (a corrupt delta time can ask for days) and the expected
+size against the free space.  The output is written to a temporary file
+beside the target and renamed over it only when complete, so a failed or
+interrupted render (Ctrl-C, SIGTERM, SIGHUP) never leaves half a file where
+a good one was.  The output lasts the file's whole length
 (to its last end-of-track) and continues until the last release and effect
 tail have died away, so it ends in silence.
 """
@@ -28,10 +35,13 @@ tail have died away, so it ends in silence.
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import signal
 import struct
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Optional
@@ -44,7 +54,9 @@ from mxfd.core.clock import UNITS_PER_SECOND, ManualClock
 from mxfd.core.frames import FILE_64_BYTE_ALIGNMENT, AllocatorFraming, DefaultFrameAllocator
 from mxfd.core.sequencer import Sequencer
 from mxfd.core.unpacker import Unpacker
-from mxfd.core.wire import MAX_EVENT_SIZE, encode_buffer
+from mxfd.core.wire import MAX_BUFFER_SIZE, encode_buffer, event_size
+from mxfd.limits import DEFAULT_MAX_RENDER_SECONDS, MAX_POLYPHONY
+from mxfd.midifile import MidiFileError, read_midi_file
 
 #: Records per DMUS_EVENTHEADER buffer, and the longest time span one buffer covers.
 RECORDS_PER_BUFFER = 128
@@ -61,90 +73,21 @@ class RenderError(Exception):
 
 @dataclass
 class Song:
-    """A MIDI file flattened to timed messages on the master clock."""
+    """A MIDI file as render buffers on the master clock."""
 
     buffers: list[tuple[int, bytes]]  # (start_time, DMUS_EVENTHEADER data), in time order
     length: float  # seconds, to the last end-of-track
     events: int
-    skipped: int  # messages too long for a record
+    skipped: int  # messages the render path cannot play (see mxfd.midifile)
 
 
 def load_song(path: str) -> Song:
-    """Read ``path`` with mido and pack its messages into render buffers."""
-    import mido
+    """Read ``path`` with the shared loader and pack its records into render buffers.
 
-    if not os.path.exists(path):
-        raise RenderError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise RenderError(f"{path}: is a directory")
-    if os.path.getsize(path) == 0:
-        raise RenderError(f"{path}: empty file, not a MIDI file")
-    try:
-        mid = mido.MidiFile(path)
-    except Exception as exc:  # mido raises many types for corrupt input; each becomes one line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RenderError(f"{path}: not a valid MIDI file ({reason})") from None
-    if mid.type == 2:
-        raise RenderError(f"{path}: type 2 (asynchronous) MIDI files are not supported")
-    if mid.ticks_per_beat <= 0:
-        raise RenderError(f"{path}: invalid division (ticks per beat {mid.ticks_per_beat})")
-    timed, length, skipped = _timed_messages(mid)
-    if not timed:
-        raise RenderError(f"{path}: contains no MIDI events")
-    return Song(_pack(timed), length, len(timed), skipped)
-
-
-def _timed_messages(mid: Any) -> tuple[list[tuple[int, int, bytes]], float, int]:
-    """(pres_time_100ns, channel_group, bytes) for every message, and the length in seconds.
-
-    Tracks are merged by tick (ties in track order, as mido merges); tempo
-    changes from any track apply to all; a track's MIDI port (meta 0x21)
-    selects its channel group (port p -> group p + 1).
+    Raises :class:`~mxfd.midifile.MidiFileError` for a file that cannot be read.
     """
-    tracks = mid.tracks
-    tpb = int(mid.ticks_per_beat)
-    raw: list[tuple[int, int, int, int, bytes]] = []
-    tempos: list[tuple[int, int]] = []
-    end_tick = 0
-    skipped = 0
-    for ti, track in enumerate(tracks):
-        tick = 0
-        port = 0
-        for si, msg in enumerate(track):
-            tick += msg.time
-            if msg.is_meta:
-                if msg.type == "set_tempo":
-                    tempos.append((tick, msg.tempo))
-                elif msg.type == "midi_port":
-                    port = msg.port
-                continue
-            data = bytes(msg.bytes())
-            if not data or len(data) > MAX_EVENT_SIZE:
-                skipped += 1
-                continue
-            raw.append((tick, ti, si, port + 1, data))
-        end_tick = max(end_tick, tick)
-    raw.sort(key=lambda r: (r[0], r[1], r[2]))
-    tempos.sort(key=lambda tt: tt[0])
-    # Tick -> seconds, piecewise by tempo (microseconds per beat; 500000 until the first change).
-    marks: list[tuple[int, float, int]] = [(0, 0.0, 500000)]
-    for tick, tempo in tempos:
-        t0, s0, tp = marks[-1]
-        marks.append((tick, s0 + (tick - t0) * tp / (tpb * 1e6), tempo))
-
-    def seconds(tick: int) -> float:
-        lo, hi = 0, len(marks) - 1
-        while lo < hi:
-            mid_ = (lo + hi + 1) // 2
-            if marks[mid_][0] <= tick:
-                lo = mid_
-            else:
-                hi = mid_ - 1
-        t0, s0, tp = marks[lo]
-        return s0 + (tick - t0) * tp / (tpb * 1e6)
-
-    timed = [(round(seconds(tick) * UNITS_PER_SECOND), group, data) for tick, _, _, group, data in raw]
-    return timed, seconds(end_tick), skipped
+    song = read_midi_file(path)
+    return Song(_pack(song.records), song.length, song.events, sum(song.skipped.values()))
 
 
 def _pack(timed: list[tuple[int, int, bytes]]) -> list[tuple[int, bytes]]:
@@ -157,8 +100,8 @@ def _pack(timed: list[tuple[int, int, bytes]]) -> list[tuple[int, bytes]]:
         end = k
         size = 0
         while end < n and end - k < RECORDS_PER_BUFFER and timed[end][0] - start < BUFFER_SPAN:
-            size += 24 + len(timed[end][2])
-            if size > 512 * 1024 and end > k:
+            size += event_size(len(timed[end][2]))
+            if size > MAX_BUFFER_SIZE // 2 and end > k:
                 break
             end += 1
         buffers.append(encode_buffer(timed[k:end]))
@@ -167,10 +110,148 @@ def _pack(timed: list[tuple[int, int, bytes]]) -> list[tuple[int, bytes]]:
 
 
 # ---------------------------------------------------------------------------
-# WAV output
+# Output: WAV written here, FLAC, Ogg Vorbis and MP3 through libsndfile
 
 
-class WavWriter:
+@dataclass(frozen=True)
+class OutputFormat:
+    """A file format ``mxfd render`` writes, chosen by the output's extension."""
+
+    name: str  # as a message says it
+    container: str  # libsndfile's format name; "WAV" is written by WavWriter
+    subtypes: dict[str, str]  # --format -> libsndfile subtype; empty: the format's own coding
+    bytes_per_second: Optional[int]  # upper estimate for compressed formats; None: PCM size
+    rates: Optional[frozenset[int]] = None  # sample rates it can hold; None: any
+
+
+#: Output formats by file name extension.
+OUTPUT_FORMATS: dict[str, OutputFormat] = {
+    ".wav": OutputFormat("WAV", "WAV", {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}, None),
+    ".flac": OutputFormat("FLAC", "FLAC", {"pcm16": "PCM_16", "pcm24": "PCM_24"}, None),
+    ".ogg": OutputFormat("Ogg Vorbis", "OGG", {}, 64_000),
+    ".oga": OutputFormat("Ogg Vorbis", "OGG", {}, 64_000),
+    ".mp3": OutputFormat(
+        "MP3", "MP3", {}, 40_000, frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000})
+    ),
+}
+#: Bytes per stereo frame of each --format, for the free-space estimate.
+FRAME_BYTES = {"pcm16": 4, "pcm24": 6, "float": 8}
+
+
+def output_format(path: str) -> OutputFormat:
+    """The format ``path``'s extension asks for; :class:`RenderError` if none is written."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in OUTPUT_FORMATS:
+        known = ", ".join(OUTPUT_FORMATS)
+        said = f"extension {ext!r}" if ext else "no extension"
+        raise RenderError(f"{said}; mxfd render writes {known}")
+    return OUTPUT_FORMATS[ext]
+
+
+def expected_bytes(fmt: OutputFormat, sample_format: str, seconds: float, rate: int) -> int:
+    """About how many bytes the output of ``seconds`` takes (PCM size for lossless formats)."""
+    if fmt.bytes_per_second is not None:
+        return int(seconds * fmt.bytes_per_second) + 4096
+    return int(seconds * rate) * FRAME_BYTES[sample_format] + 4096
+
+
+class AudioWriter:
+    """Where rendered frames go: ``write`` float32 ``(n, 2)`` frames, then ``close``."""
+
+    frames = 0
+
+    def write(self, audio: npt.NDArray[np.float32]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SoundFileWriter(AudioWriter):
+    """Streams stereo audio through libsndfile (the soundfile package): FLAC, Ogg Vorbis, MP3.
+
+    libsndfile writes to the file descriptor itself, so a write error (a full
+    disk) comes back as its error, never from inside a Python callback.
+    """
+
+    def __init__(self, f: BinaryIO, sample_rate: int, container: str, subtype: Optional[str], max_frames: int) -> None:
+        import soundfile
+
+        self._error = soundfile.LibsndfileError
+        target: Any = f
+        try:
+            target = f.fileno()
+        except (AttributeError, io.UnsupportedOperation):
+            pass  # an in-memory file: libsndfile writes through its methods
+        try:
+            self._file = soundfile.SoundFile(
+                target, "w", samplerate=sample_rate, channels=2, format=container, subtype=subtype, closefd=False
+            )
+        except self._error as exc:
+            raise RenderError(f"libsndfile cannot write it: {exc.error_string}") from None
+        self._subtype = subtype
+        self._convert = SampleConverter(max_frames)
+        self.frames = 0
+
+    def write(self, audio: npt.NDArray[np.float32]) -> None:
+        n = audio.shape[0]
+        # Integer samples are made here, so a FLAC holds the very samples of the WAV of the same --format.
+        data: npt.NDArray[Any]
+        if self._subtype == "PCM_16":
+            data = self._convert.pcm16(audio)
+        elif self._subtype == "PCM_24":
+            data = self._convert.pcm24(audio)
+            np.left_shift(data, 8, out=data)  # libsndfile takes 24-bit samples in the top of an int32
+        else:
+            data = self._convert.clipped(audio)  # libsndfile wraps, not clips, what is over full scale
+        try:
+            self._file.write(data)
+        except self._error as exc:
+            raise RenderError(f"libsndfile: {exc.error_string}") from None
+        self.frames += n
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        except self._error as exc:
+            raise RenderError(f"libsndfile: {exc.error_string}") from None
+
+
+class SampleConverter:
+    """Float32 frames to the integer samples of pcm16 or pcm24, rounded and clipped one way for every format.
+
+    Scratch arrays are sized once for ``max_frames``, so converting allocates nothing.
+    """
+
+    def __init__(self, max_frames: int) -> None:
+        self._f = np.zeros((max_frames, 2), dtype=np.float32)
+        self._i16 = np.zeros((max_frames, 2), dtype=np.int16)
+        self._i32 = np.zeros((max_frames, 2), dtype=np.int32)
+
+    def clipped(self, audio: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        f = self._f[: audio.shape[0]]
+        np.clip(audio, -1.0, 1.0, out=f)
+        return f
+
+    def pcm16(self, audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
+        f = self.clipped(audio)
+        np.multiply(f, 32767.0, out=f)
+        np.rint(f, out=f)
+        i16 = self._i16[: audio.shape[0]]
+        np.copyto(i16, f, casting="unsafe")
+        return i16
+
+    def pcm24(self, audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int32]:
+        """24-bit values, in int32."""
+        f = self.clipped(audio)
+        np.multiply(f, 8388607.0, out=f)
+        np.rint(f, out=f)
+        i32 = self._i32[: audio.shape[0]]
+        np.copyto(i32, f, casting="unsafe")
+        return i32
+
+
+class WavWriter(AudioWriter):
     """Streams a stereo WAV: 16- or 24-bit PCM or 32-bit IEEE float; sizes patched on close."""
 
     FORMATS = {"pcm16": (1, 2), "pcm24": (1, 3), "float": (3, 4)}
@@ -183,9 +264,7 @@ class WavWriter:
         self.tag, self.width = self.FORMATS[fmt]
         self.rate = sample_rate
         self.frames = 0
-        self._i32 = np.zeros((max_frames, 2), dtype=np.int32)
-        self._f = np.zeros((max_frames, 2), dtype=np.float32)
-        self._i16 = np.zeros((max_frames, 2), dtype=np.int16)
+        self._convert = SampleConverter(max_frames)
         self._write_header(0)
 
     def _write_header(self, frames: int) -> None:
@@ -210,20 +289,9 @@ class WavWriter:
         if self.fmt == "float":
             self.f.write(audio.tobytes())
         elif self.fmt == "pcm16":
-            f = self._f[:n]
-            np.clip(audio, -1.0, 1.0, out=f)
-            np.multiply(f, 32767.0, out=f)
-            np.rint(f, out=f)
-            i16 = self._i16[:n]
-            np.copyto(i16, f, casting="unsafe")
-            self.f.write(i16.tobytes())
+            self.f.write(self._convert.pcm16(audio).tobytes())
         else:
-            f = self._f[:n]
-            np.clip(audio, -1.0, 1.0, out=f)
-            i32 = self._i32[:n]
-            np.multiply(f, 8388607.0, out=f)
-            np.rint(f, out=f)
-            np.copyto(i32, f, casting="unsafe")
+            i32 = self._convert.pcm24(audio)
             self.f.write(i32.view(np.uint8).reshape(n * 2, 4)[:, :3].tobytes())
         self.frames += n
 
@@ -232,6 +300,33 @@ class WavWriter:
             self.f.write(b"\0")  # RIFF chunks are word aligned
         self._write_header(self.frames)
         self.f.flush()
+
+
+def check_output(fmt: OutputFormat, sample_format: Optional[str], rate: int) -> None:
+    """Whether ``fmt`` can hold ``sample_format`` (None: the default) at ``rate``; :class:`RenderError` if not."""
+    if sample_format is not None and sample_format not in fmt.subtypes:
+        if fmt.subtypes:
+            raise RenderError(f"{fmt.name} holds {' or '.join(fmt.subtypes)} samples, not --format {sample_format}")
+        raise RenderError(f"{fmt.name} has its own coding: --format is for WAV and FLAC")
+    if fmt.rates is not None and rate not in fmt.rates:
+        raise RenderError(f"{fmt.name} holds only {', '.join(map(str, sorted(fmt.rates)))} Hz, not --rate {rate}")
+    if fmt.container != "WAV":
+        try:
+            import soundfile  # noqa: F401
+        except (ImportError, OSError) as exc:  # OSError: soundfile found no libsndfile to load
+            raise RenderError(f"{fmt.name} is written by the soundfile package, which did not load ({exc})") from None
+
+
+def open_writer(
+    out: BinaryIO, fmt: OutputFormat, sample_format: str, rate: int, max_frames: int
+) -> AudioWriter:
+    """A writer of ``fmt`` on the seekable file ``out`` (``sample_format`` is ignored where the format codes its own).
+
+    Raises :class:`RenderError` if libsndfile cannot write it; :func:`check_output` says why beforehand.
+    """
+    if fmt.container == "WAV":
+        return WavWriter(out, rate, sample_format, max_frames)
+    return SoundFileWriter(out, rate, fmt.container, fmt.subtypes.get(sample_format), max_frames)
 
 
 # ---------------------------------------------------------------------------
@@ -286,8 +381,12 @@ def render_file(
     fmt: str = "pcm16",
     polyphony: int = 256,
     progress: Optional[Progress] = None,
+    output: Optional[OutputFormat] = None,
 ) -> RenderResult:
-    """Render ``song`` to ``out`` (a seekable binary file) through the full render path."""
+    """Render ``song`` to ``out`` (a seekable binary file) through the full render path.
+
+    ``output`` is the file format (WAV when None); ``fmt`` its sample format.
+    """
     from mxfd.synth import Synth
 
     started = time.monotonic()
@@ -301,7 +400,7 @@ def render_file(
     sink = synth.wave_sink
     clock = ManualClock(0)  # the offline master clock: the file's time 0 is reference time 0
     sink.sync_to_master(clock(), 0, start=True)
-    writer = WavWriter(out, rate, fmt, block)
+    writer = open_writer(out, output or OUTPUT_FORMATS[".wav"], fmt, rate, block)
     song_frames = round(song.length * rate)
     limit = song_frames + int(MAX_TAIL_SECONDS * rate)
     buffers = song.buffers
@@ -347,11 +446,39 @@ def _stderr_is_terminal() -> bool:
         return False
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run ``mxfd render`` with parsed ``args``; returns the exit status."""
-    prog = "mxfd render"
-    from mxfd.synth.voices import MAX_POLYPHONY
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: stop rendering and clean up, as Ctrl-C does."""
 
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
+
+def _said(progress: Progress, message: str) -> None:
+    """``message`` on stderr, ending the progress line if one is drawn."""
+    if progress.enabled:
+        progress.done(message)
+    else:
+        print(message, file=sys.stderr)
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds:.1f} s"
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``mxfd render`` with parsed ``args``; returns the exit status.
+
+    Exit status 2 for bad input (options, the MIDI file, the output's format),
+    1 when the output cannot be written, 130 on Ctrl-C, 128 + n on signal n.
+    """
+    prog = "mxfd render"
+    max_seconds = getattr(args, "max_seconds", None) or DEFAULT_MAX_RENDER_SECONDS
+    sample_format = getattr(args, "format", None)
     if not 8000 <= args.rate <= 192000:
         print(f"{prog}: --rate must be 8000..192000 Hz, got {args.rate}", file=sys.stderr)
         return 2
@@ -359,14 +486,43 @@ def main(args: argparse.Namespace) -> int:
         print(f"{prog}: --polyphony must be at most {MAX_POLYPHONY}, got {args.polyphony}", file=sys.stderr)
         return 2
     try:
-        song = load_song(args.input)
+        output = output_format(args.output)
+        check_output(output, sample_format, args.rate)
     except RenderError as exc:
+        print(f"{prog}: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 2
+    if sample_format is None:
+        sample_format = "pcm16"
+    try:
+        song = load_song(args.input)
+    except MidiFileError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
+        return 2
+    if song.length > max_seconds:
+        print(
+            f"{prog}: {args.input} lasts {_hours(song.length)}, longer than --max-seconds {max_seconds:g}"
+            f" ({_hours(max_seconds)}); give a larger --max-seconds to render it",
+            file=sys.stderr,
+        )
+        return 2
     target = os.path.abspath(args.output)
     directory = os.path.dirname(target)
     if os.path.isdir(target):
-        print(f"{prog}: {args.output}: is a directory", file=sys.stderr)
+        print(f"{prog}: cannot write {args.output}: is a directory", file=sys.stderr)
+        return 1
+    need = expected_bytes(output, sample_format, song.length + 1.0, args.rate)
+    try:
+        st = os.statvfs(directory)
+    except OSError as exc:
+        print(f"{prog}: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    free = st.f_bavail * st.f_frsize
+    if need > free:
+        print(
+            f"{prog}: cannot write {args.output}: {_hours(song.length)} of {output.name} needs about"
+            f" {need / 1e6:.1f} MB and {directory} has {free / 1e6:.1f} MB free",
+            file=sys.stderr,
+        )
         return 1
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(target) + ".", suffix=".part")
@@ -376,16 +532,20 @@ def main(args: argparse.Namespace) -> int:
     show = _stderr_is_terminal() and not args.no_progress
     progress = Progress(sys.stderr, song.length, show)
     ok = False
+    handlers: dict[int, Any] = {}
     try:
+        if threading.current_thread() is threading.main_thread():  # only there can handlers be set
+            handlers = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
         with os.fdopen(fd, "w+b") as f:
             result = render_file(
                 song,
                 f,
                 rate=args.rate,
                 block=args.block,
-                fmt=args.format,
+                fmt=sample_format,
                 polyphony=args.polyphony,
                 progress=progress,
+                output=output,
             )
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -394,12 +554,20 @@ def main(args: argparse.Namespace) -> int:
         os.replace(tmp, target)
         ok = True
     except KeyboardInterrupt:
-        progress.done(f"{prog}: interrupted; {args.output} not written")
+        _said(progress, f"{prog}: interrupted; {args.output} not written")
         return 130
+    except _Terminated as exc:
+        _said(progress, f"{prog}: terminated by signal {exc.signum}; {args.output} not written")
+        return 128 + exc.signum
+    except RenderError as exc:
+        print(f"\n{prog}: cannot write {args.output}: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"\n{prog}: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
         if not ok:
             try:
                 os.unlink(tmp)
@@ -407,7 +575,7 @@ def main(args: argparse.Namespace) -> int:
                 pass
     speed = result.seconds / result.wall if result.wall > 0 else 0.0
     progress.done(
-        f"{prog}: wrote {args.output}: {result.seconds:.2f} s, {args.rate} Hz {args.format}"
-        f" in {result.wall:.1f} s ({speed:.1f}x real time)"
+        f"{prog}: wrote {args.output}: {result.seconds:.2f} s, {args.rate} Hz {output.name}"
+        f"{' ' + sample_format if output.subtypes else ''} in {result.wall:.1f} s ({speed:.1f}x real time)"
     )
     return 0

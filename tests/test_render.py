@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import struct
+import subprocess
+import sys
+import time
 import wave
 from pathlib import Path
 
@@ -13,6 +17,8 @@ import pytest
 
 import mxfd.render
 from mxfd.cli import main as cli
+from mxfd.daemon.config import ConfigError, from_mapping
+from mxfd.limits import MAX_POLYPHONY
 
 RATE = 48000
 
@@ -87,38 +93,38 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_a_missing_midi_file_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(str(tmp_path / "nope.mid"), str(tmp_path / "out.wav")) == 1
+    assert run(str(tmp_path / "nope.mid"), str(tmp_path / "out.wav")) == 2
     assert "no such file" in one_line_error(capsys)
     assert not (tmp_path / "out.wav").exists()
 
 
 def test_an_empty_midi_file_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "empty.mid").write_bytes(b"")
-    assert run(str(tmp_path / "empty.mid"), str(tmp_path / "out.wav")) == 1
+    assert run(str(tmp_path / "empty.mid"), str(tmp_path / "out.wav")) == 2
     assert "empty" in one_line_error(capsys)
 
 
 @pytest.mark.parametrize(
-    "content",
+    ("content", "reason"),
     [
-        b"not a midi file at all",
-        b"MThd\x00\x00\x00\x06\x00\x01",
-        b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\xff",
+        (b"not a midi file at all", "not a MIDI file"),
+        (b"MThd\x00\x00\x00\x06\x00\x01", "ends at byte 10, inside its header"),
+        (b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\xff", "inside the chunk header of track 1"),
     ],
     ids=["text", "truncated header", "truncated track"],
 )
-def test_a_corrupt_midi_file_is_a_one_line_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+def test_a_corrupt_midi_file_is_a_one_line_error_with_its_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, reason: str
 ) -> None:
     (tmp_path / "bad.mid").write_bytes(content)
-    assert run(str(tmp_path / "bad.mid"), str(tmp_path / "out.wav")) == 1
-    assert "not a valid MIDI file" in one_line_error(capsys)
+    assert run(str(tmp_path / "bad.mid"), str(tmp_path / "out.wav")) == 2
+    assert reason in one_line_error(capsys)
     assert not (tmp_path / "out.wav").exists()
 
 
 def test_a_midi_file_without_events_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = midi_file(tmp_path / "silent.mid", [], tail_beats=4)
-    assert run(str(path), str(tmp_path / "out.wav")) == 1
+    assert run(str(path), str(tmp_path / "out.wav")) == 2
     assert "no MIDI events" in one_line_error(capsys)
 
 
@@ -126,7 +132,7 @@ def test_a_bad_input_leaves_an_existing_output_untouched(tmp_path: Path) -> None
     out = tmp_path / "out.wav"
     out.write_bytes(b"precious")
     (tmp_path / "bad.mid").write_bytes(b"garbage")
-    assert run(str(tmp_path / "bad.mid"), str(out)) == 1
+    assert run(str(tmp_path / "bad.mid"), str(out)) == 2
     assert out.read_bytes() == b"precious"
 
 
@@ -202,6 +208,17 @@ def test_notes_start_on_their_exact_sample_through_the_whole_path(tmp_path: Path
         assert abs(onset - start) <= 1, (beat, onset, start)
 
 
+def test_an_smpte_file_renders_at_its_frame_time(tmp_path: Path) -> None:
+    path = midi_file(tmp_path / "song.mid", [(3.125, 0.5, 0, 60)])  # tick 1500 (480 a beat)
+    data = bytearray(path.read_bytes())
+    data[12:14] = bytes([256 - 25, 40])  # SMPTE: 25 frames per second, 40 ticks per frame = 1 ms a tick
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out.wav"
+    assert run(str(path), str(out), "--format", "float", "--no-progress") == 0
+    x, _ = read_wav(out)
+    assert int(np.flatnonzero(np.any(x != 0.0, axis=1))[0]) == round(1.5 * RATE)
+
+
 @pytest.mark.parametrize("fmt", ["pcm16", "pcm24", "float"])
 def test_each_sample_format_is_written_correctly(tmp_path: Path, fmt: str) -> None:
     path = midi_file(tmp_path / "song.mid", [(0, 1, 0, 69)])
@@ -273,7 +290,7 @@ def test_the_progress_bar_draws_one_updating_line() -> None:
     assert silent.getvalue() == ""
 
 
-@pytest.mark.parametrize("option", [["--rate", "1000"], ["--polyphony", "100000"]])
+@pytest.mark.parametrize("option", [["--rate", "1000"], ["--polyphony", "100000"], ["--polyphony", "1025"]])
 def test_out_of_range_options_are_a_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str]
 ) -> None:
@@ -281,3 +298,130 @@ def test_out_of_range_options_are_a_one_line_error(
     assert run(str(path), str(tmp_path / "out.wav"), *option) == 2
     assert option[0] in one_line_error(capsys)
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_render_and_the_daemon_share_one_polyphony_limit(tmp_path: Path) -> None:
+    path = midi_file(tmp_path / "song.mid", [(0, 0.25, 0, 60)])
+    assert run(str(path), str(tmp_path / "out.wav"), "--polyphony", str(MAX_POLYPHONY), "--no-progress") == 0
+    assert run(str(path), str(tmp_path / "out.wav"), "--polyphony", str(MAX_POLYPHONY + 1)) == 2
+    assert from_mapping({"synth": {"polyphony": MAX_POLYPHONY}}).synth.polyphony == MAX_POLYPHONY
+    with pytest.raises(ConfigError, match=f"from 1 to {MAX_POLYPHONY}"):
+        from_mapping({"synth": {"polyphony": MAX_POLYPHONY + 1}})
+
+
+# -- output formats -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["flac", "ogg", "mp3"])
+def test_the_extension_chooses_the_format(tmp_path: Path, ext: str) -> None:
+    import soundfile
+
+    path = midi_file(tmp_path / "song.mid", [(0, 2, 0, 69)])
+    assert run(str(path), str(tmp_path / "ref.wav"), "--no-progress") == 0
+    ref, _ = read_wav(tmp_path / "ref.wav")
+    out = tmp_path / f"out.{ext}"
+    assert run(str(path), str(out), "--no-progress") == 0
+    info = soundfile.info(str(out))
+    assert (info.format, info.samplerate, info.channels) == ({"flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}[ext], RATE, 2)
+    x, _ = soundfile.read(str(out), dtype="float64")
+    if ext == "flac":  # lossless: the very samples of the 16-bit WAV
+        with wave.open(str(tmp_path / "ref.wav")) as w:
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+        assert info.subtype == "PCM_16" and np.array_equal(soundfile.read(str(out), dtype="int16")[0], pcm)
+    else:  # lossy: the same length, give or take the coder's padding, and the same tone
+        assert abs(len(x) - len(ref)) < 4096
+        seg = x[round(0.3 * RATE) : round(0.9 * RATE)].sum(axis=1)
+        spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), n=1 << 18))
+        assert np.fft.rfftfreq(1 << 18, 1 / RATE)[np.argmax(spec)] == pytest.approx(440.0, rel=0.005)
+
+
+def test_flac_keeps_24_bit_samples(tmp_path: Path) -> None:
+    import soundfile
+
+    path = midi_file(tmp_path / "song.mid", [(0, 1, 0, 69)])
+    assert run(str(path), str(tmp_path / "out.flac"), "--format", "pcm24", "--no-progress") == 0
+    assert run(str(path), str(tmp_path / "ref.wav"), "--format", "pcm24", "--no-progress") == 0
+    assert soundfile.info(str(tmp_path / "out.flac")).subtype == "PCM_24"
+    flac = soundfile.read(str(tmp_path / "out.flac"), dtype="int32")[0] >> 8
+    wav = np.rint(read_wav(tmp_path / "ref.wav")[0] * 8388607.0).astype(np.int32)
+    assert np.abs(flac).max() > 1000 and np.array_equal(flac, wav)
+
+
+@pytest.mark.parametrize(
+    ("name", "option", "reason"),
+    [
+        ("out.mp4", [], "extension '.mp4'; mxfd render writes .wav, .flac, .ogg, .oga, .mp3"),
+        ("out", [], "no extension; mxfd render writes .wav"),
+        ("out.flac", ["--format", "float"], "FLAC holds pcm16 or pcm24 samples, not --format float"),
+        ("out.ogg", ["--format", "pcm24"], "Ogg Vorbis has its own coding: --format is for WAV and FLAC"),
+        ("out.mp3", ["--rate", "96000"], "MP3 holds only 8000, 11025"),
+    ],
+)
+def test_an_output_format_that_cannot_be_written_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, option: list[str], reason: str
+) -> None:
+    path = midi_file(tmp_path / "song.mid", [(0, 1, 0, 60)])
+    assert run(str(path), str(tmp_path / name), *option) == 2
+    assert f"cannot write {tmp_path / name}: {reason}" in one_line_error(capsys)
+    assert sorted(os.listdir(tmp_path)) == ["song.mid"]
+
+
+# -- bounds -----------------------------------------------------------------------
+
+
+def test_a_file_longer_than_max_seconds_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 44 bytes: one note, then an end of track 2^28 - 1 ticks later at 96 ticks per beat of 1.05 s
+    data = (b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60MTrk\x00\x00\x00\x16"
+            b"\x00\xff\x51\x03\x10\x00\x00\x00\x90\x3c\x64\x00\x80\x3c\x00\xff\xff\xff\x7f\xff\x2f\x00")
+    assert len(data) == 44
+    (tmp_path / "long.mid").write_bytes(data)
+    assert run(str(tmp_path / "long.mid"), str(tmp_path / "out.wav")) == 2
+    err = one_line_error(capsys)
+    assert "lasts 814.5 hours, longer than --max-seconds 7200 (2.0 hours)" in err
+    assert sorted(os.listdir(tmp_path)) == ["long.mid"]
+
+
+def test_max_seconds_sets_the_bound(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = midi_file(tmp_path / "song.mid", [(0, 0.5, 0, 60)], tail_beats=8)  # 4.25 s
+    assert run(str(path), str(tmp_path / "out.wav"), "--max-seconds", "4", "--no-progress") == 2
+    assert "lasts 4.2 s, longer than --max-seconds 4" in one_line_error(capsys)
+    assert run(str(path), str(tmp_path / "out.wav"), "--max-seconds", "5", "--no-progress") == 0
+
+
+def test_too_little_free_space_is_refused_before_rendering(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = midi_file(tmp_path / "song.mid", [(0, 1, 0, 60)], tail_beats=600)  # 301 s: about 58 MB of WAV
+    real = os.statvfs(tmp_path)
+    fields = {name: getattr(real, name) for name in dir(real) if name.startswith("f_")}
+
+    class Full:  # the file system as statvfs would report a nearly full one
+        f_frsize = 4096
+        f_bavail = 1000
+
+    monkeypatch.setattr(mxfd.render.os, "statvfs", lambda p: Full if os.path.samefile(p, tmp_path) else fields)
+    assert run(str(path), str(tmp_path / "out.wav")) == 1
+    err = one_line_error(capsys)
+    assert "300.5 s of WAV needs about 57.9 MB and" in err and "has 4.1 MB free" in err
+    assert sorted(os.listdir(tmp_path)) == ["song.mid"]
+
+
+def test_sigterm_removes_the_part_file_as_ctrl_c_does(tmp_path: Path) -> None:
+    path = midi_file(tmp_path / "song.mid", [(b, 0.5, 0, 60 + b % 12) for b in range(2400)])  # 20 minutes
+    out = tmp_path / "out.wav"
+    proc = subprocess.Popen([sys.executable, "-m", "mxfd", "render", str(path), str(out), "--no-progress"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(p.suffix == ".part" and p.stat().st_size > 100_000 for p in tmp_path.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, "no .part file grew"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.strip() == f"mxfd render: terminated by signal {int(signal.SIGTERM)}; {out} not written"
+    assert sorted(os.listdir(tmp_path)) == ["song.mid"]

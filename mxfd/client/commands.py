@@ -2,8 +2,9 @@
 
 Theory of operation
 -------------------
-``play`` turns a MIDI file into ``(seconds, message)`` pairs with mido's
-tempo-aware iteration (every tempo change honoured), fixes time zero a little
+``play`` reads a MIDI file with the loader ``mxfd render`` uses too
+(:mod:`mxfd.midifile`: every tempo change honoured, SMPTE time, a long SysEx
+split into records), fixes time zero a little
 after the daemon's render latency on its master clock, and then streams with
 a bounded look-ahead: every few tens of milliseconds it sends, as DMUS_EVENTHEADER
 buffers, the events due within the next :data:`LOOKAHEAD` seconds and no
@@ -49,6 +50,7 @@ from mxfd.client.client import Captured, Client, ClientError, ServerError
 from mxfd.client.protocol import HelloRefused
 from mxfd.core.clock import UNITS_PER_SECOND
 from mxfd.core.wire import DMUS_EVENT_STRUCTURED, BadBufferError, decode_buffer
+from mxfd.midifile import MidiFileError, read_midi_file
 
 #: How far ahead of its time an event is sent, seconds.
 LOOKAHEAD = 0.5
@@ -100,20 +102,6 @@ def socket_path(args: argparse.Namespace) -> str:
 
 
 # -- play ---------------------------------------------------------------------------------
-
-
-def load_midi(path: str) -> tuple[list[tuple[float, bytes]], float]:
-    """``(seconds, message bytes)`` for every MIDI message of the file, and its length in seconds."""
-    import mido
-
-    mid = mido.MidiFile(path)
-    events: list[tuple[float, bytes]] = []
-    now = 0.0
-    for msg in mid:  # merged tracks, times in seconds with every tempo change applied
-        now += msg.time
-        if not msg.is_meta:
-            events.append((now, bytes(msg.bytes())))
-    return events, now
 
 
 class _Progress:
@@ -175,13 +163,11 @@ def why_silent(st: dict[str, Any]) -> Optional[str]:
 
 def play(args: argparse.Namespace) -> int:
     try:
-        events, length = load_midi(args.file)
-    except (OSError, ValueError, EOFError, TypeError) as e:
-        print(f"mxfd play: cannot read {args.file}: {e}", file=sys.stderr)
+        song = read_midi_file(args.file)
+    except MidiFileError as e:
+        print(f"mxfd play: {e}", file=sys.stderr)
         return 2
-    if not events:
-        print(f"mxfd play: {args.file} has no MIDI events", file=sys.stderr)
-        return 0
+    events = song.records
     progress = _Progress(f"mxfd play {os.path.basename(args.file)}")
     with Client(socket_path(args), name="mxfd-play") as client:
         silence = why_silent(client.status())
@@ -194,8 +180,9 @@ def play(args: argparse.Namespace) -> int:
         client.open_playback(os.path.basename(args.file))
         clock = _DaemonClock(client)
         t0 = clock() + clock.latency + int(LEAD * UNITS_PER_SECOND)
-        span = max(length, events[-1][0])
-        loop_len = int(span * UNITS_PER_SECOND) if args.loop and span > 0 else 0
+        span = song.length
+        # A loop shorter than a top-up would put thousands of passes in one batch: 0.1 s at least.
+        loop_len = int(max(span, 0.1) * UNITS_PER_SECOND) if args.loop and span > 0 else 0
         i = 0
         base = t0  # master time of the file's second zero, this pass
         last = t0
@@ -209,10 +196,10 @@ def play(args: argparse.Namespace) -> int:
                             break
                         i = 0
                         base += loop_len
-                    pres = base + int(round(events[i][0] * UNITS_PER_SECOND))
+                    pres = base + events[i][0]
                     if pres > horizon:
                         break
-                    batch.append((pres, 1, events[i][1]))
+                    batch.append((pres, 1, events[i][2]))
                     last = pres
                     i += 1
                 if batch:
@@ -693,7 +680,6 @@ __all__ = [
     "fallback_path",
     "format_status",
     "format_status_full",
-    "load_midi",
     "main",
     "output_problem",
     "play",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from mxfd.client.client import default_socket_path
+from mxfd.limits import MAX_POLYPHONY
 
 #: Sample rates the synth renders at.
 RATES = (44100, 48000, 88200, 96000)
@@ -281,7 +282,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "margin_ms": _number_range(0.0, 100.0),
     },
     "synth": {
-        "polyphony": _int_range(1, 1024),
+        "polyphony": _int_range(1, MAX_POLYPHONY),
     },
     "client": {
         "socket": _path,

@@ -52,6 +52,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from mxfd.limits import MAX_POLYPHONY
 from mxfd.synth.bank import BEND_MARGIN, Bank, Patch, note_hz
 
 # Stages.
@@ -70,8 +71,6 @@ FADE_TAU: Final = 0.001
 SMOOTH_TAU: Final = 0.005
 #: A note let go during an attack shorter than this still reaches its peak first (seconds).
 MIN_NOTE: Final = 0.01
-#: Most voices a synth may have (its scratch arrays grow with polyphony × segment length).
-MAX_POLYPHONY: Final = 4096
 #: Default longest segment (frames); longer blocks are rendered in chunks.
 MAX_SEGMENT: Final = 128
 _NEVER: Final = np.iinfo(np.int64).max

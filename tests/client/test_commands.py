@@ -17,10 +17,11 @@ import pytest
 
 from mxfd.cli import build_parser
 from mxfd.client import commands
-from mxfd.client.commands import RECORD_PPQN, Recording, format_status, format_status_full, load_midi
+from mxfd.client.commands import RECORD_PPQN, Recording, format_status, format_status_full
 from mxfd.client.server import Server, ServerConfig, start_server
 from mxfd.core.clock import master_time
 from mxfd.core.wire import encode_buffer
+from mxfd.midifile import read_midi_file
 from tests.client.helpers import CoreEngine, Ticking, socket_dir, wait_for
 
 SECOND = 10_000_000
@@ -67,13 +68,12 @@ def make_file(
 # -- play ----------------------------------------------------------------------------------
 
 
-def test_load_midi_honours_tempo_changes(tmp_path: Any) -> None:
+def test_play_reads_the_file_honouring_tempo_changes(tmp_path: Any) -> None:
     path = str(tmp_path / "t.mid")
     # 480 ticks a beat; 120 bpm for the first beat, then 60 bpm
     make_file(path, [(0, 60, 240), (480, 62, 240), (960, 64, 240)], tempos=[(0, 500_000), (480, 1_000_000)])
-    events, _ = load_midi(path)
-    ons = [t for t, m in events if m[0] == 0x90]
-    assert ons == pytest.approx([0.0, 0.5, 1.5])
+    ons = [t for t, _, m in read_midi_file(path).records if m[0] == 0x90]
+    assert ons == [0, SECOND // 2, 3 * SECOND // 2]
 
 
 def test_play_sends_the_file_at_its_own_times(live: tuple[CoreEngine, Server], tmp_path: Any) -> None:
@@ -82,10 +82,10 @@ def test_play_sends_the_file_at_its_own_times(live: tuple[CoreEngine, Server], t
     make_file(path, [(0, 60, 96), (240, 64, 96), (480, 67, 96), (1000, 72, 40)])
     assert commands.main(args("play", "--socket", server.path, path)) == 0
     played = [(t, m) for _, t, _, m in engine.rendered.events]
-    want, _ = load_midi(path)
-    assert [m for _, m in played] == [m for _, m in want]
+    want = read_midi_file(path).records
+    assert [m for _, m in played] == [m for _, _, m in want]
     first = played[0][0]
-    assert [t - first for t, _ in played] == [round(s * SECOND) for s, _ in want]
+    assert [t - first for t, _ in played] == [t for t, _, _ in want]
     assert all(s.allocator.is_idle() for s in engine.streams)
 
 
@@ -115,6 +115,42 @@ def test_play_streams_ahead_by_a_bounded_look_ahead(
         w.join()
     assert len(engine.rendered.events) == 40
     assert 0 < most <= 12  # ~0.2 s + one top-up of notes ahead, never the whole file
+
+
+def test_play_sends_a_sysex_longer_than_a_record_in_chunks(live: tuple[CoreEngine, Server], tmp_path: Any) -> None:
+    engine, server = live
+    sysex = bytes([0xF0, 0x7E, 0x7F] + [i % 128 for i in range(70_000)] + [0xF7])
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    mid.tracks.append(mido.MidiTrack([
+        mido.Message("note_on", note=60, velocity=100), mido.Message.from_bytes(sysex, time=48),
+        mido.Message("note_off", note=60, time=48),
+    ]))
+    path = str(tmp_path / "sysex.mid")
+    mid.save(path)
+    assert commands.main(args("play", "--socket", server.path, path)) == 0
+    played = [(t, m) for _, t, _, m in engine.rendered.events]
+    assert [m for _, m in played if m[0] in (0x90, 0x80)] == [b"\x90\x3c\x64", b"\x80\x3c\x40"]
+    chunks = [(t, m) for t, m in played if m[0] not in (0x90, 0x80)]
+    assert b"".join(m for _, m in chunks) == sysex and len(chunks) > 1
+    assert len({t for t, _ in chunks}) == 1  # every chunk at the F0's time, as the synth expects
+    assert played[0][0] + SECOND // 20 == chunks[0][0]
+
+
+def test_play_keeps_smpte_time(live: tuple[CoreEngine, Server], tmp_path: Any) -> None:
+    engine, server = live
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    mid.tracks.append(mido.MidiTrack([
+        mido.Message("note_on", note=60, velocity=100), mido.Message("note_off", note=60, time=150),
+        mido.Message("note_on", note=62, velocity=100, time=50), mido.Message("note_off", note=62, time=100),
+    ]))
+    path = tmp_path / "smpte.mid"
+    mid.save(path)
+    data = bytearray(path.read_bytes())
+    data[12:14] = bytes([256 - 25, 40])  # SMPTE: 25 frames per second, 40 ticks per frame = 1 ms a tick
+    path.write_bytes(bytes(data))
+    assert commands.main(args("play", "--socket", server.path, str(path))) == 0
+    times = [t for _, t, _, _ in engine.rendered.events]
+    assert [t - times[0] for t in times] == [0, SECOND * 15 // 100, SECOND * 20 // 100, SECOND * 30 // 100]
 
 
 def test_play_of_a_missing_file_says_so(capsys: pytest.CaptureFixture[str]) -> None:

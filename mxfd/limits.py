@@ -1,0 +1,15 @@
+"""Limits shared by the daemon's configuration, the offline renderer and the command line.
+
+Each lives here once so that the config check, the synth and ``mxfd render``
+can never disagree; this module imports nothing, so the command line can
+show the limits without loading numpy.
+"""
+
+from typing import Final
+
+#: Most voices a synth may have, in the daemon and in ``mxfd render`` alike (its
+#: scratch arrays grow with polyphony x segment length).
+MAX_POLYPHONY: Final = 1024
+#: The longest MIDI file ``mxfd render`` renders unless told otherwise, seconds (2 hours):
+#: more than real music lasts, and a bound on what a corrupt delta time can ask for.
+DEFAULT_MAX_RENDER_SECONDS: Final = 7200.0
