@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from mxfd.limits import DEFAULT_MAX_RENDER_SECONDS, MAX_POLYPHONY
 
@@ -45,41 +45,86 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _ranged(kind: type, low: float, high: float, what: str) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` from ``low`` to ``high``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be from {low:g} to {high:g}: {text}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from mxfd.client.client import default_socket_path
+    from mxfd.client.commands import RECORD_BPM, RECORD_PPQN
+    from mxfd.daemon.config import MIDI_APIS, Config, default_config_path
+
+    defaults = Config()
+    config_help = f"TOML config (default: {default_config_path()}, if it exists)"
+    apis = "|".join(MIDI_APIS)
     p = argparse.ArgumentParser(prog="mxfd", description="MIDI device bridge daemon")
     p.add_argument("--version", action="version", version="%(prog)s 0.1.0")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon in the foreground (what systemd starts)")
-    run.add_argument("--config", metavar="PATH", help="TOML config (default: ~/.config/mxfd/mxfd.toml)")
-    run.add_argument("--midi-api", choices=("alsa", "jack"), help="MIDI backend")
-    run.add_argument("--audio-device", metavar="NAME", help="audio output device (name or index)")
-    run.add_argument("--rate", type=_positive_int, metavar="HZ", help="sample rate")
-    run.add_argument("--period", type=_positive_int, metavar="FRAMES", help="audio period size")
-    run.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    run = sub.add_parser("run", help="run the daemon in the foreground (what systemd starts)",
+                         description="Run the daemon in the foreground. Flags win over the config file; "
+                                     "a flag left out takes the config's value, or the default shown.")
+    run.add_argument("--config", metavar="PATH", help=config_help)
+    run.add_argument("--midi-api", choices=MIDI_APIS, metavar=apis,
+                     help=f"MIDI system to read; auto: ALSA when /dev/snd/seq exists, else JACK "
+                          f"(default: [midi] api, {defaults.midi.api})")
+    run.add_argument("--audio-device", metavar="NAME",
+                     help=f"audio output device, a name, part of one or an index; `mxfd ports` lists them "
+                          f"(default: [audio] device, {defaults.audio.device!r})")
+    run.add_argument("--rate", type=_positive_int, metavar="HZ",
+                     help=f"sample rate (default: [audio] rate, {defaults.audio.rate})")
+    run.add_argument("--period", type=_positive_int, metavar="FRAMES",
+                     help=f"audio period size (default: [audio] period, {defaults.audio.period})")
+    run.add_argument("-v", "--verbose", action="count", default=0,
+                     help="more log output (default: [log] level, info; -v: debug)")
 
     ports = sub.add_parser("ports", help="list MIDI inputs and audio devices")
-    ports.add_argument("--config", metavar="PATH")
-    ports.add_argument("--midi-api", choices=("alsa", "jack"))
+    ports.add_argument("--config", metavar="PATH", help=config_help + "; its [midi] rules and [client] socket")
+    ports.add_argument("--midi-api", choices=MIDI_APIS, metavar=apis,
+                       help=f"MIDI system to list when no daemon runs (default: [midi] api, {defaults.midi.api})")
 
+    socket_help = (
+        "daemon socket (default: [client] socket of the config, else $XDG_RUNTIME_DIR/mxfd/mxfd.sock, "
+        f"or /tmp/mxfd-UID/mxfd.sock when XDG_RUNTIME_DIR is unset; here {default_socket_path()})"
+    )
     for name, helptext in (
         ("play", "play a MIDI file through the running daemon"),
         ("record", "record what is played to a MIDI file"),
         ("status", "show the daemon's state and counters"),
     ):
         c = sub.add_parser(name, help=helptext)
-        c.add_argument("--socket", metavar="PATH", help="daemon socket (default: $XDG_RUNTIME_DIR/mxfd/mxfd.sock)")
+        c.add_argument("--socket", metavar="PATH", help=socket_help)
+        c.add_argument("--config", metavar="PATH", help=config_help + "; only its [client] socket is read")
         if name == "play":
             c.add_argument("file", metavar="FILE.mid")
             c.add_argument("--loop", action="store_true", help="play until interrupted")
+            c.add_argument("--force", action="store_true",
+                           help="play even when the daemon's audio output is down (nothing is heard; "
+                                "without --force play refuses with exit status 3)")
         elif name == "record":
             c.add_argument("out", metavar="OUT.mid")
             c.add_argument("--seconds", type=_positive_float, metavar="N", help="stop after N seconds")
             c.add_argument("--port", metavar="PATTERN", help="only inputs whose name matches")
             c.add_argument("--last", type=_positive_float, metavar="SECONDS",
                            help="save what was played in the last SECONDS (up to 300) and exit")
+            c.add_argument("-b", "--bpm", type=_ranged(float, 4, 6000, "--bpm"), default=RECORD_BPM, metavar="BPM",
+                           help=f"tempo of the file, beats per minute, as arecordmidi -b (default: {RECORD_BPM:g})")
+            c.add_argument("-t", "--ppq", type=_ranged(int, 1, 0x7FFF, "--ppq"), default=RECORD_PPQN, metavar="TICKS",
+                           help=f"ticks per quarter note, as arecordmidi -t (default: {RECORD_PPQN})")
         else:
-            c.add_argument("--json", action="store_true", help="machine-readable output")
+            c.add_argument("--json", action="store_true", help="machine-readable output: the whole report")
+            c.add_argument("-v", "--verbose", action="store_true", help="every counter the daemon reports")
 
     render = sub.add_parser("render", help="render a MIDI file to WAV, FLAC, Ogg Vorbis or MP3 offline")
     render.add_argument("input", metavar="IN.mid")

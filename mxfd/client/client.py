@@ -246,13 +246,15 @@ class Client:
         """Wait until the daemon has taken every buffer sent so far; its counters for this client."""
         return self.request("sync")
 
-    def open_playback(self) -> int:
+    def open_playback(self, file: Optional[str] = None) -> int:
         """Have the daemon build this client's playback stream now; returns its channel group.
 
         The first buffer does this anyway; a player that asks first keeps the
-        moment it takes out of its timing.
+        moment it takes out of its timing.  ``file`` names what is played, for
+        ``mxfd status``.
         """
-        return int(self.request("open")["channel_group"])
+        fields: dict[str, Any] = {} if file is None else {"file": file}
+        return int(self.request("open", **fields)["channel_group"])
 
     def stop(self) -> dict[str, Any]:
         """Drop everything still queued for playback and release this client's notes."""

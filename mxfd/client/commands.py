@@ -12,26 +12,35 @@ more, so a long file never sits in the daemon whole and Ctrl-C is heard at
 once.  On Ctrl-C it asks the daemon to ``stop`` (queued events dropped, this
 client's held notes and pedals released); at the end it waits until the last
 event has played before it disconnects (a disconnect drops what is queued).
+Before any of that it reads the daemon's status: with its audio output down
+nothing would be heard, and ``play`` says why and refuses unless ``--force``.
 
 ``record`` subscribes to the capture buffers of the inputs (or asks for the
 daemon's history ring with ``--last``), decodes them, and writes a type 1
 standard MIDI file: a tempo track, then one track per source, ticks at
-:data:`RECORD_PPQN` per quarter note at 120 bpm computed from each event's
-arrival time stamp (absolute, so rounding never accumulates).  SysEx is
+``--ppq`` (:data:`RECORD_PPQN`) per quarter note at ``--bpm``
+(:data:`RECORD_BPM`) computed from each event's arrival time stamp
+(absolute, so rounding never accumulates).  SysEx is
 kept whole, reassembled from its chunks; clock, active sensing and system
 common messages have no place in a standard MIDI file and are counted and
 reported, not silently dropped.  Ctrl-C ends the recording and the file is
-still written completely (to a temporary name, then renamed).
+still written completely (to a temporary name, then renamed).  The output
+path is checked before anything is recorded; if the file still cannot be
+written at the end (its directory went away, the disk filled up), the take
+goes to a fresh file in ``$XDG_RUNTIME_DIR`` (else ``/tmp``) and ``record``
+says where: a take is never lost for want of a path.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,16 +58,20 @@ LOOKAHEAD = 0.5
 TOP_UP = 0.05
 #: Extra delay before a file's first event, on top of the render latency, seconds.
 LEAD = 0.1
-#: Ticks per quarter note in recorded files (≥ 960; at 120 bpm a tick is 0.26 ms).
+#: Ticks per quarter note in recorded files by default (≥ 960; at 120 bpm a tick is 0.26 ms).
 RECORD_PPQN = 1920
-#: Tempo of recorded files: 120 bpm (µs per quarter note).
-RECORD_TEMPO = 500_000
+#: Tempo of recorded files by default, beats per minute.
+RECORD_BPM = 120.0
+#: The same tempo as a standard MIDI file has it, µs per quarter note.
+RECORD_TEMPO = round(60_000_000 / RECORD_BPM)
 #: How long ``record`` keeps reading after it stops, for buffers still on their way, seconds.
 RECORD_DRAIN = 0.05
 
 
 def main(args: argparse.Namespace) -> int:
     """Run ``mxfd play``, ``mxfd record`` or ``mxfd status``."""
+    from mxfd.daemon.config import ConfigError
+
     try:
         if args.command == "play":
             return play(args)
@@ -69,7 +82,23 @@ def main(args: argparse.Namespace) -> int:
     except (ClientError, HelloRefused, ServerError) as e:
         print(f"mxfd {args.command}: {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:
+        print(f"mxfd {args.command}: config error: {e}", file=sys.stderr)
+        return 2
     raise ValueError(f"not a client command: {args.command}")
+
+
+def socket_path(args: argparse.Namespace) -> str:
+    """The daemon's socket: ``--socket``, else ``[client] socket`` of the config (``--config`` or the default file).
+
+    A bad config file raises :class:`~mxfd.daemon.config.ConfigError`; a
+    missing default file just means the default socket.
+    """
+    if getattr(args, "socket", None):
+        return str(args.socket)
+    from mxfd.daemon.config import load
+
+    return load(getattr(args, "config", None)).client.socket
 
 
 # -- play ---------------------------------------------------------------------------------
@@ -118,6 +147,20 @@ class _DaemonClock:
         return time.monotonic_ns() // 100 + self.offset
 
 
+def why_silent(st: dict[str, Any]) -> Optional[str]:
+    """Why the daemon whose status this is plays into silence (None: its audio output runs)."""
+    audio = st.get("audio")
+    if not isinstance(audio, dict):
+        return None  # a daemon that reports no audio part at all: nothing to judge by
+    state = audio.get("state")
+    if state in (None, "running"):
+        return None
+    if state == "none":
+        return "the daemon has no audio output"
+    message = audio.get("message") or audio.get("last_error")
+    return f"the daemon's audio output is {state}" + (f" ({message})" if message else "")
+
+
 def play(args: argparse.Namespace) -> int:
     try:
         song = read_midi_file(args.file)
@@ -126,8 +169,15 @@ def play(args: argparse.Namespace) -> int:
         return 2
     events = song.records
     progress = _Progress(f"mxfd play {os.path.basename(args.file)}")
-    with Client(args.socket, name="mxfd-play") as client:
-        client.open_playback()
+    with Client(socket_path(args), name="mxfd-play") as client:
+        silence = why_silent(client.status())
+        if silence is not None:
+            if not args.force:
+                print(f"mxfd play: nothing would be heard: {silence}; not playing (--force plays anyway)",
+                      file=sys.stderr)
+                return 3
+            print(f"mxfd play: nothing will be heard: {silence}; playing anyway (--force)", file=sys.stderr)
+        client.open_playback(os.path.basename(args.file))
         clock = _DaemonClock(client)
         t0 = clock() + clock.latency + int(LEAD * UNITS_PER_SECOND)
         span = song.length
@@ -277,12 +327,42 @@ class Recording:
             track.append(mido.MetaMessage("end_of_track", time=0))
             mid.tracks.append(track)
         tmp = f"{path}.part"
-        mid.save(tmp)
-        os.replace(tmp, path)
+        try:
+            mid.save(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # a half-written .part is nobody's file
+            raise
+
+
+def tempo_of(bpm: float) -> int:
+    """A tempo in beats per minute as a standard MIDI file has it: µs per quarter note."""
+    return int(round(60_000_000 / bpm))
+
+
+def output_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot take a recording (None: it can), found before anything is recorded."""
+    if os.path.isdir(path):
+        return f"{path} is a directory; name a file in it, e.g. {os.path.join(path, 'take.mid')}"
+    if path.endswith(os.sep):
+        return f"{path} ends in {os.sep}: name a file, e.g. {path}take.mid"
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        return f"no directory {folder} to write {os.path.basename(path)} in"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write in {folder} (permission denied)"
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return f"cannot overwrite {path} (permission denied)"
+    return None
 
 
 def record(args: argparse.Namespace) -> int:
     rec = Recording()
+    problem = output_problem(args.out)
+    if problem is not None:
+        print(f"mxfd record: {problem}", file=sys.stderr)
+        return 2
     pattern: Optional[str] = args.port
     if pattern is not None:
         try:
@@ -290,7 +370,7 @@ def record(args: argparse.Namespace) -> int:
         except re.error as e:
             print(f"mxfd record: bad --port pattern {pattern!r}: {e}", file=sys.stderr)
             return 2
-    with Client(args.socket, name="mxfd-record") as client:
+    with Client(socket_path(args), name="mxfd-record") as client:
         if args.last is not None:
             if args.last > 300:
                 print("mxfd record: --last is at most 300 seconds (the daemon keeps 5 minutes)", file=sys.stderr)
@@ -303,8 +383,7 @@ def record(args: argparse.Namespace) -> int:
                     rec.add(cap.source, cap.start_time, cap.data)
         else:
             _record_live(client, rec, pattern, args.seconds)
-    _finish(rec, args.out)
-    return 0
+    return _finish(rec, args.out, ppqn=args.ppq, tempo=tempo_of(args.bpm))
 
 
 def _record_live(client: Client, rec: Recording, pattern: Optional[str], seconds: Optional[float]) -> None:
@@ -357,13 +436,37 @@ class _Interrupt:
             signal.signal(sig, old)
 
 
-def _finish(rec: Recording, out: str) -> None:
+def fallback_path() -> str:
+    """A new, empty file for a take its own path refused: in ``$XDG_RUNTIME_DIR``, else ``/tmp``."""
+    folder = os.environ.get("XDG_RUNTIME_DIR") or ""
+    if not os.path.isdir(folder):
+        folder = tempfile.gettempdir()
+    fd, path = tempfile.mkstemp(prefix=time.strftime("mxfd-record-%Y%m%d-%H%M%S-"), suffix=".mid", dir=folder)
+    os.close(fd)
+    return path
+
+
+def _finish(rec: Recording, out: str, ppqn: int = RECORD_PPQN, tempo: int = RECORD_TEMPO) -> int:
+    """Write the take to ``out``, or to a fallback file when that fails; the exit status."""
+    status = 0
     with _Interrupt():  # a second Ctrl-C must not cut the file short
-        rec.write(out)
+        try:
+            rec.write(out, ppqn, tempo)
+        except OSError as e:
+            print(f"mxfd record: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+            status = 1
+            try:
+                out = fallback_path()
+                rec.write(out, ppqn, tempo)
+            except OSError as e2:
+                print(f"mxfd record: the take is lost: no fallback file either: {e2}", file=sys.stderr)
+                return 1
+            print(f"mxfd record: the take is saved in {out} instead", file=sys.stderr)
     sources = ", ".join(f"{name} ({len(ev)})" for name, ev in rec.tracks.items()) or "nothing was played"
     print(f"mxfd record: wrote {out}: {rec.events} events; {sources}", file=sys.stderr)
     for why, n in sorted(rec.skipped.items()):
         print(f"mxfd record: left out {n} message(s): {why} (no place in a standard MIDI file)", file=sys.stderr)
+    return status
 
 
 def captures_to_file(captures: Iterable[Captured], out: str) -> Recording:
@@ -379,19 +482,145 @@ def captures_to_file(captures: Iterable[Captured], out: str) -> Recording:
 
 
 def status(args: argparse.Namespace) -> int:
-    with Client(args.socket, name="mxfd-status") as client:
+    with Client(socket_path(args), name="mxfd-status") as client:
         st = client.status()
+        own = client.welcome.get("client_id")
     if args.json:
         json.dump(st, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
+    elif args.verbose:
+        sys.stdout.write(format_status_full(st, own))
     else:
-        sys.stdout.write(format_status(st))
+        sys.stdout.write(format_status(st, own))
     # like systemctl: 0 when all is well, 3 when the daemon runs degraded
     return 0 if st.get("state") == "running" else 3
 
 
-def format_status(st: dict[str, Any]) -> str:
-    """The status report as indented text, the state first."""
+def format_status(st: dict[str, Any], own_id: Optional[int] = None) -> str:
+    """The status report on one screen: state, audio, bank, keyboards, clients, underruns and drops.
+
+    ``own_id`` is the asking connection's client id: it is not listed.
+    """
+    from mxfd.io.base import is_mxfd_port
+
+    lines = []
+    head = [f"pid {st['pid']}"] if "pid" in st else []
+    if isinstance(st.get("uptime_s"), (int, float)):
+        head.append(f"up {_duration(st['uptime_s'])}")
+    lines.append(f"state: {st.get('state', '?')}" + (f" ({', '.join(head)})" if head else ""))
+
+    audio = st.get("audio")
+    if isinstance(audio, dict):
+        lines.extend(_audio_lines(audio, st))
+    for backend in st.get("midi", []):
+        if isinstance(backend, dict) and not backend.get("up", True):
+            lines.append(f"midi: {backend.get('backend', '?')} is down: {backend.get('error') or 'no reason given'}")
+    bank = st.get("bank")
+    if isinstance(bank, dict):
+        bank = bank.get("name")
+    if bank:
+        lines.append(f"bank: {bank}")
+
+    keyboards = [i for i in st.get("inputs", []) if i.get("connected") and not is_mxfd_port(str(i.get("name")))]
+    if keyboards:
+        lines.append(f"keyboards: {len(keyboards)} connected")
+        for k in keyboards:
+            counts = [f"{k.get('events', 0)} events"]
+            if k.get("dropped"):
+                counts.append(f"{k['dropped']} dropped")
+            if k.get("thru") is False:
+                counts.append("thru off")
+            lines.append(f"  {k.get('name')} ({', '.join(counts)})")
+    else:
+        lines.append("keyboards: none connected")
+
+    clients = _other_clients(st, own_id)
+    if clients:
+        lines.append(f"clients: {len(clients)}")
+        lines.extend(f"  {_client_line(c)}" for c in clients)
+    else:
+        lines.append("clients: none")
+
+    drops = [f"{k.replace('_', ' ')} {v}" for k, v in (st.get("events", {}).get("dropped") or {}).items() if v]
+    drops += [f"capture to {c.get('name')} {c['capture_dropped']}" for c in clients if c.get("capture_dropped")]
+    if isinstance(audio, dict) and "underruns" in audio:
+        parts = [f"underruns: {audio['underruns']}"]
+        if audio["underruns"]:
+            parts[0] += f" ({audio.get('ring_underruns', 0)} late renders, {audio.get('xruns', 0)} server xruns)"
+        lines.append(", ".join(parts) + f"; dropped: {', '.join(drops) or 'none'}")
+    else:
+        lines.append(f"dropped: {', '.join(drops) or 'none'}")
+    return "\n".join(lines) + "\n"
+
+
+def _audio_lines(audio: dict[str, Any], st: dict[str, Any]) -> list[str]:
+    state = audio.get("state")
+    if state == "none":
+        return ["audio: none (this daemon has no audio output)"]
+    name = str(audio.get("device", "?"))
+    if audio.get("hostapi"):
+        name += f" ({audio['hostapi']})"
+    facts = [name]
+    rate = audio.get("rate")
+    if rate:
+        facts.append(f"{rate} Hz")
+        if audio.get("period"):
+            facts.append(f"period {audio['period']} ({_ms(audio['period'] / rate * 1000)})")
+    if isinstance(st.get("render_latency_ms"), (int, float)):
+        facts.append(f"latency {_ms(st['render_latency_ms'])}")
+    if state == "running":
+        return ["audio: " + ", ".join(facts)]
+    why = audio.get("message") or audio.get("last_error") or "no reason given"
+    return [f"audio: {state}, nothing is heard: {why}", "  wanted: " + ", ".join(facts)]
+
+
+def _other_clients(st: dict[str, Any], own_id: Optional[int]) -> list[dict[str, Any]]:
+    clients = st.get("clients")
+    if not isinstance(clients, dict):
+        return []
+    return [c for c in clients.get("list", []) if isinstance(c, dict) and (own_id is None or c.get("id") != own_id)]
+
+
+def _client_line(c: dict[str, Any]) -> str:
+    doing = []
+    if c.get("file"):
+        doing.append(f"playing {c['file']}")
+    elif c.get("channel_group") is not None or c.get("buffers"):
+        doing.append("playing")
+    if c.get("subscribed"):
+        doing.append("recording " + (f"inputs matching {c['pattern']!r}" if c.get("pattern") else "every input"))
+    counts = []
+    if c.get("events"):
+        counts.append(f"{c['events']} events")
+    if c.get("pending"):
+        counts.append(f"{c['pending']} queued")
+    if c.get("bad_buffers"):
+        counts.append(f"{c['bad_buffers']} bad buffers")
+    pid = f" (pid {c['pid']})" if "pid" in c else ""
+    line = f"{c.get('name', '?')}{pid}: {' and '.join(doing) or 'connected'}"
+    return line + (f", {', '.join(counts)}" if counts else "")
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".") + " ms"
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def format_status_full(st: dict[str, Any], own_id: Optional[int] = None) -> str:
+    """Every counter of the status report as indented text, the state first (``mxfd status --verbose``)."""
+    st = dict(st)
+    if isinstance(st.get("clients"), dict):
+        st["clients"] = {**st["clients"], "list": _other_clients(st, own_id)}
+        if own_id is not None and isinstance(st["clients"].get("connected"), int):
+            st["clients"]["connected"] -= 1  # the asking connection is not one of them
     lines = [f"state: {st.get('state', '?')}"]
     for key in sorted(st, key=_status_order):
         if key != "state":
@@ -436,6 +665,8 @@ def _format(key: str, value: Any, depth: int, lines: list[str]) -> None:
 
 
 def _scalar(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.3f}".rstrip("0").rstrip(".")
     if v is None:
@@ -443,4 +674,18 @@ def _scalar(v: Any) -> str:
     return str(v)
 
 
-__all__ = ["Recording", "captures_to_file", "format_status", "main", "play", "record", "status"]
+__all__ = [
+    "Recording",
+    "captures_to_file",
+    "fallback_path",
+    "format_status",
+    "format_status_full",
+    "main",
+    "output_problem",
+    "play",
+    "record",
+    "socket_path",
+    "status",
+    "tempo_of",
+    "why_silent",
+]

@@ -94,6 +94,8 @@ MAX_CAPTURE_BACKLOG = 8192
 SPACE_POLL = 0.25
 #: Longest history a client may ask for, seconds.
 MAX_HISTORY_SECONDS = 300.0
+#: Longest file name a client may give in ``open`` (it is only shown in ``mxfd status``).
+MAX_FILE_NAME = 200
 
 _PEERCRED = struct.Struct("3i")
 
@@ -189,6 +191,8 @@ class Session:
         self.stream: Any = None
         self.subscription: Any = None
         self.pattern: Optional[str] = None
+        #: What the client says it plays (``open``'s ``file``), for ``mxfd status``.
+        self.file: Optional[str] = None
         # counters
         self.buffers = 0  # buffer frames received (their ordinals)
         self.buffers_played = 0
@@ -407,6 +411,9 @@ class Session:
 
     def _open(self, msg: dict[str, Any]) -> dict[str, Any]:
         # building a stream's pool takes a moment: a player asks for it before its timing starts
+        file = msg.get("file")
+        if isinstance(file, str):
+            self.file = file[:MAX_FILE_NAME]  # a label only: never opened, kept short
         if self.stream is None:
             self.stream = self.engine.open_playback_stream(self.name)
         return {"type": "opened", "channel_group": self.stream.channel_group}
@@ -558,6 +565,7 @@ class Session:
             "channel_group": stream.channel_group if stream is not None else None,
             "subscribed": self.subscription is not None,
             "pattern": self.pattern,
+            "file": self.file,
             "capture_sent": self.capture_sent,
             "capture_dropped": self.capture_dropped,
         }

@@ -792,6 +792,7 @@ class Engine:
             "capture_streams": captures,
             "render_streams": streams,
             "synth": self.synth.stats(),
+            "bank": str(getattr(getattr(self.synth, "bank", None), "name", "unknown")),
             "events": {
                 "in": sum(r["events"] for r in self.inputs()),
                 "capture_buffers": self.buffers_captured,

@@ -137,12 +137,18 @@ def main(args: argparse.Namespace) -> int:
     if "error" in audio:
         print(f"  ({audio['error']})")
     else:
-        for d in audio["devices"]:
+        devices = [d for d in audio["devices"] if not is_own_device(d)]
+        for d in devices:
             default = "  [default]" if d["default"] else ""
             print(f"  {d['index']}: {d['name']} ({d['hostapi']}, {d['channels']} ch, {d['rate']:g} Hz){default}")
-        if not audio["devices"]:
+        if not devices:
             print("  (none)")
     return 0
 
 
-__all__ = ["audio_devices", "daemon_inputs", "main", "system_inputs"]
+def is_own_device(device: dict[str, Any]) -> bool:
+    """An mxfd JACK client that PortAudio lists as a device: no place to send sound, so not offered."""
+    return "JACK" in str(device.get("hostapi")) and is_mxfd_port(str(device.get("name")))
+
+
+__all__ = ["audio_devices", "daemon_inputs", "is_own_device", "main", "system_inputs"]

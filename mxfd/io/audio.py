@@ -118,6 +118,7 @@ from mxfd.core.frames import (
     FrameAllocator,
     frame_as_audio,
 )
+from mxfd.io.base import OWN_CLIENT_PATTERN
 from mxfd.io.shm_frames import FrameRing, SharedFrameAllocator
 
 log = logging.getLogger(__name__)
@@ -680,6 +681,7 @@ class AudioOutput:
             "channels": self.channels,
             "device": self.device,
             "client_name": self.client_name,
+            "own_clients": OWN_CLIENT_PATTERN,
             "notify_fd": notify_w,
             "status_fd": status_w,
             "lifeline_fd": life_r,

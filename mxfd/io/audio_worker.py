@@ -49,6 +49,7 @@ import ctypes.util
 import json
 import mmap
 import os
+import re
 import select
 import signal
 import sys
@@ -226,7 +227,10 @@ class Worker:
                     self.fail(EXIT_NO_DEVICE, "no audio output device: " + _describe_host_apis(sd))
             info = sd.query_devices(device, kind="output")
         except (ValueError, sd.PortAudioError) as e:
-            self.fail(EXIT_NO_DEVICE, f"audio output device {device!r} not found: {e}; " + _describe_host_apis(sd))
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            what = "not found" if first.startswith("No output device") else f"not usable: {first}"
+            self.fail(EXIT_NO_DEVICE, f"audio output device {device!r} {what}; "
+                      + _describe_outputs(sd, cfg.get("own_clients")))
         hostapi = sd.query_hostapis(info["hostapi"])["name"]
         try:
             stream = sd.OutputStream(
@@ -272,6 +276,30 @@ class Worker:
             except sd.PortAudioError as e:
                 print(f"audio worker: closing the stream failed: {e}", file=sys.stderr)
         os._exit(EXIT_STOPPED)
+
+
+def _describe_outputs(sd: Any, own_clients: Optional[str]) -> str:
+    """The output devices that do exist, for a device name that matched none.
+
+    The daemon's own JACK clients (``own_clients``, a regular expression) are
+    left out: PortAudio lists every JACK client with ports as a device, and
+    mxfd's are no place to send sound.  With no device at all, what the host
+    APIs see (the sound server may be down).
+    """
+    own = re.compile(own_clients) if own_clients else None
+    apis = sd.query_hostapis()
+    names = []
+    for d in sd.query_devices():
+        api = apis[d["hostapi"]]["name"]
+        if d["max_output_channels"] <= 0 or (own is not None and "JACK" in api and own.match(d["name"])):
+            continue
+        names.append(f"{d['index']} {d['name']!r} ({api})")
+    if not names:
+        return _describe_host_apis(sd)
+    found = f"the output devices are {', '.join(names)}: give a name, part of one or an index (`mxfd ports` lists them)"
+    if not any("JACK" in api["name"] for api in apis):
+        found += f"; JACK: no server {os.environ.get('JACK_DEFAULT_SERVER', 'default')!r} running"
+    return found
 
 
 def _describe_host_apis(sd: Any) -> str:

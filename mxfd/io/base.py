@@ -86,8 +86,9 @@ class MidiBackend(Protocol):
         """Expose the daemon's own input port (``mxfd:in``) feeding ``target``."""
 
 
-#: Client names of this daemon and of other mxfd instances: never connected.
-_OWN_CLIENT = re.compile(r"^mxfd(?:$|[-_ .])")
+#: Client names of this daemon and of other mxfd instances: never connected, never offered as devices.
+OWN_CLIENT_PATTERN = r"^mxfd(?:$|[-_ .])"
+_OWN_CLIENT = re.compile(OWN_CLIENT_PATTERN)
 
 
 def is_mxfd_port(name: str) -> bool:
@@ -111,6 +112,7 @@ class Wake:
 
 
 __all__ = [
+    "OWN_CLIENT_PATTERN",
     "BackendUnavailable",
     "CaptureTarget",
     "MidiBackend",

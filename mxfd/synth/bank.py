@@ -1168,6 +1168,9 @@ class Bank:
     Use :func:`get_bank`, which caches one bank per sample rate.
     """
 
+    #: What ``mxfd status`` calls this bank.
+    name = "built-in GM"
+
     def __init__(self, sample_rate: int) -> None:
         from mxfd.synth.drums import build_kit
 

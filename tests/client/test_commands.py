@@ -17,7 +17,7 @@ import pytest
 
 from mxfd.cli import build_parser
 from mxfd.client import commands
-from mxfd.client.commands import RECORD_PPQN, Recording, format_status
+from mxfd.client.commands import RECORD_PPQN, Recording, format_status, format_status_full
 from mxfd.client.server import Server, ServerConfig, start_server
 from mxfd.core.clock import master_time
 from mxfd.core.wire import encode_buffer
@@ -170,7 +170,9 @@ def mxfd_command(*argv: str) -> subprocess.Popen[bytes]:
 def test_ctrl_c_stops_play_and_releases_its_notes(live: tuple[CoreEngine, Server], tmp_path: Any) -> None:
     engine, server = live
     path = str(tmp_path / "long.mid")
-    make_file(path, [(i * 480, 60, 470) for i in range(40)])  # 40 notes, half a second each
+    # 40 notes a quarter of a second apart, half a second each: events are due every 0.25 s, closer
+    # than the look-ahead, so whenever Ctrl-C comes some are queued and notes sound
+    make_file(path, [(i * 240, 60 + i % 2, 470) for i in range(40)])
     proc = mxfd_command("play", "--socket", server.path, path)
     assert wait_for(lambda: len(engine.rendered.events) >= 2, 10)
     proc.send_signal(signal.SIGINT)
@@ -292,6 +294,117 @@ def test_record_last_saves_the_history_ring(live: tuple[CoreEngine, Server], tmp
     assert [(m.type, round(t * 0.5 / RECORD_PPQN, 3)) for m, t in got] == [("note_on", 0.0), ("note_off", 1.0)]
 
 
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--seconds", "1", "/no/such/dir/out.mid"], "no directory /no/such/dir to write out.mid in"),
+        (["--last", "10", "/no/such/dir/out.mid"], "no directory /no/such/dir to write out.mid in"),
+        (["--seconds", "1", "{tmp}/"], "is a directory; name a file in it"),
+        (["--seconds", "1", "{tmp}"], "is a directory; name a file in it"),
+    ],
+)
+def test_record_checks_its_output_path_before_it_records(
+    live: tuple[CoreEngine, Server], tmp_path: Any, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    # a take recorded into a path that cannot be written is a take lost: refuse before it starts
+    engine, server = live
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert commands.main(args("record", "--socket", server.path, *argv)) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.splitlines()) == 1, err
+    assert server.accepted == 0 and not engine.subscriptions  # nothing was recorded
+
+
+def test_a_take_whose_file_cannot_be_written_goes_to_a_fallback_file_and_says_where(
+    live: tuple[CoreEngine, Server], tmp_path: Any, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine, server = live
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    out = str(folder / "take.mid")
+
+    def keyboard_then_the_folder_goes() -> None:
+        assert wait_for(lambda: bool(engine.subscriptions))
+        engine.capture("kbd:out", *encode_buffer([(master_time(), 1, bytes([0x90, 60, 100]))]))
+        folder.rmdir()  # the path was fine when the recording started
+
+    kb = threading.Thread(target=keyboard_then_the_folder_goes)
+    kb.start()
+    assert commands.main(args("record", "--socket", server.path, "--seconds", "0.5", out)) == 1
+    kb.join()
+    err = capsys.readouterr().err
+    (saved,) = runtime.glob("mxfd-record-*.mid")
+    assert f"cannot write {out}" in err and f"the take is saved in {saved} instead" in err
+    assert [m.note for m, _ in _absolute(mido.MidiFile(str(saved)).tracks[1])] == [60]
+    assert "Traceback" not in err
+
+
+def test_record_writes_the_tempo_and_resolution_asked_for(live: tuple[CoreEngine, Server], tmp_path: Any) -> None:
+    engine, server = live
+    t = master_time() - 10 * SECOND
+    played = [(t, 1, bytes([0x90, 60, 100])), (t + SECOND, 1, bytes([0x80, 60, 0]))]
+    engine.capture("kbd:out", *encode_buffer(played))
+    out = str(tmp_path / "slow.mid")
+    argv = ("record", "--socket", server.path, "--last", "60", "--bpm", "90", "--ppq", "96", out)
+    assert commands.main(args(*argv)) == 0
+    mid = mido.MidiFile(out)
+    assert mid.ticks_per_beat == 96
+    assert [m.tempo for m in mid.tracks[0] if m.type == "set_tempo"] == [666_667]
+    # one second at 90 bpm is 1.5 beats: 144 ticks of 96 a beat
+    assert [(m.type, t) for m, t in _absolute(mid.tracks[1])] == [("note_on", 0), ("note_off", 144)]
+
+
+# -- finding the daemon --------------------------------------------------------------------
+
+
+def test_client_commands_find_the_socket_in_the_config(
+    live: tuple[CoreEngine, Server], tmp_path: Any, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, server = live
+    cfg = tmp_path / "mxfd.toml"
+    cfg.write_text(f'[client]\nsocket = "{server.path}"\n')
+    assert commands.main(args("status", "--config", str(cfg), "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "running"
+    # and the default config file, where the daemon reads it too
+    (tmp_path / "mxfd").mkdir()
+    cfg.rename(tmp_path / "mxfd" / "mxfd.toml")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert commands.main(args("status", "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "running"
+
+
+def test_a_bad_client_config_is_one_line_and_exit_2(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[client]\nsocket = 5\n")
+    assert commands.main(args("status", "--config", str(cfg))) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mxfd status: config error:") and "socket" in err and len(err.splitlines()) == 1
+
+
+# -- play into silence ---------------------------------------------------------------------
+
+
+def test_play_refuses_when_nothing_would_be_heard_unless_forced(
+    live: tuple[CoreEngine, Server], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine, server = live
+    engine.register_status("audio", lambda: {"state": "degraded", "message": "audio output device 'nosuch': ..."})
+    path = str(tmp_path / "p.mid")
+    make_file(path, [(0, 60, 96)])
+    assert commands.main(args("play", "--socket", server.path, path)) == 3
+    err = capsys.readouterr().err
+    assert "nothing would be heard" in err and "degraded" in err and "nosuch" in err and "--force" in err
+    assert not engine.streams and not engine.rendered.events
+    assert commands.main(args("play", "--socket", server.path, "--force", path)) == 0
+    assert "nothing will be heard" in capsys.readouterr().err
+    assert len(engine.rendered.events) == 2
+
+
 # -- status --------------------------------------------------------------------------------
 
 
@@ -302,15 +415,83 @@ def test_status_json_is_the_daemons_report(live: tuple[CoreEngine, Server], caps
     assert st["state"] == "running" and st["clients"]["connected"] == 1
 
 
-def test_status_text_puts_the_state_first_and_shows_every_part() -> None:
-    text = format_status(
+def test_status_verbose_puts_the_state_first_and_shows_every_part() -> None:
+    text = format_status_full(
         {
-            "clients": {"connected": 1, "list": [{"name": "mxfd-play-3", "events": 10}]},
+            "clients": {"connected": 2, "list": [{"id": 3, "name": "mxfd-play-3", "events": 10},
+                                                 {"id": 4, "name": "mxfd-status-4", "events": 0}]},
             "state": "degraded",
-            "audio": {"device": "jack", "rate": 48000, "period": 128, "underruns": 0},
-        }
+            "audio": {"device": "jack", "rate": 48000, "period": 128, "underruns": 0, "primed": True},
+        },
+        own_id=4,
     )
     lines = text.splitlines()
     assert lines[0] == "state: degraded"
-    assert "audio: device jack, rate 48000, period 128, underruns 0" in lines
-    assert any("mxfd-play-3: events 10" in line for line in lines)
+    assert "audio: device jack, rate 48000, period 128, underruns 0, primed yes" in lines
+    assert any("mxfd-play-3: id 3, events 10" in line for line in lines)
+    assert "mxfd-status" not in text and "connected: 1" in text  # not its own connection
+
+
+def test_status_shows_what_each_client_plays_and_not_itself(
+    live: tuple[CoreEngine, Server], tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    engine, server = live
+    path = str(tmp_path / "song.mid")
+    make_file(path, [(i * 480, 60, 470) for i in range(40)])  # 20 s
+    proc = mxfd_command("play", "--socket", server.path, path)
+    try:
+        assert wait_for(lambda: len(engine.rendered.events) >= 1, 10)
+        assert commands.main(args("status", "--socket", server.path)) == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=10)
+    text = capsys.readouterr().out
+    assert f"mxfd-play-1 (pid {proc.pid}): playing song.mid" in text, text
+    assert "mxfd-status" not in text and "True" not in text
+
+
+def test_status_fits_one_screen_and_leaves_out_unplugged_keyboards() -> None:
+    st = {
+        "state": "running", "pid": 42, "uptime_s": 3725.0,
+        "inputs": [
+            {"name": "mxfd:in", "connected": True, "events": 0, "dropped": 0, "thru": True},
+            {"name": "Digital Piano:out", "connected": True, "events": 120, "dropped": 3, "thru": True},
+            {"name": "Old Pad:out", "connected": False, "events": 7, "dropped": 0, "thru": True},
+        ],
+        "midi": [{"backend": "jack", "up": True, "error": None}],
+        "audio": {"device": "system", "hostapi": "JACK Audio Connection Kit", "rate": 48000, "period": 128,
+                  "state": "running", "underruns": 40, "ring_underruns": 11, "xruns": 29},
+        "render_latency_100ns": 133333, "render_latency_ms": 13.333,
+        "bank": "built-in GM",
+        "events": {"in": 127, "dropped": {"thru_pool": 2, "subscriber_error": 0}},
+        "clients": {"connected": 3, "list": [
+            {"id": 1, "name": "mxfd-play-1", "pid": 7, "file": "song.mid", "channel_group": 2, "events": 900,
+             "subscribed": False},
+            {"id": 2, "name": "mxfd-record-2", "pid": 8, "subscribed": True, "pattern": "Piano",
+             "capture_dropped": 1},
+            {"id": 5, "name": "mxfd-status-5", "pid": 9, "subscribed": False},
+        ]},
+    }  # fmt: skip
+    text = format_status(st, own_id=5)
+    assert text.splitlines() == [
+        "state: running (pid 42, up 62 min)",
+        "audio: system (JACK Audio Connection Kit), 48000 Hz, period 128 (2.67 ms), latency 13.33 ms",
+        "bank: built-in GM",
+        "keyboards: 1 connected",
+        "  Digital Piano:out (120 events, 3 dropped)",
+        "clients: 2",
+        "  mxfd-play-1 (pid 7): playing song.mid, 900 events",
+        "  mxfd-record-2 (pid 8): recording inputs matching 'Piano'",
+        "underruns: 40 (11 late renders, 29 server xruns); dropped: thru pool 2, capture to mxfd-record-2 1",
+    ]
+
+
+def test_status_of_a_degraded_daemon_says_why_nothing_is_heard() -> None:
+    st = {
+        "state": "degraded",
+        "audio": {"device": "nosuch", "rate": 48000, "period": 128, "state": "degraded", "underruns": 0,
+                  "message": "audio output device 'nosuch': no such device; the output devices are 0 'system'"},
+    }  # fmt: skip
+    lines = format_status(st).splitlines()
+    assert lines[1] == ("audio: degraded, nothing is heard: audio output device 'nosuch': no such device; "
+                        "the output devices are 0 'system'")

@@ -323,6 +323,17 @@ def test_open_builds_the_stream_before_the_first_buffer(server: Server, engine: 
         assert c.sync()["channel_group"] == group and len(engine.streams) == 1
 
 
+def test_open_names_what_the_client_plays_for_status_and_keeps_it_short(server: Server) -> None:
+    from mxfd.client.server import MAX_FILE_NAME
+
+    with Client(server.path, name="mxfd-play") as c, Client(server.path, name="long") as d:
+        c.open_playback("song.mid")
+        d.open_playback("x" * 10_000)
+        by_name = {s["name"]: s for s in c.status()["clients"]["list"]}
+    assert by_name["mxfd-play-1"]["file"] == "song.mid"
+    assert by_name["long-2"]["file"] == "x" * MAX_FILE_NAME
+
+
 def test_stop_drops_what_is_queued_and_the_next_buffer_opens_a_new_stream(server: Server, engine: CoreEngine) -> None:
     with Client(server.path) as c:
         c.play(notes(engine.clock() + SECOND, 4))

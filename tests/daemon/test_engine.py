@@ -381,3 +381,8 @@ def test_capture_and_thru_allocate_nothing_in_steady_state() -> None:
         if "/mxfd/" in s.traceback[0].filename and s.size_diff > 0
     ]
     assert sum(s.size_diff for s in grown) < 4096, [str(s) for s in grown]
+
+
+def test_status_names_the_bank_in_use() -> None:
+    # mxfd status shows which bank sounds; the built-in one until a SoundFont is loaded
+    assert Rig().engine.status()["bank"] == "built-in GM"

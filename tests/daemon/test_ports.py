@@ -62,3 +62,12 @@ def test_audio_devices_are_queried_in_a_child_process() -> None:
     assert out.stdout.split()[0] == "False", out.stdout + out.stderr
     assert "devices" in out.stdout or "error" in out.stdout
     assert callable(ports.main)
+
+
+def test_mxfd_own_jack_clients_are_not_offered_as_audio_outputs() -> None:
+    jack_api = "JACK Audio Connection Kit"
+    assert ports.is_own_device({"name": "mxfd", "hostapi": jack_api})
+    assert ports.is_own_device({"name": "mxfd-out", "hostapi": jack_api})
+    assert not ports.is_own_device({"name": "system", "hostapi": jack_api})
+    assert not ports.is_own_device({"name": "mxfdsynth", "hostapi": jack_api})
+    assert not ports.is_own_device({"name": "mxfd", "hostapi": "ALSA"})  # only JACK lists clients as devices

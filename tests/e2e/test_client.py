@@ -9,6 +9,7 @@ commands run as ``python -m mxfd ...`` subprocesses, the way a user runs them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -275,6 +276,45 @@ def test_a_client_killed_mid_playback_leaves_no_sounding_note(daemon: Daemon, ea
     assert wait_until(
         lambda: not [c for c in daemon.status()["clients"]["list"] if c["name"].startswith("mxfd-play")], 3
     )
+
+
+# -- status ------------------------------------------------------------------------------------------
+
+
+def test_status_fits_one_screen_naming_the_keyboard_and_what_each_client_plays(
+    daemon: Daemon, keyboard: Keyboard, tmp_path: Any
+) -> None:
+    gone = Keyboard("test-kbd-unplugged")
+    assert wait_until(lambda: _input(daemon.status(), gone.port_name).get("connected") is True, 10), daemon.log()
+    gone.close()
+    assert wait_until(lambda: _input(daemon.status(), gone.port_name).get("connected") is False, 10)
+    song = str(tmp_path / "song.mid")
+    make_midi(song, [(i * 0.5, 0.4, 60 + i % 12) for i in range(30)])
+    player = daemon.mxfd("play", song)
+    try:
+        assert wait_until(lambda: any(c.get("file") == "song.mid" for c in daemon.status()["clients"]["list"]), 10)
+        shown = daemon.mxfd("status")
+        out, err = shown.communicate(timeout=30)
+        full = daemon.mxfd("status", "--verbose")
+        everything, _ = full.communicate(timeout=30)
+    finally:
+        player.send_signal(signal.SIGINT)
+        player.communicate(timeout=10)
+    assert shown.returncode == 0, err.decode()
+    text = out.decode()
+    lines = text.splitlines()
+    assert len(lines) <= 24, text
+    assert lines[0].startswith("state: running")
+    assert re.match(r"audio: system \(JACK Audio Connection Kit\), 48000 Hz, period 128 \(2\.67 ms\), "
+                    r"latency [\d.]+ ms$", lines[1]), text
+    assert f"  {keyboard.port_name} (" in text and gone.port_name not in text  # unplugged keyboards are gone
+    assert f"(pid {player.pid}): playing song.mid" in text
+    assert "mxfd-status" not in text  # not its own connection
+    assert re.search(r"^underruns: \d+.*; dropped: ", text, re.M), text
+    assert "True" not in text and "False" not in text and "100ns" not in text
+    # the whole report is there for who asks, still without Python's spelling or itself
+    assert full.returncode == 0 and len(everything.decode().splitlines()) > 50
+    assert b"render latency 100ns" in everything and b"True" not in everything and b"mxfd-status" not in everything
 
 
 # -- record ------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import jack
+import mido
 import numpy as np
 import pytest
 
@@ -308,6 +309,8 @@ def test_mxfd_ports_asks_the_running_daemon_which_inputs_are_connected(daemon: D
     assert "from the running daemon" in out.stdout
     assert "test-ports-live:out  (connected" in out.stdout
     assert "mxfd's own input port(s): mxfd:in" in out.stdout
+    audio = out.stdout.split("Audio output devices:", 1)[1]
+    assert "system (JACK" in audio and not re.search(r"^\s+\d+: mxfd", audio, re.M), audio  # not its own ports
 
 
 def test_the_watchdog_is_fed(daemon: Daemon) -> None:
@@ -411,6 +414,52 @@ def test_without_any_sound_server_it_starts_degraded_and_says_so(tmp_path: Path)
         assert status is not None and status.startswith("STATUS=degraded"), status
         assert "no audio output device" in status
         assert "no JACK server" in d.output()
+        env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "run"))
+        played = subprocess.run([PYTHON, "-m", "mxfd", "play", _a_file(tmp_path / "song.mid")],
+                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert played.returncode == 3 and "nothing would be heard" in played.stderr, played.stderr
+        assert d.terminate() == 0
+    finally:
+        d.close()
+
+
+def _a_file(path: Path) -> str:
+    mid = mido.MidiFile()
+    notes = [mido.Message("note_on", note=A4, velocity=90), mido.Message("note_off", note=A4, time=240)]
+    mid.tracks.append(mido.MidiTrack(notes))
+    mid.save(str(path))
+    return str(path)
+
+
+def _client_command(*argv: str) -> subprocess.CompletedProcess[str]:
+    """An ``mxfd`` client command in a session without the daemon's runtime directory: only ``--config`` leads there."""
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    return subprocess.run([PYTHON, "-m", "mxfd", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_an_unknown_audio_device_names_the_ones_there_are_and_play_says_nothing_is_heard(
+    jack_server: JackServer, tmp_path: Path
+) -> None:
+    socket_path = tmp_path / "run" / "mxfd" / "mxfd.sock"
+    d = Daemon(tmp_path, f'[midi]\napi = "jack"\n[client]\nsocket = "{socket_path}"\n', "--audio-device", "nosuch")
+    try:
+        assert d.wait_for("READY=1", 20.0) is not None, d.output()
+        status = d.wait_for("STATUS=", 1.0)
+        assert status is not None and status.startswith("STATUS=degraded"), status
+        # the sound server runs: say which devices it has, not "is the sound server running?"
+        assert "'system' (JACK Audio Connection Kit)" in status and "sound server running" not in status, status
+        assert "'mxfd" not in status  # its own JACK clients are no place for its sound
+        song = _a_file(tmp_path / "song.mid")
+        config = str(d.config_path)
+        played = _client_command("play", "--config", config, song)
+        assert played.returncode == 3, played.stderr
+        assert "nothing would be heard" in played.stderr and "'nosuch'" in played.stderr
+        assert len(played.stderr.splitlines()) == 1 and "Traceback" not in played.stderr
+        forced = _client_command("play", "--config", config, "--force", song)
+        assert forced.returncode == 0 and "nothing will be heard" in forced.stderr, forced.stderr
+        shown = _client_command("status", "--config", config)
+        assert shown.returncode == 3
+        assert shown.stdout.splitlines()[1].startswith("audio: degraded, nothing is heard: "), shown.stdout
         assert d.terminate() == 0
     finally:
         d.close()
