@@ -1,4 +1,4 @@
-"""The ``mxfd`` command: run, ports, play, record, render, status.
+"""The ``mxfd`` command: run, ports, play, record, render, status, instruments.
 
 This module only parses arguments; each command lives with the part of
 mxfd it belongs to and is imported when it runs, so ``mxfd render`` never
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Any, Callable, Optional, Sequence
 
@@ -22,6 +23,7 @@ COMMANDS = {
     "record": "mxfd.client.commands",
     "status": "mxfd.client.commands",
     "render": "mxfd.render",
+    "instruments": "mxfd.instruments",
 }
 
 
@@ -140,13 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"refuse a MIDI file longer than this (default {DEFAULT_MAX_RENDER_SECONDS:g} s,"
                         " 2 hours)")
     render.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    instruments = sub.add_parser("instruments", help="list the presets of a SoundFont or of the built-in bank")
+    instruments.add_argument("--soundfont", metavar="PATH",
+                             help="an SF2 or SF3 file, or builtin (default: the system's General MIDI SoundFont, "
+                                  "/usr/share/sounds/sf2/default-GM.sf2 and the other usual paths, else builtin)")
+    instruments.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(COMMANDS[args.command])
-    result: int = module.main(args)
+    try:
+        result: int = module.main(args)
+    except BrokenPipeError:
+        # The reader went away (``mxfd instruments | head``): what was left to say has nowhere to go.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     return result
 
 

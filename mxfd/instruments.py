@@ -1,0 +1,62 @@
+"""``mxfd instruments``: the presets a user can choose, from a SoundFont or the built-in bank.
+
+The font is the one ``--soundfont`` names, else the one the daemon and
+``mxfd render`` would use by default (:func:`~mxfd.synth.soundfont.resolve_soundfont`:
+the system's General MIDI font, else the built-in bank).  Each preset is
+listed as ``BANK-PROGRAM NAME``, as FluidSynth's ``inst`` command lists them,
+so a user can pick one with CC0/CC32 and a program change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from mxfd.synth.soundfont import BUILTIN, PERCUSSION_BANK, PresetInfo, SoundFontError, load_soundfont, resolve_soundfont
+
+#: What the built-in bank calls its one drum kit (bank 128, program 0).
+BUILTIN_KIT_NAME = "Standard Kit"
+
+
+def builtin_presets() -> tuple[PresetInfo, ...]:
+    """The built-in bank's presets: the 128 General MIDI programs and its drum kit."""
+    from mxfd.synth.bank import GM_NAMES
+
+    melodic = tuple(PresetInfo(0, program, name) for program, name in enumerate(GM_NAMES))
+    return (*melodic, PresetInfo(PERCUSSION_BANK, 0, BUILTIN_KIT_NAME))
+
+
+def list_instruments(choice: str | None) -> dict[str, Any]:
+    """The listing of the font ``choice`` names (None: the default one), as ``--json`` prints it.
+
+    Raises :class:`SoundFontError` for a file that cannot be loaded.
+    """
+    path = resolve_soundfont(choice)
+    if path is None:
+        return {"soundfont": BUILTIN, "name": "built-in GM", "presets": _rows(builtin_presets())}
+    font = load_soundfont(path)
+    return {"soundfont": path, "name": font.name, "presets": _rows(font.presets)}
+
+
+def _rows(presets: tuple[PresetInfo, ...]) -> list[dict[str, Any]]:
+    ordered = sorted(presets, key=lambda p: (p.bank, p.program))
+    return [{"bank": p.bank, "program": p.program, "name": p.name} for p in ordered]
+
+
+def format_listing(listing: dict[str, Any]) -> str:
+    presets = listing["presets"]
+    lines = [f"{listing['name']} ({listing['soundfont']}): {len(presets)} presets"]
+    lines += [f"{p['bank']:03d}-{p['program']:03d} {p['name']}" for p in presets]
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        listing = list_instruments(args.soundfont)
+    except SoundFontError as e:
+        print(f"mxfd instruments: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(listing, indent=2) if args.json else format_listing(listing))
+    return 0
