@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--audio-device", metavar="NAME", help="audio output device (name or index)")
     run.add_argument("--rate", type=_positive_int, metavar="HZ", help="sample rate")
     run.add_argument("--period", type=_positive_int, metavar="FRAMES", help="audio period size")
+    run.add_argument("--no-clients", action="store_true",
+                     help="run without the client socket (even when another daemon holds it)")
     run.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
 
     ports = sub.add_parser("ports", help="list MIDI inputs and audio devices")

@@ -77,7 +77,7 @@ def test_a_stale_socket_is_replaced_but_a_live_one_is_not(engine: CoreEngine, so
     stale.bind(path)
     stale.close()
     with start_server(engine, ServerConfig(socket=path)):
-        with pytest.raises(ServerSetupError, match="another daemon is listening"):
+        with pytest.raises(ServerSetupError, match=rf"another mxfd daemon \(pid {os.getpid()}\) is listening"):
             start_server(engine, ServerConfig(socket=path))
         with Client(path) as c:
             assert c.welcome["type"] == "welcome"
