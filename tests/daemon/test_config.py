@@ -110,6 +110,7 @@ def test_every_schema_key_has_a_bad_value_test() -> None:
         "api", "jack_reader", "include", "exclude", "virtual_port", "thru", "raw", "raw_baud", "poll_interval",
         "device", "rate", "period", "periods", "latency_ms", "margin_ms", "polyphony", "socket", "group",
         "allowed_uids", "history_seconds", "level",
+        "max_clients", "allow_shared_directory",
     }
     assert {k for keys in cfg.SCHEMA.values() for k in keys} == covered
 
