@@ -43,10 +43,13 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from mxfd.daemon.config import Config, ConfigError, apply_overrides, load
 from mxfd.io.base import is_mxfd_port
+
+if TYPE_CHECKING:
+    from mxfd.client.server import EngineLike, Server
 
 log = logging.getLogger("mxfd")
 
@@ -176,7 +179,7 @@ class SocketTaken(Exception):
     """The client socket cannot be claimed; the daemon must not start (one line says why)."""
 
 
-def claim_client_socket(engine: Any, config: Config) -> Any:
+def claim_client_socket(engine: "EngineLike", config: Config) -> "Server":
     """The client socket server, bound but not yet serving: before audio and keyboards are opened,
     so a second daemon stops here instead of sounding everything twice.  Raises :class:`SocketTaken`."""
     from mxfd.client.server import DaemonRunning, ServerSetupError, bind_server
@@ -203,7 +206,7 @@ class Daemon:
         self.stop_signal: Optional[int] = None
         self.reload_requested = False
         self.engine: Any = None
-        self.server: Any = None
+        self.server: Optional[Server] = None
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum == signal.SIGHUP:

@@ -152,7 +152,7 @@ def test_an_allowed_uid_is_let_in(engine: CoreEngine, sockdir: str) -> None:
         os.chmod(path, 0o666)
 
         def try_connect() -> int:
-            with Client(path, timeout=5.0) as c:
+            with Client(path, timeout=5.0, trust_root=True) as c:  # this daemon runs as root
                 return 0 if c.time()[1] == engine.render_latency_100ns else 1
 
         assert run_as(65534, try_connect) == 0
