@@ -191,11 +191,17 @@ class Client:
     def fileno(self) -> int:
         return self._sock.fileno()
 
+    def _poll(self, events: int, timeout: Optional[float]) -> int:
+        """The socket's ready events (poll, not select: a process may hold descriptors past 1024)."""
+        p = select.poll()
+        p.register(self._sock, events)
+        ready = p.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+        return ready[0][1] if ready else 0
+
     def _recv_some(self, timeout: Optional[float]) -> bool:
         """Read what is there (waiting up to ``timeout``); False when nothing came."""
         if timeout is None or timeout > 0:
-            r, _, _ = select.select([self._sock], [], [], timeout)
-            if not r:
+            if not self._poll(select.POLLIN, timeout) & (select.POLLIN | select.POLLHUP | select.POLLERR):
                 return False
         try:
             data = self._sock.recv(262144)
@@ -266,8 +272,7 @@ class Client:
             view = view[n:]
             if view:
                 # the daemon is not reading (back-pressure): keep reading its side meanwhile
-                r, _, _ = select.select([self._sock], [self._sock], [], None)
-                if r:
+                if self._poll(select.POLLIN | select.POLLOUT, None) & (select.POLLIN | select.POLLHUP):
                     self._recv_some(0)
 
     # -- requests ------------------------------------------------------------

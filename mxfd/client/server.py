@@ -675,8 +675,10 @@ class Session:
             self._bad_request_seen("request", reason)
             self.send(error_reply("bad-request", reason, request=_short(kind)))
             return
-        handler = _HANDLERS.get(kind) if len(kind) <= MAX_TYPE else None
+        handler = _HANDLERS.get(kind)
         try:
+            if len(kind) > MAX_TYPE:
+                raise _BadRequest("bad-request", f"request type of {len(kind)} characters; at most {MAX_TYPE}")
             if handler is None:
                 raise _BadRequest("unknown-request", f"unknown request type {clip(kind, MAX_TYPE)}")
             reply = handler(self, msg)
