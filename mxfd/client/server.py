@@ -303,7 +303,7 @@ def _repeats_nest(items: Any, inside: bool) -> bool:
     for op, av in items:
         if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT):
             lo, hi, body = av
-            if inside and hi > 1:
+            if inside and hi > 1 and lo != hi:  # a fixed count inside a repeat matches one way only
                 return True
             if _repeats_nest(body, inside or hi > 1):
                 return True

@@ -331,3 +331,9 @@ def test_a_session_that_raises_ends_alone_and_the_server_goes_on(
     assert server.internal_errors == 1
     (line,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "synth on fire" in line.getMessage() and line.exc_info is None
+
+
+@pytest.mark.parametrize("pattern", ["^kbd", "Keystation|nanoKEY", "kbd.*out$", "(foo|bar):out", "(a|b)+", "(x{2}){3}"])
+def test_ordinary_patterns_pass_the_pattern_guard(server: Server, pattern: str) -> None:
+    with Client(server.path) as c:
+        assert c.subscribe(pattern)["pattern"] == pattern
