@@ -153,6 +153,8 @@ MAX_LISTED_CLIENTS = 32
 #: Log lines about one client's bad input: a burst, then one per interval (the rest counted).
 LOG_BURST = 5
 LOG_INTERVAL = 10.0
+#: The same for all peers together.
+SERVER_LOG_BURST = 50
 #: Bytes read from one client per pass of the loop.
 READ_SIZE = 262144
 
@@ -347,19 +349,27 @@ def compile_pattern(pattern: object) -> Optional[re.Pattern[str]]:
 
 
 class _LogBudget:
-    """At most ``LOG_BURST`` lines at once, then one per ``LOG_INTERVAL``; the rest counted."""
+    """At most ``burst`` lines at once, then ``burst`` per ``LOG_INTERVAL``; the rest counted.
 
-    def __init__(self) -> None:
-        self.tokens = float(LOG_BURST)
+    A session's budget has the server's as ``parent``: many connections cannot flood the log either.
+    """
+
+    def __init__(self, burst: int = LOG_BURST, parent: Optional["_LogBudget"] = None) -> None:
+        self.burst = float(burst)
+        self.tokens = self.burst
         self.stamp = time.monotonic()
         self.suppressed = 0
+        self.parent = parent
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.burst / LOG_INTERVAL)
+        self.stamp = now
 
     def take(self) -> Optional[int]:
         """None when no line may be logged now; else how many were suppressed since the last one."""
-        now = time.monotonic()
-        self.tokens = min(float(LOG_BURST), self.tokens + (now - self.stamp) * LOG_BURST / LOG_INTERVAL)
-        self.stamp = now
-        if self.tokens < 1.0:
+        self._refill()
+        if self.tokens < 1.0 or (self.parent is not None and self.parent.take() is None):
             self.suppressed += 1
             return None
         self.tokens -= 1.0
@@ -425,7 +435,7 @@ class Session:
         self._cap_lock = threading.Lock()
         self._cap_signalled = False
         self._mask = 0
-        self._log_budget = _LogBudget()
+        self._log_budget = _LogBudget(parent=server._log_budget)
 
     # -- output ----------------------------------------------------------------
 
@@ -900,7 +910,8 @@ class Server:
         self._calls: collections.deque[Callable[[], None]] = collections.deque()
         self._wake_pending = False
         self._accept_paused_until = 0.0
-        self._log_budget = _LogBudget()
+        #: Log lines about bad input from all peers together (each session has its own as well).
+        self._log_budget = _LogBudget(burst=SERVER_LOG_BURST)
 
     # -- setup ----------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from mxfd.client.server import (
     LOG_BURST,
     MAX_LISTED_CLIENTS,
     MAX_NAME,
+    SERVER_LOG_BURST,
     Server,
     ServerConfig,
     bind_server,
@@ -128,6 +129,23 @@ def test_bad_requests_are_logged_a_few_lines_per_client_not_one_each(
     lines = [r for r in caplog.records if "bad request" in r.getMessage()]
     assert 1 <= len(lines) <= LOG_BURST + 1
     assert server.bad_requests == 100
+
+
+def test_many_connections_cannot_flood_the_log_either(server: Server, caplog: pytest.LogCaptureFixture) -> None:
+    peers = [RawPeer(server.path) for _ in range(30)]
+    with caplog.at_level(logging.INFO, logger="mxfd.client.server"):
+        for p in peers:
+            assert p.hello()["type"] == "welcome"
+        caplog.clear()
+        for p in peers:
+            for _ in range(LOG_BURST):
+                p.send(encode_control({"type": "nonsense"}))
+        for p in peers:
+            assert all(p.read()["code"] == "unknown-request" for _ in range(LOG_BURST))
+    lines = [r for r in caplog.records if "bad request" in r.getMessage()]
+    assert SERVER_LOG_BURST <= len(lines) <= SERVER_LOG_BURST + 2
+    for p in peers:
+        p.close()
 
 
 # -- replies that fit ---------------------------------------------------------------------
