@@ -155,6 +155,8 @@ LOG_BURST = 5
 LOG_INTERVAL = 10.0
 #: The same for all peers together.
 SERVER_LOG_BURST = 50
+#: Seconds a closing session's last frames (a refusal, a garbage error) wait for the peer to read them.
+CLOSE_LINGER = 5.0
 #: Bytes read from one client per pass of the loop.
 READ_SIZE = 262144
 
@@ -557,7 +559,7 @@ class Session:
                 else:
                     log.warning("%s: %s; closing the connection", self.name, e)
                     self.send(error_reply("garbage", e.reason, offset=e.offset, fatal=True))
-                self._close_when_sent = True
+                self._close_after_send()
                 return
             if ev is NEED_DATA:
                 return
@@ -573,6 +575,11 @@ class Session:
             elif isinstance(ev, BadFrame):
                 self._bad_frame(ev)
 
+    def _close_after_send(self) -> None:
+        """End the session once its last frames are out (or after ``CLOSE_LINGER`` if the peer does not read)."""
+        self._close_when_sent = True
+        self.server._lingering[self.id] = (time.monotonic() + CLOSE_LINGER, self)
+
     def _hello(self, first: object) -> None:
         try:
             if isinstance(first, BadFrame):
@@ -585,7 +592,7 @@ class Session:
             _log_limited(self.server._log_budget, logging.WARNING, "%s (pid %d): refused: %s",
                          self.name, self.pid, e.reason)
             self.send(refusal(e.reason))
-            self._close_when_sent = True
+            self._close_after_send()
             return
         name = client_name(first.message.get("client"))
         if name is not None:
@@ -898,6 +905,7 @@ class Server:
         self._sessions: dict[int, Session] = {}
         self._hellos: dict[int, Session] = {}  # in accept order: the first has the nearest deadline
         self._blocked: set[Session] = set()
+        self._lingering: dict[int, tuple[float, Session]] = {}  # in order of their deadlines
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closing = False
@@ -1041,33 +1049,41 @@ class Server:
         assert sel is not None
         try:
             while not self._closing:
-                events = sel.select(self._timeout())
-                for key, mask in events:
-                    data = key.data
-                    if data is None:
-                        if key.fileobj is self._listener:
-                            self._accept()
-                        else:
-                            self._drain_wakeups()
-                        continue
-                    session: Session = data
-                    if session.closed:
-                        continue
-                    try:
-                        if mask & selectors.EVENT_READ and session.readable():
-                            session.on_readable()
-                        if not session.closed:
-                            session.flush()  # replies go out at once, without waiting for the next pass
-                    except OSError as e:
-                        self._end(session, e)
-                    except Exception as e:  # one client's failure ends that client, never the loop
-                        log.error("%s: session failed: %s: %s", session.name, type(e).__name__, clip(str(e), 200))
-                        log.debug("%s: session failed", session.name, exc_info=True)
-                        self._end(session, None)
-                    self._update(session)
-                self._timers()
+                try:
+                    self._pass(sel)
+                except Exception:  # a bug here must not end the socket for everyone: say so and go on
+                    log.exception("client loop: unexpected error; serving on")
+                    time.sleep(0.01)
         finally:
             self._shutdown()
+
+    def _pass(self, sel: selectors.BaseSelector) -> None:
+        """One pass of the loop: wait for what is ready, serve it, run the timers."""
+        events = sel.select(self._timeout())
+        for key, mask in events:
+            data = key.data
+            if data is None:
+                if key.fileobj is self._listener:
+                    self._accept()
+                else:
+                    self._drain_wakeups()
+                continue
+            session: Session = data
+            if session.closed:
+                continue
+            try:
+                if mask & selectors.EVENT_READ and session.readable():
+                    session.on_readable()
+                if not session.closed:
+                    session.flush()  # replies go out at once, without waiting for the next pass
+            except OSError as e:
+                self._end(session, e)
+            except Exception as e:  # one client's failure ends that client, never the loop
+                log.error("%s: session failed: %s: %s", session.name, type(e).__name__, clip(str(e), 200))
+                log.debug("%s: session failed", session.name, exc_info=True)
+                self._end(session, None)
+            self._update(session)
+        self._timers()
 
     def _timeout(self) -> Optional[float]:
         if self._blocked:
@@ -1076,6 +1092,10 @@ class Server:
         if self._hellos:
             first = next(iter(self._hellos.values()))
             timeout = max(0.0, first.hello_deadline - time.monotonic())
+        if self._lingering:
+            deadline, _ = next(iter(self._lingering.values()))
+            left = max(0.0, deadline - time.monotonic())
+            timeout = left if timeout is None else min(timeout, left)
         if self._accept_paused_until:
             left = max(0.0, self._accept_paused_until - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)
@@ -1091,6 +1111,11 @@ class Server:
             _log_limited(self._log_budget, logging.INFO, "%s (pid %d): no hello within %.0f s; closed",
                          first.name, first.pid, self.hello_timeout)
             self._end(first, None)
+        while self._lingering:
+            deadline, session = next(iter(self._lingering.values()))
+            if deadline > now:
+                break
+            self._end(session, None)  # the peer does not read its refusal: no reason to keep it
         for session in list(self._blocked):
             try:
                 session.retry()
@@ -1235,6 +1260,7 @@ class Server:
             self._selector.unregister(session.sock)
             session._mask = 0
         self._hellos.pop(session.id, None)
+        self._lingering.pop(session.id, None)
         self._blocked.discard(session)
         try:
             session._release()

@@ -335,6 +335,23 @@ def test_1000_idle_and_100_dripping_connections_do_not_slow_status_or_playback(s
         assert threading.active_count() == threads0
 
 
+def test_a_peer_that_never_reads_its_last_frames_is_closed_anyway(
+    server: Server, engine: CoreEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mxfd.client.server as server_module
+
+    monkeypatch.setattr(server_module, "CLOSE_LINGER", 0.5)
+    engine.register_status("pad", lambda: {"x": "p" * 4000})
+    peer = RawPeer(server.path)
+    assert peer.hello()["type"] == "welcome"
+    # 400 KB of replies the peer never reads, then garbage: the error reply stays queued behind them
+    peer.send(encode_control({"type": "status"}) * 100 + b"garbage!" * 2)
+    assert wait_for(lambda: server.protocol_errors == 1)
+    assert len(server.sessions) == 1
+    assert wait_for(lambda: not server.sessions, 3.0)
+    peer.close()
+
+
 def test_a_session_that_raises_ends_alone_and_the_server_goes_on(
     server: Server, engine: CoreEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
