@@ -352,6 +352,35 @@ def test_a_peer_that_never_reads_its_last_frames_is_closed_anyway(
     peer.close()
 
 
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def test_memory_and_descriptors_come_back_after_rounds_of_connections(engine: CoreEngine, sockdir: str) -> None:
+    raise_fd_limit(2048)
+    with start_server(engine, ServerConfig(socket=os.path.join(sockdir, "s"))) as server:
+        fds0 = open_fds()
+        after = []
+        for _ in range(4):
+            socks = []
+            for _ in range(500):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(server.path)
+                s.sendall(encode_control(make_hello("round")) + encode_control({"type": "status", "id": 1}))
+                socks.append(s)
+            for s in socks:
+                s.settimeout(5.0)
+                s.recv(65536)
+            for s in socks:
+                s.close()
+            assert wait_for(lambda: not server.sessions, 10.0)
+            assert wait_for(lambda: open_fds() == fds0, 5.0)
+            after.append(rss_kib())
+        # the first round may grow the heap; later rounds must not keep growing it
+        assert max(after[1:]) - after[0] < 2048, after
+
+
 def test_a_session_that_raises_ends_alone_and_the_server_goes_on(
     server: Server, engine: CoreEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
