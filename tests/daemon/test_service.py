@@ -235,3 +235,19 @@ def test_no_clients_runs_a_second_daemon_without_the_socket(tmp_path: Path) -> N
             proc.kill()
             proc.wait()
         server.close()
+
+
+def test_a_socket_directory_of_another_user_stops_run_with_one_line(tmp_path: Path) -> None:
+    theirs = tmp_path / f"mxfd-{os.getuid()}"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    theirs.chmod(0o777)
+    cfg = tmp_path / "mxfd.toml"
+    cfg.write_text(f'[client]\nsocket = "{theirs / "mxfd.sock"}"\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "mxfd", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if " ERROR " in line or "Traceback" in line]
+    assert len(errors) == 1 and "belongs to uid 65534, not to this daemon's uid" in errors[0], run.stderr
+    assert list(theirs.iterdir()) == []
