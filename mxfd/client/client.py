@@ -181,6 +181,9 @@ class Client:
         if reply.get("type") == "refused":
             self._sock.close()
             raise HelloRefused(str(reply.get("reason")))
+        if reply.get("type") == "error":
+            self._sock.close()
+            raise ClientError(f"the daemon at {self.path} turned the connection away: {reply.get('reason')}")
         #: The daemon's welcome: protocol, server, client_id, now, render_latency_100ns.
         self.welcome = reply
 
@@ -238,8 +241,8 @@ class Client:
     def _on_control(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
         rid = msg.get("id")
-        if kind in ("welcome", "refused") and self._welcome is None:
-            self._welcome = msg
+        if self._welcome is None and (kind in ("welcome", "refused") or (kind == "error" and msg.get("fatal"))):
+            self._welcome = msg  # an error before the welcome: the daemon turned this connection away
         elif kind == "source":
             self._sources[int(msg["source"])] = str(msg["name"])
         elif isinstance(rid, int):

@@ -128,7 +128,7 @@ _sre: Any = importlib.import_module("re._parser")
 #: Seconds a new peer has for its whole hello, from the accept.
 HELLO_TIMEOUT = 10.0
 #: Connections served at once (hellos included); more are refused with a ``busy`` error.
-MAX_CLIENTS = 1024
+MAX_CLIENTS = 2048
 #: Capture buffers queued for one client before new ones are dropped (and counted).
 MAX_CAPTURE_BACKLOG = 8192
 #: Encoded bytes queued for one client before its requests are no longer read.
@@ -157,6 +157,8 @@ LOG_INTERVAL = 10.0
 SERVER_LOG_BURST = 50
 #: Seconds a closing session's last frames (a refusal, a garbage error) wait for the peer to read them.
 CLOSE_LINGER = 5.0
+#: Refused peers kept half-open at once so they can read why (see ``Server._turn_away``).
+MAX_TURNED_AWAY = 64
 #: Bytes read from one client per pass of the loop.
 READ_SIZE = 262144
 
@@ -875,6 +877,18 @@ _HANDLERS["hello"] = _no_hello_again
 # -- the server --------------------------------------------------------------------------
 
 
+@dataclass
+class _TurnedAway:
+    """A refused peer's socket, half-closed, read and dropped until the peer closes or the deadline."""
+
+    sock: socket.socket
+    deadline: float
+    fd: int = -1
+
+    def __post_init__(self) -> None:
+        self.fd = self.sock.fileno()
+
+
 class Server:
     """The listening socket, its loop thread and its sessions.  Build it with :func:`start_server`
     (or :meth:`bind` then :meth:`serve`, to claim the socket before anything else starts)."""
@@ -906,6 +920,7 @@ class Server:
         self._hellos: dict[int, Session] = {}  # in accept order: the first has the nearest deadline
         self._blocked: set[Session] = set()
         self._lingering: dict[int, tuple[float, Session]] = {}  # in order of their deadlines
+        self._turned_away: dict[int, _TurnedAway] = {}  # by descriptor, in order of their deadlines
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closing = False
@@ -1068,6 +1083,9 @@ class Server:
                 else:
                     self._drain_wakeups()
                 continue
+            if isinstance(data, _TurnedAway):
+                self._discard_input(data)
+                continue
             session: Session = data
             if session.closed:
                 continue
@@ -1092,8 +1110,12 @@ class Server:
         if self._hellos:
             first = next(iter(self._hellos.values()))
             timeout = max(0.0, first.hello_deadline - time.monotonic())
+        deadlines = []
         if self._lingering:
-            deadline, _ = next(iter(self._lingering.values()))
+            deadlines.append(next(iter(self._lingering.values()))[0])
+        if self._turned_away:
+            deadlines.append(next(iter(self._turned_away.values())).deadline)
+        for deadline in deadlines:
             left = max(0.0, deadline - time.monotonic())
             timeout = left if timeout is None else min(timeout, left)
         if self._accept_paused_until:
@@ -1111,6 +1133,11 @@ class Server:
             _log_limited(self._log_budget, logging.INFO, "%s (pid %d): no hello within %.0f s; closed",
                          first.name, first.pid, self.hello_timeout)
             self._end(first, None)
+        while self._turned_away:
+            entry = next(iter(self._turned_away.values()))
+            if entry.deadline > now:
+                break
+            self._drop_turned_away(entry)
         while self._lingering:
             deadline, session = next(iter(self._lingering.values()))
             if deadline > now:
@@ -1217,14 +1244,14 @@ class Server:
             self.refused_peers += 1
             _log_limited(self._log_budget, logging.WARNING,
                          "refused a client from uid %d (pid %d): not in the allowed set", uid, pid)
-            _send_and_close(sock, refusal(f"uid {uid} is not allowed to use this daemon"))
+            self._turn_away(sock, refusal(f"uid {uid} is not allowed to use this daemon"))
             return
         if len(self._sessions) >= self.max_clients:
             self.refused_busy += 1
             _log_limited(self._log_budget, logging.WARNING,
                          "refused a client (pid %d): %d clients connected, the most [client] max_clients allows",
                          pid, len(self._sessions))
-            _send_and_close(sock, error_reply(
+            self._turn_away(sock, error_reply(
                 "busy", f"the daemon serves at most {self.max_clients} clients at once; try again later", fatal=True
             ))
             return
@@ -1235,6 +1262,44 @@ class Server:
             self.accepted += 1
         self._hellos[ident] = session
         self._update(session)
+
+    def _turn_away(self, sock: socket.socket, message: dict[str, Any]) -> None:
+        """Send one small frame to a peer that is not served, and close without losing that frame.
+
+        Closing a Unix socket with the peer's hello still unread makes the peer's next read fail
+        with ECONNRESET before it sees the frame.  So the socket is half-closed and what the peer
+        sends is read and dropped until it closes (at most ``CLOSE_LINGER`` s, ``MAX_TURNED_AWAY``
+        sockets at once; past that, the frame may be lost but nothing waits)."""
+        try:
+            sock.send(encode_control(message))
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            log.info("could not send the refusal: %s", e)
+            sock.close()
+            return
+        if len(self._turned_away) >= MAX_TURNED_AWAY:
+            sock.close()
+            return
+        assert self._selector is not None
+        entry = _TurnedAway(sock, time.monotonic() + CLOSE_LINGER)
+        self._turned_away[sock.fileno()] = entry
+        self._selector.register(sock, selectors.EVENT_READ, entry)
+
+    def _drop_turned_away(self, entry: "_TurnedAway") -> None:
+        if self._turned_away.pop(entry.fd, None) is not None:
+            if self._selector is not None:
+                self._selector.unregister(entry.sock)
+            entry.sock.close()
+
+    def _discard_input(self, entry: "_TurnedAway") -> None:
+        try:
+            if entry.sock.recv(65536):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass  # reset by the peer: it is gone either way
+        self._drop_turned_away(entry)
 
     def allowed(self, pid: int, uid: int, gid: int) -> bool:
         """The peer check: its uid is allowed, or it belongs to the configured group."""
@@ -1318,6 +1383,8 @@ class Server:
     def _shutdown(self) -> None:
         for session in self.sessions:
             self._end(session, None)
+        for entry in list(self._turned_away.values()):
+            self._drop_turned_away(entry)
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
@@ -1341,15 +1408,6 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _send_and_close(sock: socket.socket, message: dict[str, Any]) -> None:
-    """One small frame to a peer that is not served, without waiting for it, then close."""
-    try:
-        sock.send(encode_control(message))
-    except OSError as e:
-        log.info("could not send the refusal: %s", e)
-    sock.close()
 
 
 def running_daemon(path: str) -> Optional[int]:

@@ -114,7 +114,7 @@ class ClientConfig:
     group: Optional[str] = None
     allowed_uids: list[int] = field(default_factory=list)
     #: Connections served at once; more are refused with a ``busy`` error.
-    max_clients: int = 1024
+    max_clients: int = 2048
     #: Accept a configured socket directory other users may write to (e.g. /tmp itself).
     allow_shared_directory: bool = False
 

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from mxfd.client import Client
+from mxfd.client import Client, ClientError
 from mxfd.client.protocol import FRAME_HEADER, KIND_CONTROL, MAX_CONTROL_SIZE, SYNC, encode_control, make_hello
 from mxfd.client.server import (
     LOG_BURST,
@@ -237,13 +237,16 @@ def test_connections_over_the_cap_are_refused_with_an_error_frame(engine: CoreEn
         reply = extra.read()
         assert reply["type"] == "error" and reply["code"] == "busy" and reply["fatal"] is True
         assert extra.read() is None
+        for _ in range(3):  # a client that sends its hello at once still reads why (no reset first)
+            with pytest.raises(ClientError, match="turned the connection away: the daemon serves at most 3 clients"):
+                Client(server.path)
         held.pop().close()
         assert wait_for(lambda: len(server.sessions) == 2)
         with Client(server.path) as again:
             assert again.time()
         for c in held:
             c.close()
-        assert server.refused_busy == 1
+        assert server.refused_busy == 4
 
 
 def test_200_simultaneous_connects_wait_in_the_backlog(engine: CoreEngine, sockdir: str) -> None:
