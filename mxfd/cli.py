@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"sample rate (default: [audio] rate, {defaults.audio.rate})")
     run.add_argument("--period", type=_positive_int, metavar="FRAMES",
                      help=f"audio period size (default: [audio] period, {defaults.audio.period})")
+    run.add_argument("--no-clients", action="store_true",
+                     help="run without the client socket (even when another daemon holds it)")
     run.add_argument("-v", "--verbose", action="count", default=0,
                      help="more log output (default: [log] level, info; -v: debug)")
 

@@ -13,6 +13,11 @@ for what the daemon sends back.  Everything the daemon sends is one of:
   :meth:`Client.receive` takes it, with the ``"source"`` notices that name
   each capture source first.
 
+Before the hello the client reads the listening process's credentials
+(``SO_PEERCRED``) and talks only to a daemon run by the user itself (or by
+root when ``trust_root`` says so): a socket path another user managed to
+take over gets a refusal, not a conversation.
+
 MIDI buffers are sent without waiting for an answer.  While a send is
 blocked (the daemon stops reading a client whose stream's pool is full: that
 is its back-pressure), the client keeps reading what the daemon sends, so
@@ -25,9 +30,10 @@ import collections
 import os
 import select
 import socket
+import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Collection, Iterable, Optional
 
 from mxfd.client.protocol import (
     NEED_DATA,
@@ -62,6 +68,35 @@ class ClientError(RuntimeError):
     """The daemon could not be reached or the connection broke."""
 
 
+_PEERCRED = struct.Struct("3i")
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """``(pid, uid, gid)`` of the process at the other end of a connected Unix socket."""
+    pid, uid, gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    return pid, uid, gid
+
+
+def trusted_daemon_uids(trust_root: bool = False) -> frozenset[int]:
+    """The uids a client talks to: its own (and root's with ``trust_root``)."""
+    uids = {os.getuid(), os.geteuid()}
+    if trust_root:
+        uids.add(0)
+    return frozenset(uids)
+
+
+def check_daemon(sock: socket.socket, path: str, trusted: Collection[int]) -> int:
+    """The daemon's pid, or :class:`ClientError` when the socket's server runs under a uid not in ``trusted``."""
+    pid, uid, _gid = peer_credentials(sock)
+    if uid not in trusted:
+        mine = " or ".join(str(u) for u in sorted(trusted))
+        raise ClientError(
+            f"{path} is served by uid {uid} (pid {pid}), not by uid {mine}: refusing to talk to it "
+            "(another user's process holds the socket path)"
+        )
+    return pid
+
+
 class ServerError(RuntimeError):
     """The daemon answered a request with an error; ``reply`` is the whole reply."""
 
@@ -88,7 +123,15 @@ class Client:
     ...     c.play([(now + latency + 1_000_000, 1, bytes([0x90, 69, 100]))])
     """
 
-    def __init__(self, path: Optional[str] = None, name: str = "mxfd-client", timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: Optional[str] = None,
+        name: str = "mxfd-client",
+        timeout: float = 10.0,
+        *,
+        trust_root: bool = False,
+        trusted_uids: Optional[Collection[int]] = None,
+    ) -> None:
         self.path = path or default_socket_path()
         self.name = name
         self.timeout = timeout
@@ -121,6 +164,13 @@ class Client:
         except OSError as e:
             self._sock.close()
             raise ClientError(f"cannot connect to {self.path}: {e}") from None
+        trusted = trusted_daemon_uids(trust_root) if trusted_uids is None else frozenset(trusted_uids)
+        try:
+            #: The daemon's pid (from the socket's credentials).
+            self.daemon_pid = check_daemon(self._sock, self.path, trusted)
+        except BaseException:
+            self._sock.close()
+            raise
         self._sock.setblocking(False)
         try:
             self._send_bytes(encode_control(make_hello(name, pid=os.getpid())))
@@ -131,6 +181,9 @@ class Client:
         if reply.get("type") == "refused":
             self._sock.close()
             raise HelloRefused(str(reply.get("reason")))
+        if reply.get("type") == "error":
+            self._sock.close()
+            raise ClientError(f"the daemon at {self.path} turned the connection away: {reply.get('reason')}")
         #: The daemon's welcome: protocol, server, client_id, now, render_latency_100ns.
         self.welcome = reply
 
@@ -141,11 +194,17 @@ class Client:
     def fileno(self) -> int:
         return self._sock.fileno()
 
+    def _poll(self, events: int, timeout: Optional[float]) -> int:
+        """The socket's ready events (poll, not select: a process may hold descriptors past 1024)."""
+        p = select.poll()
+        p.register(self._sock, events)
+        ready = p.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+        return ready[0][1] if ready else 0
+
     def _recv_some(self, timeout: Optional[float]) -> bool:
         """Read what is there (waiting up to ``timeout``); False when nothing came."""
         if timeout is None or timeout > 0:
-            r, _, _ = select.select([self._sock], [], [], timeout)
-            if not r:
+            if not self._poll(select.POLLIN, timeout) & (select.POLLIN | select.POLLHUP | select.POLLERR):
                 return False
         try:
             data = self._sock.recv(262144)
@@ -182,8 +241,8 @@ class Client:
     def _on_control(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
         rid = msg.get("id")
-        if kind in ("welcome", "refused") and self._welcome is None:
-            self._welcome = msg
+        if self._welcome is None and (kind in ("welcome", "refused") or (kind == "error" and msg.get("fatal"))):
+            self._welcome = msg  # an error before the welcome: the daemon turned this connection away
         elif kind == "source":
             self._sources[int(msg["source"])] = str(msg["name"])
         elif isinstance(rid, int):
@@ -216,8 +275,7 @@ class Client:
             view = view[n:]
             if view:
                 # the daemon is not reading (back-pressure): keep reading its side meanwhile
-                r, _, _ = select.select([self._sock], [self._sock], [], None)
-                if r:
+                if self._poll(select.POLLIN | select.POLLOUT, None) & (select.POLLIN | select.POLLHUP):
                     self._recv_some(0)
 
     # -- requests ------------------------------------------------------------
@@ -334,4 +392,13 @@ class Client:
         self.close()
 
 
-__all__ = ["Captured", "Client", "ClientError", "ServerError", "default_socket_path"]
+__all__ = [
+    "Captured",
+    "Client",
+    "ClientError",
+    "ServerError",
+    "check_daemon",
+    "default_socket_path",
+    "peer_credentials",
+    "trusted_daemon_uids",
+]

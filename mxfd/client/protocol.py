@@ -12,7 +12,9 @@ little-endian header::
     offset 8   length  u32       payload bytes that follow
 
 A control payload is one UTF-8 JSON object with a ``"type"`` key (at most
-:data:`MAX_CONTROL_SIZE` bytes).  A buffer payload is the buffer's start
+:data:`MAX_CONTROL_SIZE` bytes, nested at most :data:`MAX_JSON_DEPTH` deep,
+numbers finite: ``NaN``, ``Infinity`` and ``1e999`` are refused, since no
+reply could carry them back).  A buffer payload is the buffer's start
 time (int64 REFERENCE_TIME, the role of ``KSSTREAM_HEADER.PresentationTime``)
 followed by exactly one DMUS_EVENTHEADER buffer in the Windows byte layout
 (:mod:`mxfd.core.wire`), at most :data:`~mxfd.core.wire.MAX_BUFFER_SIZE` bytes.
@@ -45,6 +47,8 @@ validates each one whole before applying any of it.
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn, Union
@@ -69,11 +73,23 @@ START_TIME: Final = struct.Struct("<q")
 
 #: Largest control payload.
 MAX_CONTROL_SIZE: Final = 1 << 16
+#: Deepest nesting of arrays and objects a control payload may have.
+MAX_JSON_DEPTH: Final = 32
+#: Longest repr of peer-supplied input that goes back into a reply or a log line.
+MAX_ECHO: Final = 64
 #: Largest buffer payload: start time plus the largest buffer.
 MAX_BUFFER_PAYLOAD: Final = START_TIME.size + MAX_BUFFER_SIZE
 #: Oversized buffer frames up to this length are skipped (an error, the
 #: connection lives on); a longer length is taken as garbage.
 MAX_SKIPPABLE: Final = 1 << 26
+
+
+def clip(value: Any, limit: int = MAX_ECHO) -> str:
+    """``repr(value)``, cut to ``limit`` characters: what may be echoed of a peer's input."""
+    text = repr(value)
+    if len(text) > limit:
+        return text[: limit - 1] + "…"
+    return text
 
 
 class ProtocolError(ValueError):
@@ -300,11 +316,13 @@ class FrameDecoder:
     @staticmethod
     def _control(payload: bytes, frame_at: int) -> Control | BadFrame:
         try:
-            message = json.loads(payload.decode("utf-8"))
+            message = decode_json(payload.decode("utf-8"))
         except UnicodeDecodeError as e:
             return BadFrame("control", f"control payload is not UTF-8: {e.reason}", e.start, frame_at)
         except json.JSONDecodeError as e:
             return BadFrame("control", f"control payload is not JSON: {e.msg}", e.pos, frame_at)
+        except ValueError as e:
+            return BadFrame("control", f"control payload refused: {clip(str(e), 120)}", 0, frame_at)
         if not isinstance(message, dict):
             what = type(message).__name__
             return BadFrame("control", f"control payload is a JSON {what}, not an object", 0, frame_at)
@@ -323,6 +341,46 @@ class FrameDecoder:
         raise self._error
 
 
+# -- strict JSON ---------------------------------------------------------------
+
+# a JSON string (skipped whole) or one bracket: all the depth scan needs to see
+_JSON_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]|[\]}]')
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a reply could carry")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {clip(text, 24)} is out of range")
+    return value
+
+
+def decode_json(text: str) -> Any:
+    """``json.loads`` for peer input: at most :data:`MAX_JSON_DEPTH` deep, finite numbers only.
+
+    Raises :class:`json.JSONDecodeError` for text that is not JSON and
+    :class:`ValueError` for JSON refused here; never RecursionError.
+    """
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+        # enough brackets to be too deep: scan (in C, token by token) before the recursive parser sees it
+        depth = 0
+        for m in _JSON_NESTING.finditer(text):
+            c = m.group()
+            if c in "[{":
+                depth += 1
+                if depth > MAX_JSON_DEPTH:
+                    raise ValueError(f"nested more than {MAX_JSON_DEPTH} deep (at character {m.start()})")
+            elif c in "]}":
+                depth -= 1
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 # -- the hello -------------------------------------------------------------------
 
 
@@ -334,13 +392,13 @@ def make_hello(client: str, version: int = PROTOCOL_VERSION, **extra: Any) -> di
 def check_hello(message: dict[str, Any], supported: tuple[int, ...] = SUPPORTED_VERSIONS) -> int:
     """The version a client's first message asks for, or :class:`HelloRefused` saying why not."""
     if message.get("type") != "hello":
-        raise HelloRefused(f"expected a hello first, got a {message.get('type')!r} message")
+        raise HelloRefused(f"expected a hello first, got a {clip(message.get('type'))} message")
     version = message.get("protocol")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise HelloRefused(f"hello without an integer 'protocol' version: {version!r}")
+        raise HelloRefused(f"hello without an integer 'protocol' version: {clip(version)}")
     if version not in supported:
         want = ", ".join(str(v) for v in supported)
-        raise HelloRefused(f"protocol version {version} is not supported; this daemon speaks version {want}")
+        raise HelloRefused(f"protocol version {clip(version)} is not supported; this daemon speaks version {want}")
     return version
 
 
@@ -359,6 +417,8 @@ __all__ = [
     "FRAME_HEADER_SIZE",
     "MAX_BUFFER_PAYLOAD",
     "MAX_CONTROL_SIZE",
+    "MAX_ECHO",
+    "MAX_JSON_DEPTH",
     "NEED_DATA",
     "PROTOCOL_VERSION",
     "SUPPORTED_VERSIONS",
@@ -371,6 +431,8 @@ __all__ = [
     "MidiBuffer",
     "ProtocolError",
     "check_hello",
+    "clip",
+    "decode_json",
     "encode_buffer_frame",
     "encode_control",
     "error_reply",

@@ -114,6 +114,10 @@ class ClientConfig:
     socket: str = field(default_factory=default_socket_path)
     group: Optional[str] = None
     allowed_uids: list[int] = field(default_factory=list)
+    #: Connections served at once; more are refused with a ``busy`` error.
+    max_clients: int = 2048
+    #: Accept a configured socket directory other users may write to (e.g. /tmp itself).
+    allow_shared_directory: bool = False
 
 
 @dataclass(frozen=True)
@@ -288,6 +292,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "socket": _path,
         "group": _optional_name,
         "allowed_uids": _uid_list,
+        "max_clients": _int_range(1, 65536),
+        "allow_shared_directory": _boolean,
     },
     "record": {
         "history_seconds": _number_range(0.0, MAX_HISTORY_SECONDS),

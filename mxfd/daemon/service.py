@@ -3,7 +3,9 @@
 Theory of operation
 -------------------
 The main thread loads the config (flags override the file), builds the
-engine, starts it, starts the client socket server, and then only waits:
+engine, claims the client socket (a second daemon stops here, naming the
+first one's pid, before it opens audio or keyboards; ``--no-clients`` runs
+without the socket), starts the engine, serves the socket, and then only waits:
 for a signal, for the watchdog interval, or for a state change to report.
 Everything else runs on the engine's threads.
 
@@ -41,10 +43,13 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from mxfd.daemon.config import Config, ConfigError, apply_overrides, load
 from mxfd.io.base import is_mxfd_port
+
+if TYPE_CHECKING:
+    from mxfd.client.server import EngineLike, Server
 
 log = logging.getLogger("mxfd")
 
@@ -170,20 +175,24 @@ def describe(engine: Any) -> str:
     return text
 
 
-def start_client_server(engine: Any, config: Config) -> Any:
-    """The client socket server, if this build has one; None (and a log line) otherwise."""
+class SocketTaken(Exception):
+    """The client socket cannot be claimed; the daemon must not start (one line says why)."""
+
+
+def claim_client_socket(engine: "EngineLike", config: Config) -> "Server":
+    """The client socket server, bound but not yet serving: before audio and keyboards are opened,
+    so a second daemon stops here instead of sounding everything twice.  Raises :class:`SocketTaken`."""
+    from mxfd.client.server import DaemonRunning, ServerSetupError, bind_server
+
     try:
-        from mxfd.client.server import start_server
-    except ImportError as exc:
-        log.warning("client server unavailable (%s): mxfd play/record/status cannot reach this daemon", exc)
-        return None
-    try:
-        server = start_server(engine, config)
-    except Exception as exc:
-        log.error("client socket %s not available: %s; running without clients", config.client.socket, exc)
-        return None
-    log.info("clients: listening on %s", config.client.socket)
-    return server
+        return bind_server(engine, config)
+    except DaemonRunning as exc:
+        raise SocketTaken(
+            f"mxfd is already running (pid {exc.pid}, socket {exc.path}); not starting a second daemon "
+            "(use --no-clients to run one without the socket anyway)"
+        ) from None
+    except (ServerSetupError, OSError) as exc:
+        raise SocketTaken(f"client socket {config.client.socket}: {exc}; not starting (or use --no-clients)") from None
 
 
 class Daemon:
@@ -197,7 +206,7 @@ class Daemon:
         self.stop_signal: Optional[int] = None
         self.reload_requested = False
         self.engine: Any = None
-        self.server: Any = None
+        self.server: Optional[Server] = None
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum == signal.SIGHUP:
@@ -218,9 +227,21 @@ class Daemon:
             "starting (pid %d, config %s, JACK server %r)", os.getpid(), self.config.path or "built-in", server_name
         )
         self.engine = engine = Engine(self.config)
+        if getattr(self.args, "no_clients", False):
+            log.warning("running without clients (--no-clients): mxfd play, record and status cannot reach it")
+        else:
+            try:
+                self.server = claim_client_socket(engine, self.config)
+            except SocketTaken as exc:
+                log.error("%s", exc)
+                self.notifier.notify(f"STATUS={exc}", "ERRNO=98")
+                return 1
         engine.start(audio_timeout=AUDIO_START_TIMEOUT_S)
         engine.wait_ready(MIDI_START_TIMEOUT_S)
-        self.server = start_client_server(engine, self.config)
+        if self.server is not None:
+            self.server.serve()
+            engine.register_status("clients", self.server.status)
+            log.info("clients: listening on %s", self.server.path)
         gc.collect()
         gc.freeze()
         status = describe(engine)
@@ -307,6 +328,11 @@ def main(args: argparse.Namespace) -> int:
     except Exception:
         log.exception("fatal error")
         notifier.notify("STATUS=failed", "ERRNO=1")
+        if daemon.server is not None:
+            try:
+                daemon.server.close()
+            except Exception:
+                log.exception("closing the client socket after the fatal error failed")
         if daemon.engine is not None:
             try:
                 daemon.engine.stop()

@@ -7,6 +7,11 @@ synth is replaced by a sink that records what it is given and returns the
 events.  Time is a :class:`ManualClock`, moved by the tests, so nothing here
 depends on how busy the machine is.  The real engine is exercised end to end
 in ``tests/e2e/test_client.py``.
+
+Both engines keep one contract, :class:`mxfd.client.server.EngineLike`, and
+mypy checks it (``_keeps_the_contract`` below; this file is in mypy's
+``files``).  What the contract cannot say in types is shared code: history
+is the daemon's own :class:`~mxfd.daemon.engine.History` ring.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import time
 from typing import Any, Callable, Iterator, Optional
 
 from mxfd.client.protocol import NEED_DATA, FrameDecoder, encode_control, make_hello
+from mxfd.client.server import EngineLike
 from mxfd.core.allocator import Allocator
 from mxfd.core.clock import ManualClock
 from mxfd.core.event import KernelEvent
 from mxfd.core.mxf import KSState
 from mxfd.core.sequencer import Sequencer
 from mxfd.core.unpacker import Unpacker
+from mxfd.daemon.engine import History
 
 LATENCY = 50_000  # 5 ms
 
@@ -76,7 +83,7 @@ class CoreStream:
         self.unpacker = Unpacker(self.allocator)
         self.sequencer = Sequencer(self.allocator)
         self.unpacker.connect_output(self.sequencer)
-        self.sequencer.connect_output(engine.rendered.sink_for(self))  # type: ignore[arg-type]
+        self.sequencer.connect_output(engine.rendered.sink_for(self))
         self.space = threading.Event()
         self.closed = False
         self.released_on_close = 0
@@ -122,7 +129,7 @@ class CoreEngine:
         self.streams: list[CoreStream] = []
         self.closed_streams: list[CoreStream] = []
         self.subscriptions: list[Subscription] = []
-        self.ring: list[tuple[str, int, bytes]] = []
+        self.ring = History(300.0)
         self.status_parts: dict[str, Callable[[], dict[str, Any]]] = {}
         self.lock = threading.Lock()
         self.pool = pool
@@ -148,7 +155,7 @@ class CoreEngine:
     def capture(self, source: str, start: int, data: bytes) -> None:
         """What the packer does with a completed buffer: ring, then subscribers."""
         with self.lock:
-            self.ring.append((source, start, data))
+            self.ring.append(source, start, data)
             subs = list(self.subscriptions)
         for sub in subs:
             if sub.rx is None or sub.rx.search(source):
@@ -163,8 +170,7 @@ class CoreEngine:
         return sub
 
     def history(self, seconds: float) -> list[tuple[str, int, bytes]]:
-        since = self.clock() - int(seconds * 10_000_000)
-        return [r for r in self.ring if r[1] >= since]
+        return self.ring.since(seconds, self.clock())
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": "running", "render_latency_100ns": LATENCY}
@@ -176,13 +182,17 @@ class CoreEngine:
         self.status_parts[name] = fn
 
 
+def _keeps_the_contract(engine: CoreEngine) -> EngineLike:
+    return engine  # mypy refuses this line when CoreEngine drifts from the engine contract
+
+
 # -- raw socket helpers ---------------------------------------------------------------
 
 
 @contextlib.contextmanager
 def socket_dir() -> Iterator[str]:
     """A short private directory for sockets (Unix socket paths are limited to 107 bytes)."""
-    with tempfile.TemporaryDirectory(prefix="mxfd-t", dir="/tmp") as d:
+    with tempfile.TemporaryDirectory(prefix="mx-t", dir="/tmp") as d:
         os.chmod(d, 0o755)  # other users may enter: only the daemon's own modes keep them out
         yield d
 
@@ -198,7 +208,8 @@ class RawPeer:
 
     def hello(self, version: int = 1) -> dict[str, Any]:
         self.sock.sendall(encode_control(make_hello("raw", version)))
-        return self.read()
+        reply: dict[str, Any] = self.read()
+        return reply
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)

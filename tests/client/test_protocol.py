@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from typing import Any
 
@@ -13,6 +14,8 @@ from mxfd.client.protocol import (
     FLAG_HISTORY,
     FRAME_HEADER_SIZE,
     MAX_CONTROL_SIZE,
+    MAX_ECHO,
+    MAX_JSON_DEPTH,
     NEED_DATA,
     PROTOCOL_VERSION,
     BadFrame,
@@ -23,6 +26,7 @@ from mxfd.client.protocol import (
     MidiBuffer,
     ProtocolError,
     check_hello,
+    clip,
     encode_buffer_frame,
     encode_control,
     make_hello,
@@ -160,6 +164,40 @@ def test_a_control_frame_that_is_not_json_is_a_bad_frame_and_the_next_frame_deco
 def test_unusable_control_payloads_are_named(payload: bytes, words: str) -> None:
     (bad,) = decode_all(control_frame(payload))
     assert isinstance(bad, BadFrame) and words in bad.reason
+
+
+def deep(n: int) -> bytes:
+    return b'{"type": "t", "x": ' + b"[" * (n - 1) + b"]" * (n - 1) + b"}"
+
+
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (b'{"type": "t", "id": NaN}', "NaN is not a number"),
+        (b'{"type": "t", "id": -Infinity}', "-Infinity is not a number"),
+        (b'{"type": "t", "id": 1e999}', "'1e999' is out of range"),
+        (deep(MAX_JSON_DEPTH + 1), f"nested more than {MAX_JSON_DEPTH} deep"),
+        (b"[" * 60_000, f"nested more than {MAX_JSON_DEPTH} deep"),
+        (b'{"type": "t", "id": ' + b"9" * 5000 + b"}", "digits"),
+    ],
+)
+def test_json_no_reply_could_carry_is_a_bad_frame_and_the_next_frame_decodes(payload: bytes, words: str) -> None:
+    bad, good = decode_all(control_frame(payload) + encode_control({"type": "time"}))
+    assert isinstance(bad, BadFrame) and words in bad.reason and len(bad.reason) < 200
+    assert good == Control({"type": "time"})
+
+
+def test_json_at_the_depth_limit_and_brackets_inside_strings_are_accepted() -> None:
+    (at_limit,) = decode_all(control_frame(deep(MAX_JSON_DEPTH)))
+    assert isinstance(at_limit, Control)
+    text = json.dumps({"type": "t", "name": "[{" * 1000 + '\\"]'})
+    (in_string,) = decode_all(control_frame(text.encode()))
+    assert in_string == Control(json.loads(text))
+
+
+def test_clip_cuts_what_may_be_echoed() -> None:
+    assert clip("x" * 1000) == repr("x" * 1000)[:MAX_ECHO - 1] + "…"
+    assert clip([1, 2]) == "[1, 2]"
 
 
 def test_a_buffer_frame_without_a_start_time_is_a_bad_frame() -> None:

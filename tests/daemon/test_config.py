@@ -90,6 +90,8 @@ def test_a_file_that_is_not_toml_is_refused_with_its_path(tmp_path: Path) -> Non
         ('[client]\nsocket = "rel/path"', "socket", "'rel/path'", "an absolute path"),
         ("[client]\ngroup = 5", "group", "5", "a group name"),
         ("[client]\nallowed_uids = [-1]", "allowed_uids", "[-1]", "user ids"),
+        ("[client]\nmax_clients = 0", "max_clients", "0", "from 1 to 65536"),
+        ('[client]\nallow_shared_directory = "yes"', "allow_shared_directory", "'yes'", "true or false"),
         ("[record]\nhistory_seconds = 301", "history_seconds", "301", "from 0 to 300"),
         ('[log]\nlevel = "loud"', "level", "'loud'", "'debug', 'info', 'warning', 'error'"),
     ],
@@ -108,6 +110,7 @@ def test_every_schema_key_has_a_bad_value_test() -> None:
         "api", "jack_reader", "include", "exclude", "virtual_port", "thru", "raw", "raw_baud", "poll_interval",
         "device", "rate", "period", "periods", "latency_ms", "margin_ms", "polyphony", "socket", "group",
         "allowed_uids", "history_seconds", "level",
+        "max_clients", "allow_shared_directory",
     }
     assert {k for keys in cfg.SCHEMA.values() for k in keys} == covered
 

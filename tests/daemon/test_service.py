@@ -6,10 +6,12 @@ import argparse
 import configparser
 import logging
 import os
+import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -176,3 +178,76 @@ def test_the_unit_is_hardened_and_says_why() -> None:
             continue
         above = lines[max(start, i - 8) : i]
         assert any(a.startswith("#") for a in above), f"{line!r} has no comment saying why"
+
+
+# -- one daemon per socket ------------------------------------------------------------------
+
+
+def start_holder(tmp_path: Path) -> tuple[Any, Path]:
+    """A live server on the socket a config names, as a first daemon would hold it."""
+    from mxfd.client.server import ServerConfig, start_server
+    from tests.client.helpers import CoreEngine
+
+    sock = tmp_path / "mxfd" / "mxfd.sock"
+    server = start_server(CoreEngine(), ServerConfig(socket=str(sock)))
+    cfg = tmp_path / "mxfd.toml"
+    cfg.write_text(f'[client]\nsocket = "{sock}"\n')
+    return server, cfg
+
+
+def test_a_second_daemon_refuses_to_start_and_names_the_first_ones_pid(tmp_path: Path) -> None:
+    from mxfd.client import Client
+
+    server, cfg = start_holder(tmp_path)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "mxfd", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == 1
+        errors = [line for line in run.stderr.splitlines() if " ERROR " in line or "Traceback" in line]
+        assert len(errors) == 1 and f"already running (pid {os.getpid()}, socket {server.path})" in errors[0]
+        assert "audio" not in run.stderr.lower()  # it stopped before opening any device
+        with Client(server.path) as c:  # the first daemon is untouched
+            assert c.time()
+    finally:
+        server.close()
+
+
+def test_no_clients_runs_a_second_daemon_without_the_socket(tmp_path: Path) -> None:
+    server, cfg = start_holder(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mxfd", "run", "--no-clients", "--config", str(cfg)],
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if " ready in " in line:
+                break
+        assert any("running without clients (--no-clients)" in line for line in seen), seen
+        assert not any("already running" in line for line in seen)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.close()
+
+
+def test_a_socket_directory_of_another_user_stops_run_with_one_line(tmp_path: Path) -> None:
+    theirs = tmp_path / f"mxfd-{os.getuid()}"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    theirs.chmod(0o777)
+    cfg = tmp_path / "mxfd.toml"
+    cfg.write_text(f'[client]\nsocket = "{theirs / "mxfd.sock"}"\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "mxfd", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if " ERROR " in line or "Traceback" in line]
+    assert len(errors) == 1 and "belongs to uid 65534, not to this daemon's uid" in errors[0], run.stderr
+    assert list(theirs.iterdir()) == []

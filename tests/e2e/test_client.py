@@ -583,3 +583,83 @@ def test_twenty_clients_and_the_keyboard_lose_no_event(daemon: Daemon, keyboard:
     # what JACK delivered: a keyboard event can only miss the daemon if JACK skipped its cycle (an xrun)
     xruns = after["audio"].get("xruns", 0) - before["audio"].get("xruns", 0)
     assert kbd_in == played or xruns > 0, f"the daemon took {kbd_in} of {played} keyboard events without an xrun"
+
+
+def _proc_counts(pid: int) -> tuple[int, int, int]:
+    """(open descriptors, threads, RSS in KiB) of process ``pid``."""
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return len(os.listdir(f"/proc/{pid}/fd")), len(os.listdir(f"/proc/{pid}/task")), rss
+
+
+def test_1000_idle_and_100_dripping_connections_leave_status_quick_and_the_keyboard_heard(
+    daemon: Daemon, ear: Ear, keyboard: Keyboard
+) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    fds0, threads0, rss0 = _proc_counts(pid)
+    connected0 = daemon.status()["clients"]["connected"] - 1  # not counting that status client itself
+    hello = encode_control(make_hello("e2e-idle"))
+    idle: list[socket.socket] = []
+    drippers: list[socket.socket] = []
+    stop = threading.Event()
+    drip_hello = encode_control(make_hello("e2e-drip"))
+
+    def drip() -> None:  # one byte a second each: the 10 s hello deadline outlasts this test's measurements
+        for i in range(1, len(drip_hello) - 1):
+            for s in drippers:
+                try:
+                    s.send(drip_hello[i : i + 1])
+                except OSError:
+                    pass  # closed by the daemon's hello deadline
+            if stop.wait(1.0):
+                return
+
+    dripper = threading.Thread(target=drip)
+    keyboard.send(0xC0, 19)  # church organ: a held note keeps its level
+    try:
+        for _ in range(1000):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(daemon.socket)
+            s.sendall(hello)
+            idle.append(s)
+        for s in idle:
+            s.settimeout(10.0)
+            assert b"welcome" in s.recv(4096)
+        for _ in range(100):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(daemon.socket)
+            s.send(drip_hello[:1])
+            drippers.append(s)
+        dripper.start()
+        assert wait_until(lambda: daemon.status()["clients"]["connected"] - 1 == connected0 + 1100, 10)
+        assert _proc_counts(pid)[1] == threads0  # no thread per connection
+        times = []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            with Client(daemon.socket, name="e2e-status") as c:
+                c.status()
+            times.append(time.perf_counter() - t0)
+        assert max(times) < 0.1, f"connect + status took {[round(t * 1000, 1) for t in times]} ms"
+        keyboard.note_on(81)
+        try:
+            assert wait_until(lambda: rms_dbfs(ear.listen(0.1)) > -40, 2)
+            assert dominant_frequency(ear.listen(0.3), ear.rate) == pytest.approx(hz(81), rel=0.01)
+        finally:
+            keyboard.note_off(81)
+    finally:
+        stop.set()
+        if dripper.is_alive():
+            dripper.join()
+        for s in idle + drippers:
+            s.close()
+        keyboard.send(0xC0, 0)
+    assert wait_until(lambda: daemon.status()["clients"]["connected"] - 1 == connected0, 10)
+    assert wait_until(lambda: _proc_counts(pid)[0] == fds0, 5), (_proc_counts(pid), fds0)
+    fds, threads, rss = _proc_counts(pid)
+    assert threads == threads0
+    assert rss - rss0 < 16 * 1024, f"RSS {rss0} KiB before, {rss} KiB after"
