@@ -1,4 +1,4 @@
-"""The ``mxfd`` command: run, ports, play, record, render, status.
+"""The ``mxfd`` command: run, ports, play, record, render, status, panic.
 
 This module only parses arguments; each command lives with the part of
 mxfd it belongs to and is imported when it runs, so ``mxfd render`` never
@@ -19,6 +19,7 @@ COMMANDS = {
     "play": "mxfd.client.commands",
     "record": "mxfd.client.commands",
     "status": "mxfd.client.commands",
+    "panic": "mxfd.client.commands",
     "render": "mxfd.render",
 }
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("play", "play a MIDI file through the running daemon"),
         ("record", "record what is played to a MIDI file"),
         ("status", "show the daemon's state and counters"),
+        ("panic", "all notes and sound off now (notes a lost note-off left hanging)"),
     ):
         c = sub.add_parser(name, help=helptext)
         c.add_argument("--socket", metavar="PATH", help="daemon socket (default: $XDG_RUNTIME_DIR/mxfd/mxfd.sock)")
@@ -76,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--port", metavar="PATTERN", help="only inputs whose name matches")
             c.add_argument("--last", type=_positive_float, metavar="SECONDS",
                            help="save what was played in the last SECONDS (up to 300) and exit")
-        else:
+        elif name == "status":
             c.add_argument("--json", action="store_true", help="machine-readable output")
 
     render = sub.add_parser("render", help="render a MIDI file to WAV offline")

@@ -1,4 +1,4 @@
-"""``mxfd play``, ``mxfd record`` and ``mxfd status``: the daemon's clients on the command line.
+"""``mxfd play``, ``mxfd record``, ``mxfd status`` and ``mxfd panic``: the daemon's clients on the command line.
 
 Theory of operation
 -------------------
@@ -56,7 +56,7 @@ RECORD_DRAIN = 0.05
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``mxfd play``, ``mxfd record`` or ``mxfd status``."""
+    """Run ``mxfd play``, ``mxfd record``, ``mxfd status`` or ``mxfd panic``."""
     try:
         if args.command == "play":
             return play(args)
@@ -64,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
             return record(args)
         if args.command == "status":
             return status(args)
+        if args.command == "panic":
+            return panic(args)
     except (ClientError, HelloRefused, ServerError) as e:
         print(f"mxfd {args.command}: {e}", file=sys.stderr)
         return 1
@@ -388,6 +390,20 @@ def captures_to_file(captures: Iterable[Captured], out: str) -> Recording:
     return rec
 
 
+# -- panic ------------------------------------------------------------------------------
+
+
+def panic(args: argparse.Namespace) -> int:
+    """All notes and sound off in the daemon now: 0 once done, 1 if its render thread did not get to it."""
+    with Client(args.socket, name="mxfd-panic") as client:
+        reply = client.panic()
+    if not reply.get("applied"):
+        print("mxfd panic: asked, but the daemon's render thread did not apply it within 1 s", file=sys.stderr)
+        return 1
+    print(f"all notes and sound off ({reply.get('voices')} voice(s) were sounding)")
+    return 0
+
+
 # -- status ------------------------------------------------------------------------------
 
 
@@ -456,4 +472,4 @@ def _scalar(v: Any) -> str:
     return str(v)
 
 
-__all__ = ["Recording", "captures_to_file", "format_status", "load_midi", "main", "play", "record", "status"]
+__all__ = ["Recording", "captures_to_file", "format_status", "load_midi", "main", "panic", "play", "record", "status"]

@@ -193,8 +193,10 @@ class Hotplug:
             st = self._state[id(b)]
             if st.up and not b.alive:
                 self.lost += 1
-                log.warning("%s: MIDI system gone; closing its %d sources and retrying", b.kind, len(st.sources))
+                log.warning("%s: %s gone; closing its %d sources", b.kind, getattr(b, "system", "MIDI system"),
+                            len(st.sources))
                 self._shut(b, "lost")
+                st.last_error = "gone"  # so its return is reported, however soon it comes
             if not st.up:
                 if now < st.retry_at:
                     continue
@@ -207,6 +209,9 @@ class Hotplug:
                     st.retry_at = now + self.retry_interval
                     continue
                 st.up = True
+                if st.last_error is not None:
+                    # Said once, as "gone" was: the retries in between were silent.
+                    log.info("%s: %s back", b.kind, getattr(b, "system", "MIDI system"))
                 st.last_error = None
                 self._open_virtual(b, st)
             self._follow(b, st)
@@ -216,6 +221,9 @@ class Hotplug:
                 sync = getattr(b, "sync_clock", None)
                 if sync is not None and self._state[id(b)].up:
                     sync()
+                report = getattr(b, "report_losses", None)  # input lost while the daemon stood still
+                if report is not None:
+                    report()
 
     def _follow(self, b: MidiBackend, st: _BackendState) -> None:
         names = b.list_sources()
