@@ -77,7 +77,7 @@ def _on_error(message: str) -> None:
             _seen.clear()
         _seen[text] = (now, 0)
     if repeats:
-        log.warning("libjack: %s (and %d times more in the last %.0f s)", text, repeats, now - last)
+        log.warning("libjack: %s (and %d times more in the last %.1f s)", text, repeats, now - last)
     else:
         log.warning("libjack: %s", text)
 
