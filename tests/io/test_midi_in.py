@@ -241,6 +241,7 @@ def test_a_closed_source_gets_nothing_more(jack_backend: JackMidiBackend) -> Non
         kbd.close()
 
 
+@pytest.mark.e2e
 def test_cycles_the_callback_missed_are_counted_as_lost_input(jack_backend: JackMidiBackend) -> None:
     assert wait_until(lambda: jack_backend._last_frame is not None, 2.0)
     before = jack_backend.input_lost()
