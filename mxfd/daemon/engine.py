@@ -26,7 +26,7 @@ value from the config overrides both.
 
 *The render callback* (the audio pin's render thread) waits (bounded) for
 the JACK reader's cycle, applies control requests other threads queued
-(release a source's channel group, all sound off, fade out), then releases
+(release a source's channel group, all sound off, panic, fade out), then releases
 from every render stream the events due by the block's start plus the
 synth's schedule pre-fetch (one block), and renders the synth into the
 frame.  Control of the synth happens on this thread; other threads only

@@ -26,7 +26,13 @@ Two readers for JACK, chosen by ``[midi] jack_reader``:
   offset measured in pairs of reads.  Port registration notifications wake
   the hot-plug watcher, and a server shutdown marks the backend dead so the
   watcher reopens it.  (A client of a dead server is closed before anything
-  in the process talks to a new one: libjack crashes otherwise.)
+  in the process talks to a new one: libjack crashes otherwise.)  Input is
+  lost when JACK runs cycles without this client (the daemon stopped or
+  starved): the MIDI of those cycles is never in a buffer it reads, and a
+  lost note-off leaves its note hanging.  The callback sees it as JACK's
+  frame time jumping by more than the previous cycle's length; it counts
+  the cycles (``input_lost()``, in ``mxfd status``) and the watcher's
+  periodic pass logs them (``report_losses``), so ``mxfd panic`` has a reason.
 * :class:`RtMidiBackend` on JACK stamps each event when rtmidi's process
   callback delivers it: period-accurate only (each ``MidiIn`` is its own JACK
   client, and it does not follow a JACK server restart).  On ALSA it is the only reader; there rtmidi's delta times come
@@ -41,6 +47,7 @@ have the client thrown out of the graph); failures are counted and logged.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from typing import Any, Callable, Optional
@@ -218,8 +225,6 @@ class JackMidiBackend:
 
     def server_label(self) -> str:
         """The name of the JACK server this backend connects to."""
-        import os
-
         return self.servername or os.environ.get("JACK_DEFAULT_SERVER") or "default"
 
     @property
@@ -603,8 +608,6 @@ class RtMidiBackend:
 
 def alsa_sequencer_present() -> bool:
     """True when the ALSA sequencer exists (desktops; not in containers without /dev/snd)."""
-    import os
-
     return os.path.exists("/dev/snd/seq")
 
 
