@@ -16,10 +16,12 @@ process at :data:`log`: the system one (JACK-Client's, which the MIDI reader
 and its cycle-time reads share) and python-rtmidi's own bundled copy, which
 has its own globals.  What libjack says while mxfd tries to connect
 (inside :func:`connecting`) is the expected noise of a missing server and
-goes to the debug level; any other error is a warning, the same text at most
-once per :data:`REPEAT_S` (with how often it came meanwhile), so a libjack
-that repeats itself in a loop cannot flood the log either.  Info messages
-are debug.
+goes to the debug level.  Any other error is logged at the info level: it
+is libjack's detail (a server that dies says "Cannot read socket", "CheckRes
+error", ...), while mxfd's own line says what it means and what is done;
+the same text at most once per :data:`REPEAT_S` (with how often it came
+meanwhile), so a libjack that repeats itself in a loop cannot flood the log
+either.  Info messages are debug.
 
 The PortAudio side (the audio worker process) needs none of this: its
 stderr is a pipe the daemon reads and logs at the debug level.
@@ -77,9 +79,9 @@ def _on_error(message: str) -> None:
             _seen.clear()
         _seen[text] = (now, 0)
     if repeats:
-        log.warning("libjack: %s (and %d times more in the last %.1f s)", text, repeats, now - last)
+        log.info("libjack: %s (and %d times more in the last %.1f s)", text, repeats, now - last)
     else:
-        log.warning("libjack: %s", text)
+        log.info("libjack: %s", text)
 
 
 def _on_info(message: str) -> None:

@@ -45,7 +45,7 @@ def test_rtmidis_own_libjack_is_routed_too(
     assert any("Cannot connect to server" in r.getMessage() for r in caplog.records if r.name == "mxfd.jack")
 
 
-def test_other_errors_are_warnings_and_a_repeated_one_is_summed(
+def test_other_errors_are_info_and_a_repeated_one_is_summed(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(jacklog, "REPEAT_S", 0.2)
@@ -58,10 +58,10 @@ def test_other_errors_are_warnings_and_a_repeated_one_is_summed(
         jacklog._on_info("an info line")
     lines = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert lines[:2] == [
-        (logging.WARNING, "libjack: Cannot connect ports owned by inactive clients"),
-        (logging.WARNING, "libjack: something else"),
+        (logging.INFO, "libjack: Cannot connect ports owned by inactive clients"),
+        (logging.INFO, "libjack: something else"),
     ], lines
-    assert lines[2][0] == logging.WARNING
+    assert lines[2][0] == logging.INFO
     repeated = "libjack: Cannot connect ports owned by inactive clients (and 2 times more in the last"
     assert lines[2][1].startswith(repeated), lines
     assert lines[3:] == [(logging.DEBUG, "libjack: an info line")]
