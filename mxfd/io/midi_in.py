@@ -427,13 +427,23 @@ class JackMidiBackend:
         if last is None:
             return
         lost = ((now - last) & 0xFFFFFFFF) - expected  # the frame time is a uint32_t that wraps
-        if lost <= 0:
+        if lost <= 0 or not self._has_input():
             return
         cycles = -(-lost // frames)
         self.lost_cycles += cycles
         self.lost_frames += lost
         self.stalls += 1
         self.last_loss_at = time.monotonic()
+
+    def _has_input(self) -> bool:
+        """True when something could have played into the missed cycles: a source, or a peer on ``in``.
+
+        (A start-up stall before anything is connected loses nothing.)
+        """
+        for entry in self._entries:
+            if entry is not self._virtual or entry.port.number_of_connections > 0:
+                return True
+        return False
 
     def report_losses(self) -> None:
         """Log the input lost since the last report, at most every :data:`LOSS_LOG_INTERVAL_S`.

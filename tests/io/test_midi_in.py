@@ -13,7 +13,7 @@ import pytest
 from mxfd.core.clock import ManualClock
 from mxfd.core.event import EVENT_COMPLETE
 from mxfd.io.base import BackendUnavailable, Wake, is_mxfd_port
-from mxfd.io.midi_in import ArrivalStamper, JackMidiBackend, RtMidiBackend
+from mxfd.io.midi_in import ArrivalStamper, JackMidiBackend, JackPort, RtMidiBackend
 from tests.e2e.ears import Keyboard, wait_until
 from tests.jackserver import JackServer
 
@@ -243,6 +243,15 @@ def test_a_closed_source_gets_nothing_more(jack_backend: JackMidiBackend) -> Non
 
 @pytest.mark.e2e
 def test_cycles_the_callback_missed_are_counted_as_lost_input(jack_backend: JackMidiBackend) -> None:
+    kbd = FrameSender("test-kbd-stall")
+    try:
+        jack_backend.open_source(kbd.port_name, Target())
+        cycles_missed_while_the_gil_is_held(jack_backend)
+    finally:
+        kbd.close()
+
+
+def cycles_missed_while_the_gil_is_held(jack_backend: JackMidiBackend) -> None:
     assert wait_until(lambda: jack_backend._last_frame is not None, 2.0)
     before = jack_backend.input_lost()
     # sum() over a range runs in C without letting go of the GIL: the process
@@ -257,6 +266,15 @@ def test_cycles_the_callback_missed_are_counted_as_lost_input(jack_backend: Jack
     assert lost["last_s_ago"] is not None
 
 
+@pytest.mark.e2e
+def test_cycles_missed_with_nothing_connected_lose_no_input(jack_backend: JackMidiBackend) -> None:
+    jack_backend.open_virtual("in", Target())  # open, but nobody plays into it
+    assert wait_until(lambda: jack_backend._last_frame is not None, 2.0)
+    sum(range(30_000_000))  # holds the GIL: the callback misses its cycles
+    time.sleep(0.1)
+    assert jack_backend.input_lost()["stalls"] == 0
+
+
 class _FrameTimes:
     """A JACK client's frame time, as the process callback reads it."""
 
@@ -268,6 +286,7 @@ def test_lost_input_is_counted_across_the_frame_counters_wrap_and_only_when_cycl
 ) -> None:
     backend = JackMidiBackend(Wake())
     clock = backend._cycle_client = _FrameTimes()
+    backend._entries = (JackPort("kbd:out", None, Target()),)  # a source: something to lose
     frame = (1 << 32) - 256
     for _ in range(6):  # the uint32_t wraps in the middle: still one cycle apart
         clock.last_frame_time = frame % (1 << 32)
