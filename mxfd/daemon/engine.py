@@ -779,7 +779,12 @@ class Engine:
             self._deferred = []
             for s in self._render_streams:
                 s.sequencer.schedule_prefetch = self._prefetch
-            self._control.clear()
+            with self._control_done:
+                # The new synth holds nothing to release or silence: what was asked of
+                # the old one counts as done, or every later wait_control would wait in vain.
+                self._control_applied += len(self._control)
+                self._control.clear()
+                self._control_done.notify_all()
         self._sync_start = True
 
     # -- status -----------------------------------------------------------------------------

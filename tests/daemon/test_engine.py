@@ -198,6 +198,14 @@ def test_a_panic_the_render_thread_does_not_get_to_says_so_and_is_applied_later(
     assert rig.engine.synth.stats()["voices"] == 0
 
 
+def test_a_panic_after_the_synth_was_replaced_with_requests_pending_is_still_answered() -> None:
+    rig = Rig()
+    e = rig.engine
+    e._request("all_sound_off")  # asked of the old synth, never applied to it
+    e._replace_synth()  # a reload with a new rate, period or polyphony
+    assert panic_while_rendering(rig)["applied"] is True
+
+
 def test_a_source_closed_with_a_note_still_in_flight_leaves_nothing_sounding() -> None:
     rig = Rig()
     e = rig.engine
