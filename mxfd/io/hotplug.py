@@ -16,7 +16,10 @@ milliseconds with notifications, within ``poll_interval`` without.
 A backend whose system went away (the JACK server died) is closed with all
 its sources and reopened every ``retry_interval`` until the system is back;
 then the daemon's own input port is exposed again and the pass connects
-everything anew.  Nothing here needs the daemon to restart.
+everything anew.  Nothing here needs the daemon to restart.  The log says
+so once each way ("JACK server gone", "no JACK server ...; retrying every
+0.5 s", "JACK server back"); the retries in between are silent, and so is
+libjack (:mod:`mxfd.io.jacklog`).
 
 Sources that fail to open are logged once and retried on later passes.
 """
