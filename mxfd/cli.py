@@ -1,4 +1,4 @@
-"""The ``mxfd`` command: run, ports, play, record, render, status, instruments.
+"""The ``mxfd`` command: run, ports, play, record, render, status, panic, instruments.
 
 This module only parses arguments; each command lives with the part of
 mxfd it belongs to and is imported when it runs, so ``mxfd render`` never
@@ -22,6 +22,7 @@ COMMANDS = {
     "play": "mxfd.client.commands",
     "record": "mxfd.client.commands",
     "status": "mxfd.client.commands",
+    "panic": "mxfd.client.commands",
     "render": "mxfd.render",
     "instruments": "mxfd.instruments",
 }
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("play", "play a MIDI file through the running daemon"),
         ("record", "record what is played to a MIDI file"),
         ("status", "show the daemon's state and counters"),
+        ("panic", "all notes and sound off now (notes a lost note-off left hanging)"),
     ):
         c = sub.add_parser(name, help=helptext)
         c.add_argument("--socket", metavar="PATH", help=socket_help)
@@ -126,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"tempo of the file, beats per minute, as arecordmidi -b (default: {RECORD_BPM:g})")
             c.add_argument("-t", "--ppq", type=_ranged(int, 1, 0x7FFF, "--ppq"), default=RECORD_PPQN, metavar="TICKS",
                            help=f"ticks per quarter note, as arecordmidi -t (default: {RECORD_PPQN})")
-        else:
+        elif name == "status":
             c.add_argument("--json", action="store_true", help="machine-readable output: the whole report")
             c.add_argument("-v", "--verbose", action="store_true", help="every counter the daemon reports")
 

@@ -318,6 +318,10 @@ class Client:
         """Drop everything still queued for playback and release this client's notes."""
         return self.request("stop")
 
+    def panic(self) -> dict[str, Any]:
+        """All notes and sound off on every channel group (not only this client's): ``applied``, ``voices``."""
+        return self.request("panic")
+
     # -- playback ------------------------------------------------------------
 
     def send_buffer(self, start_time: int, data: bytes | bytearray | memoryview) -> int:

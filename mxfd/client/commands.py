@@ -1,4 +1,4 @@
-"""``mxfd play``, ``mxfd record`` and ``mxfd status``: the daemon's clients on the command line.
+"""``mxfd play``, ``mxfd record``, ``mxfd status`` and ``mxfd panic``: the daemon's clients on the command line.
 
 Theory of operation
 -------------------
@@ -69,7 +69,7 @@ RECORD_DRAIN = 0.05
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``mxfd play``, ``mxfd record`` or ``mxfd status``."""
+    """Run ``mxfd play``, ``mxfd record``, ``mxfd status`` or ``mxfd panic``."""
     from mxfd.daemon.config import ConfigError
 
     try:
@@ -79,6 +79,8 @@ def main(args: argparse.Namespace) -> int:
             return record(args)
         if args.command == "status":
             return status(args)
+        if args.command == "panic":
+            return panic(args)
     except (ClientError, HelloRefused, ServerError) as e:
         print(f"mxfd {args.command}: {e}", file=sys.stderr)
         return 1
@@ -478,6 +480,20 @@ def captures_to_file(captures: Iterable[Captured], out: str) -> Recording:
     return rec
 
 
+# -- panic ------------------------------------------------------------------------------
+
+
+def panic(args: argparse.Namespace) -> int:
+    """All notes and sound off in the daemon now: 0 once done, 1 if its render thread did not get to it."""
+    with Client(socket_path(args), name="mxfd-panic") as client:
+        reply = client.panic()
+    if not reply.get("applied"):
+        print("mxfd panic: asked, but the daemon's render thread did not apply it within 1 s", file=sys.stderr)
+        return 1
+    print(f"all notes and sound off ({reply.get('voices')} voice(s) were sounding)")
+    return 0
+
+
 # -- status ------------------------------------------------------------------------------
 
 
@@ -533,6 +549,13 @@ def format_status(st: dict[str, Any], own_id: Optional[int] = None) -> str:
             lines.append(f"  {k.get('name')} ({', '.join(counts)})")
     else:
         lines.append("keyboards: none connected")
+
+    lost = st.get("input_lost")
+    if isinstance(lost, dict) and lost.get("stalls"):
+        ago = lost.get("last_s_ago")
+        when = f", last {_duration(ago)} ago" if isinstance(ago, (int, float)) else ""
+        lines.append(f"input lost: {lost['stalls']} stall(s), {lost.get('ms', 0):g} ms of MIDI{when} "
+                     "(a hanging note lost its note-off: `mxfd panic`)")
 
     clients = _other_clients(st, own_id)
     if clients:
@@ -682,6 +705,7 @@ __all__ = [
     "format_status_full",
     "main",
     "output_problem",
+    "panic",
     "play",
     "record",
     "socket_path",

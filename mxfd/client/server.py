@@ -216,6 +216,8 @@ class EngineLike(Protocol):
 
     def register_status(self, name: str, fn: Callable[[], dict[str, Any]]) -> None: ...
 
+    def panic(self, timeout: float = 1.0) -> dict[str, Any]: ...
+
 
 # -- configuration -------------------------------------------------------------------
 
@@ -880,6 +882,15 @@ def _no_hello_again(session: Session, msg: dict[str, Any]) -> dict[str, Any]:
 
 
 _HANDLERS["hello"] = _no_hello_again
+
+
+def _panic(session: Session, msg: dict[str, Any]) -> dict[str, Any]:
+    """All notes and sound off on every channel group (every client's and keyboard's), for hanging notes."""
+    result = session.engine.panic()
+    return {"type": "panicked", "applied": bool(result["applied"]), "voices": result["voices"]}
+
+
+_HANDLERS["panic"] = _panic
 
 
 # -- the server --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ value from the config overrides both.
 
 *The render callback* (the audio pin's render thread) waits (bounded) for
 the JACK reader's cycle, applies control requests other threads queued
-(release a source's channel group, all sound off, fade out), then releases
+(release a source's channel group, all sound off, panic, fade out), then releases
 from every render stream the events due by the block's start plus the
 synth's schedule pre-fetch (one block), and renders the synth into the
 frame.  Control of the synth happens on this thread; other threads only
@@ -274,6 +274,9 @@ class Engine:
         self.dropped: dict[str, int] = {"thru_pool": 0, "thru_malformed": 0, "thru_error": 0, "subscriber_error": 0}
         self.buffers_captured = 0
         self.renders = 0
+        #: Panics asked for, and how many voices the last one silenced (set on the render thread).
+        self.panics = 0
+        self._panic_voices = 0
 
     # -- the contract with the client side -------------------------------------------
 
@@ -451,6 +454,8 @@ class Engine:
                     self._deferred.append((due, arg))
                 elif what == "all_sound_off":
                     synth.all_sound_off()
+                elif what == "panic":
+                    self._panic_voices = synth.panic()
                 elif what == "fade_out":
                     self._fade_at = 0
             except Exception:
@@ -459,6 +464,26 @@ class Engine:
         with self._control_done:
             self._control_applied += applied
             self._control_done.notify_all()
+
+    def panic(self, timeout: float = 1.0) -> dict[str, Any]:
+        """All notes and sound off on every channel group, for notes a lost note-off left hanging.
+
+        Applied on the render thread like every synth control; waits up to
+        ``timeout`` for it.  Returns ``applied`` (False if the render thread
+        did not get to it in time: it still will) and the voices silenced.
+        """
+        serial = self._request("panic")
+        applied = self.wait_control(serial, timeout)
+        self.panics += 1
+        voices = self._panic_voices if applied else None
+        lost = self.input_lost()
+        log.info(
+            "panic: all notes and sound off on every channel group (%s voices sounding; %d MIDI input cycles lost "
+            "so far)",
+            "?" if voices is None else voices,
+            lost["cycles"],
+        )
+        return {"applied": applied, "voices": voices}
 
     def _run_deferred(self, position: int) -> None:
         keep = []
@@ -754,7 +779,12 @@ class Engine:
             self._deferred = []
             for s in self._render_streams:
                 s.sequencer.schedule_prefetch = self._prefetch
-            self._control.clear()
+            with self._control_done:
+                # The new synth holds nothing to release or silence: what was asked of
+                # the old one counts as done, or every later wait_control would wait in vain.
+                self._control_applied += len(self._control)
+                self._control.clear()
+                self._control_done.notify_all()
         self._sync_start = True
 
     # -- status -----------------------------------------------------------------------------
@@ -768,6 +798,26 @@ class Engine:
     def inputs(self) -> list[dict[str, Any]]:
         with self._lock:
             return [r.as_dict() for r in self._inputs.values()]
+
+    def input_lost(self) -> dict[str, Any]:
+        """MIDI input the backends know they lost (JACK cycles the daemon did not run in).
+
+        ``watched`` is False when no backend can tell (rtmidi, raw devices).
+        """
+        out: dict[str, Any] = {"watched": False, "stalls": 0, "cycles": 0, "ms": 0.0, "xruns": 0, "last_s_ago": None}
+        for b in self.backends:
+            report = getattr(b, "input_lost", None)
+            if report is None:
+                continue
+            part = report()
+            out["watched"] = True
+            for key in ("stalls", "cycles", "ms", "xruns"):
+                out[key] += part[key]
+            ago = part["last_s_ago"]
+            if ago is not None and (out["last_s_ago"] is None or ago < out["last_s_ago"]):
+                out["last_s_ago"] = ago
+        out["ms"] = round(out["ms"], 1)
+        return out
 
     def status(self) -> dict[str, Any]:
         """Everything ``mxfd status`` shows (JSON-serialisable)."""
@@ -789,6 +839,7 @@ class Engine:
                 "on_arrival": round(self.render_latency_100ns / 10_000, 3),
             },
             "reader_timeouts": self.reader_timeouts,
+            "input_lost": self.input_lost(),
             "capture_streams": captures,
             "render_streams": streams,
             "synth": self.synth.stats(),
@@ -800,6 +851,7 @@ class Engine:
             },
             "history": {"buffers": len(self._history), "seconds": self._history.horizon / UNITS_PER_SECOND},
             "renders": self.renders,
+            "panics": self.panics,
         }
         for name, fn in list(self._status_parts.items()):
             try:

@@ -16,7 +16,10 @@ milliseconds with notifications, within ``poll_interval`` without.
 A backend whose system went away (the JACK server died) is closed with all
 its sources and reopened every ``retry_interval`` until the system is back;
 then the daemon's own input port is exposed again and the pass connects
-everything anew.  Nothing here needs the daemon to restart.
+everything anew.  Nothing here needs the daemon to restart.  The log says
+so once each way ("JACK server gone", "no JACK server ...; retrying every
+0.5 s", "JACK server back"); the retries in between are silent, and so is
+libjack (:mod:`mxfd.io.jacklog`).
 
 Sources that fail to open are logged once and retried on later passes.
 """
@@ -193,8 +196,10 @@ class Hotplug:
             st = self._state[id(b)]
             if st.up and not b.alive:
                 self.lost += 1
-                log.warning("%s: MIDI system gone; closing its %d sources and retrying", b.kind, len(st.sources))
+                log.warning("%s: %s gone; closing its %d sources", b.kind, getattr(b, "system", "MIDI system"),
+                            len(st.sources))
                 self._shut(b, "lost")
+                st.last_error = "gone"  # so its return is reported, however soon it comes
             if not st.up:
                 if now < st.retry_at:
                     continue
@@ -207,6 +212,9 @@ class Hotplug:
                     st.retry_at = now + self.retry_interval
                     continue
                 st.up = True
+                if st.last_error is not None:
+                    # Said once, as "gone" was: the retries in between were silent.
+                    log.info("%s: %s back", b.kind, getattr(b, "system", "MIDI system"))
                 st.last_error = None
                 self._open_virtual(b, st)
             self._follow(b, st)
@@ -216,6 +224,9 @@ class Hotplug:
                 sync = getattr(b, "sync_clock", None)
                 if sync is not None and self._state[id(b)].up:
                     sync()
+                report = getattr(b, "report_losses", None)  # input lost while the daemon stood still
+                if report is not None:
+                    report()
 
     def _follow(self, b: MidiBackend, st: _BackendState) -> None:
         names = b.list_sources()

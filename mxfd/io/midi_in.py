@@ -26,7 +26,13 @@ Two readers for JACK, chosen by ``[midi] jack_reader``:
   offset measured in pairs of reads.  Port registration notifications wake
   the hot-plug watcher, and a server shutdown marks the backend dead so the
   watcher reopens it.  (A client of a dead server is closed before anything
-  in the process talks to a new one: libjack crashes otherwise.)
+  in the process talks to a new one: libjack crashes otherwise.)  Input is
+  lost when JACK runs cycles without this client (the daemon stopped or
+  starved): the MIDI of those cycles is never in a buffer it reads, and a
+  lost note-off leaves its note hanging.  The callback sees it as JACK's
+  frame time jumping by more than the previous cycle's length; it counts
+  the cycles (``input_lost()``, in ``mxfd status``) and the watcher's
+  periodic pass logs them (``report_losses``), so ``mxfd panic`` has a reason.
 * :class:`RtMidiBackend` on JACK stamps each event when rtmidi's process
   callback delivers it: period-accurate only (each ``MidiIn`` is its own JACK
   client, and it does not follow a JACK server restart).  On ALSA it is the only reader; there rtmidi's delta times come
@@ -41,6 +47,7 @@ have the client thrown out of the graph); failures are counted and logged.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from typing import Any, Callable, Optional
@@ -48,9 +55,12 @@ from typing import Any, Callable, Optional
 from mxfd.core.clock import UNITS_PER_US, Clock, master_time
 from mxfd.core.event import EVENT_COMPLETE
 from mxfd.io.base import BackendUnavailable, CaptureTarget, OutputClock, Wake, is_mxfd_port
+from mxfd.io.jacklog import connecting, route_jack_messages
 
 log = logging.getLogger(__name__)
 
+#: Lost input is logged at most this often (seconds); what is lost in between is summed.
+LOSS_LOG_INTERVAL_S = 5.0
 #: How far the arrival stamper lets its anchor creep later per second, to
 #: follow a sequencer clock slower than the master clock (200 ppm).
 _CREEP_PER_SECOND = 2_000
@@ -159,6 +169,8 @@ class JackMidiBackend:
     """One JACK client reading every MIDI source at its exact frame."""
 
     kind = "jack"
+    #: What hot-plug calls gone or back.
+    system = "JACK server"
     notifies = True
 
     def __init__(
@@ -190,10 +202,30 @@ class JackMidiBackend:
         #: Exceptions caught in the process callback.
         self.errors = 0
         self._last_error_log = 0.0
+        # Lost input (see _check_continuity): JACK's frame time at the previous
+        # cycle and that cycle's length; None until the first cycle.
+        self._last_frame: Optional[int] = None
+        # The client the callback runs for: close() clears self.client while the callback may still run.
+        self._cycle_client: Any = None
+        self._last_frames = 0
+        #: Cycles JACK ran without this client's callback (their MIDI input is gone), and how
+        #: often that happened; the frames they held; xruns JACK reported.
+        self.lost_cycles = 0
+        self.stalls = 0
+        self.lost_frames = 0
+        self.xruns = 0
+        self.last_loss_at: Optional[float] = None
+        self._loss_logged_at = -LOSS_LOG_INTERVAL_S
+        self._loss_logged_frames = 0
+        self._loss_logged_stalls = 0
 
     @property
     def alive(self) -> bool:
         return self._alive
+
+    def server_label(self) -> str:
+        """The name of the JACK server this backend connects to."""
+        return self.servername or os.environ.get("JACK_DEFAULT_SERVER") or "default"
 
     @property
     def samplerate(self) -> int:
@@ -202,15 +234,21 @@ class JackMidiBackend:
     def open(self) -> None:
         import jack
 
+        route_jack_messages()
         try:
-            client = jack.Client(self.client_name, no_start_server=True, servername=self.servername)
+            with connecting():
+                client = jack.Client(self.client_name, no_start_server=True, servername=self.servername)
         except jack.JackError as exc:
-            raise BackendUnavailable(f"no JACK server: {exc}") from None
+            log.debug("JACK: %s", exc)
+            raise BackendUnavailable(f"no JACK server {self.server_label()!r}") from None
+        self._cycle_client = client
+        self._last_frame = None
         try:
             client.set_process_callback(self._process)
             client.set_port_registration_callback(self._on_registration, only_available=False)
             client.set_port_connect_callback(self._on_connect, only_available=False)
             client.set_shutdown_callback(self._on_shutdown)
+            client.set_xrun_callback(self._on_xrun)
             self._times = _CycleTimes(client)
             if self.output_port is not None:
                 self._sync_port = client.inports.register("sync")
@@ -338,6 +376,7 @@ class JackMidiBackend:
 
     def _process(self, frames: int) -> None:
         try:
+            self._check_continuity(frames)
             entries = self._entries
             if entries:
                 t0 = None
@@ -370,6 +409,78 @@ class JackMidiBackend:
                 self._last_error_log = now
                 log.exception("JACK: MIDI input failed (%d times so far)", self.errors)
         self._cycles += 1
+
+    def _check_continuity(self, frames: int) -> None:
+        """Count the cycles JACK ran since the previous callback without running it.
+
+        Within a run of cycles JACK's frame time advances by exactly each
+        cycle's length; more means cycles went by without this callback (the
+        daemon was stopped or starved), and the MIDI events of those cycles
+        never reached a port buffer it read: a note-off lost so leaves its note
+        hanging.  Only counted here: :meth:`report_losses` logs it.
+        """
+        now = int(self._cycle_client.last_frame_time)
+        last = self._last_frame
+        self._last_frame = now
+        expected = self._last_frames
+        self._last_frames = frames
+        if last is None:
+            return
+        lost = ((now - last) & 0xFFFFFFFF) - expected  # the frame time is a uint32_t that wraps
+        if lost <= 0 or not self._has_input():
+            return
+        cycles = -(-lost // frames)
+        self.lost_cycles += cycles
+        self.lost_frames += lost
+        self.stalls += 1
+        self.last_loss_at = time.monotonic()
+
+    def _has_input(self) -> bool:
+        """True when something could have played into the missed cycles: a source, or a peer on ``in``.
+
+        (A start-up stall before anything is connected loses nothing.)
+        """
+        for entry in self._entries:
+            if entry is not self._virtual or entry.port.number_of_connections > 0:
+                return True
+        return False
+
+    def report_losses(self) -> None:
+        """Log the input lost since the last report, at most every :data:`LOSS_LOG_INTERVAL_S`.
+
+        Called by the hot-plug watcher's periodic pass, so the process callback
+        never writes a log line; nothing lost goes unreported, it is only summed.
+        """
+        unlogged = self.lost_frames - self._loss_logged_frames
+        t = time.monotonic()
+        if unlogged <= 0 or t - self._loss_logged_at < LOSS_LOG_INTERVAL_S:
+            return
+        stalls = self.stalls - self._loss_logged_stalls
+        self._loss_logged_at = t
+        self._loss_logged_frames = self.lost_frames
+        self._loss_logged_stalls = self.stalls
+        log.warning(
+            "JACK: MIDI input lost: %.0f ms of cycles in %d stall(s) ran without mxfd (%d cycles lost so far); "
+            "a note whose note-off was in them hangs until `mxfd panic`",
+            unlogged * 1000 / self._rate,
+            stalls,
+            self.lost_cycles,
+        )
+
+    def input_lost(self) -> dict[str, Any]:
+        """What ``mxfd status`` shows of lost input."""
+        rate = self._rate or 1
+        ago = None if self.last_loss_at is None else round(time.monotonic() - self.last_loss_at, 1)
+        return {
+            "stalls": self.stalls,
+            "cycles": self.lost_cycles,
+            "ms": round(self.lost_frames * 1000 / rate, 1),
+            "xruns": self.xruns,
+            "last_s_ago": ago,
+        }
+
+    def _on_xrun(self, delayed_usecs: float) -> None:
+        self.xruns += 1
 
     def _on_registration(self, port: Any, register: bool) -> None:
         self.wake.set()
@@ -424,6 +535,7 @@ class RtMidiBackend:
         if api not in ("alsa", "jack"):
             raise ValueError(f"rtmidi api must be 'alsa' or 'jack', not {api!r}")
         self.kind = api
+        self.system = "JACK server" if api == "jack" else "ALSA sequencer"
         self.notifies = False
         self.frame_accurate = False
         self.wake = wake
@@ -440,8 +552,11 @@ class RtMidiBackend:
     def _midi_in(self, name: str) -> Any:
         import rtmidi
 
+        if self.kind == "jack":
+            route_jack_messages(rtmidi=True)
         try:
-            return rtmidi.MidiIn(self._api(), name=name)
+            with connecting():
+                return rtmidi.MidiIn(self._api(), name=name)
         except rtmidi.SystemError as exc:
             raise BackendUnavailable(f"rtmidi {self.kind}: {exc}") from None
 
@@ -452,7 +567,8 @@ class RtMidiBackend:
     def open(self) -> None:
         watch = self._midi_in(f"{self.client_name}-watch")
         try:
-            watch.get_ports()
+            with connecting():  # rtmidi on JACK connects here, and on each listing
+                watch.get_ports()
         except Exception as exc:
             watch.delete()
             raise BackendUnavailable(f"rtmidi {self.kind}: {exc}") from None
@@ -468,7 +584,9 @@ class RtMidiBackend:
     def list_sources(self) -> list[str]:
         if self._watch is None:
             return []
-        return [n for n in self._watch.get_ports() if not is_mxfd_port(n)]
+        with connecting():
+            names = self._watch.get_ports()
+        return [n for n in names if not is_mxfd_port(n)]
 
     def open_source(self, name: str, target: CaptureTarget) -> RtMidiPort:
         midi_in = self._midi_in(self.client_name)
@@ -500,8 +618,6 @@ class RtMidiBackend:
 
 def alsa_sequencer_present() -> bool:
     """True when the ALSA sequencer exists (desktops; not in containers without /dev/snd)."""
-    import os
-
     return os.path.exists("/dev/snd/seq")
 
 

@@ -210,6 +210,24 @@ class Synth:
         with self._lock:
             self._sound_off_all()
 
+    def panic(self) -> int:
+        """The panic button: all sound off and all controllers reset on every channel of every group.
+
+        What a lost note-off, pedal-up or bend return left behind goes: every
+        voice fades within a few ms, pedals come up, and modulation, bend,
+        expression and pressure return to their defaults (CC 121, RP-015);
+        programs, volume and pan stay as they were.  Returns how many voices
+        were sounding.
+        """
+        with self._lock:
+            sounding = self.voices.sounding
+            self._sound_off_all()
+            ch = self.channels
+            for c in range(len(ch.sustain)):
+                ch.reset_controllers(c)
+            self.voices.mark_pan_dirty()
+        return sounding
+
     def stats(self) -> dict[str, object]:
         """Counters for ``mxfd status``."""
         v = self.voices

@@ -131,6 +131,7 @@ class CoreEngine:
         self.subscriptions: list[Subscription] = []
         self.ring = History(300.0)
         self.status_parts: dict[str, Callable[[], dict[str, Any]]] = {}
+        self.panics = 0
         self.lock = threading.Lock()
         self.pool = pool
         self.cap = cap
@@ -180,6 +181,11 @@ class CoreEngine:
 
     def register_status(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
         self.status_parts[name] = fn
+
+    def panic(self, timeout: float = 1.0) -> dict[str, Any]:
+        """Counted only: panic itself is tested against the real Engine (tests/client/test_commands.py)."""
+        self.panics += 1
+        return {"applied": True, "voices": 0}
 
 
 def _keeps_the_contract(engine: CoreEngine) -> EngineLike:

@@ -1,4 +1,4 @@
-"""``mxfd play``, ``mxfd record``, ``mxfd status`` against the socket server on the real core."""
+"""``mxfd play``, ``mxfd record``, ``mxfd status``, ``mxfd panic`` against the socket server on the real core."""
 
 from __future__ import annotations
 
@@ -13,14 +13,18 @@ import time
 from typing import Any, Iterator, Sequence
 
 import mido
+import numpy as np
 import pytest
 
 from mxfd.cli import build_parser
-from mxfd.client import commands
+from mxfd.client import Client, commands
 from mxfd.client.commands import RECORD_PPQN, Recording, format_status, format_status_full
 from mxfd.client.server import Server, ServerConfig, start_server
 from mxfd.core.clock import master_time
+from mxfd.core.event import EVENT_COMPLETE
 from mxfd.core.wire import encode_buffer
+from mxfd.daemon.config import Config
+from mxfd.daemon.engine import Engine
 from mxfd.midifile import read_midi_file
 from tests.client.helpers import CoreEngine, Ticking, socket_dir, wait_for
 
@@ -415,6 +419,58 @@ def test_status_json_is_the_daemons_report(live: tuple[CoreEngine, Server], caps
     assert st["state"] == "running" and st["clients"]["connected"] == 1
 
 
+class Pin:
+    """The audio pin's part for a real engine: renders a block every period on the real clock."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        e = self.engine
+        out = np.zeros((e.period, 2), dtype=np.float32)
+        e.on_sync(master_time(), 0)
+        position = 0
+        while not self.done.wait(e.period / e.rate):
+            e.render(out, position)
+            position += e.period
+
+    def __enter__(self) -> "Pin":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+def test_panic_silences_every_stream_of_the_daemon_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    engine = Engine(Config())
+    with socket_dir() as d, start_server(engine, ServerConfig(socket=os.path.join(d, "s"))) as server, Pin(engine):
+        kbd = engine.open_capture("kbd:out")
+        now = master_time()
+        for i, message in enumerate((bytes([0xC0, 19]), bytes([0x90, 60, 100]))):
+            kbd.capture(message, 0, len(message), now + i, EVENT_COMPLETE)
+        kbd.flush()
+        with Client(server.path, name="player") as player:  # another client's held note
+            t, latency = player.time()
+            player.play([(t + latency, 1, bytes([0xC1, 19])), (t + latency + 1, 1, bytes([0x91, 64, 100]))])
+            player.sync()
+            assert wait_for(lambda: engine.synth.stats()["voices"] == 2, 2.0)
+            assert commands.main(args("panic", "--socket", server.path)) == 0
+            assert capsys.readouterr().out == "all notes and sound off (2 voice(s) were sounding)\n"
+            assert wait_for(lambda: engine.synth.stats()["voices"] + engine.synth.stats()["fading"] == 0, 1.0)
+            with Client(server.path) as c:
+                assert c.status()["panics"] == 1
+
+
+def test_panic_without_a_daemon_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert commands.main(args("panic", "--socket", "/nonexistent/mxfd.sock")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mxfd panic: ") and len(err.splitlines()) == 1
+
+
 def test_status_verbose_puts_the_state_first_and_shows_every_part() -> None:
     text = format_status_full(
         {
@@ -495,3 +551,12 @@ def test_status_of_a_degraded_daemon_says_why_nothing_is_heard() -> None:
     lines = format_status(st).splitlines()
     assert lines[1] == ("audio: degraded, nothing is heard: audio output device 'nosuch': no such device; "
                         "the output devices are 0 'system'")
+
+
+def test_status_says_when_input_was_lost_and_what_silences_a_hanging_note() -> None:
+    lost = {"watched": True, "stalls": 2, "cycles": 380, "ms": 1013.3, "xruns": 0, "last_s_ago": 4.2}
+    st = {"state": "running", "inputs": [], "input_lost": lost}
+    assert "input lost: 2 stall(s), 1013.3 ms of MIDI, last 4 s ago (a hanging note lost its note-off: `mxfd panic`)" \
+        in format_status(st).splitlines()
+    lost["stalls"] = 0
+    assert not any(line.startswith("input lost") for line in format_status(st).splitlines())

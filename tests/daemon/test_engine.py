@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import threading
 import tracemalloc
 from typing import Any
 
@@ -143,6 +144,66 @@ def test_a_vanished_source_releases_only_the_notes_it_left_held() -> None:
     # b's G (392 Hz, and the organ's 196 Hz stop) still sounds; a's C (261.6, 130.8 Hz) is gone.
     g = max(level(392.0), level(196.0))
     assert max(level(261.63), level(130.81)) < 0.01 * g
+
+
+def panic_while_rendering(rig: Rig) -> dict[str, Any]:
+    """``engine.panic()`` from another thread, as the socket server calls it, while the pin renders."""
+    result: dict[str, Any] = {}
+    t = threading.Thread(target=lambda: result.update(rig.engine.panic(timeout=5.0)))
+    t.start()
+    while t.is_alive():
+        rig.render(PERIOD)
+        t.join(0.001)
+    return result
+
+
+def test_panic_silences_every_channel_group_and_resets_controllers_but_not_programs() -> None:
+    rig = Rig()
+    e = rig.engine
+    a = e.open_capture("a:out")
+    b = e.open_capture("b:out")
+    client = e.open_playback_stream("client-1")
+    assert isinstance(a, CaptureStream) and isinstance(b, CaptureStream)
+    organ_note(rig, a, 60, 100)
+    organ_note(rig, b, 67, 100)
+    rig.play(a, bytes([0xE0, 0, 0x7F]), 110)  # a's bend up: its return to the centre is lost
+    rig.play(b, bytes([0xB0, 64, 127]), 110)  # b's sustain pedal down: its pedal-up is lost
+    t = rig.time_of(200)
+    start, data = encode_buffer([(t - 10, 3, bytes([0xC3, 19])), (t, 3, bytes([0x93, 72, 100]))])
+    client.submit(data, start)
+    rig.render(9600)
+    assert e.synth.stats()["voices"] == 3
+    assert panic_while_rendering(rig) == {"applied": True, "voices": 3}
+    rig.render(PERIOD * 4)  # a few ms: sound off is a fast fade, not a release
+    assert e.synth.stats()["voices"] == 0 and e.synth.stats()["fading"] == 0
+    assert e.status()["panics"] == 1
+    ch = e.synth.channels
+    for group in (a.channel_group, b.channel_group, client.channel_group):
+        first = ch.find_slot(group) * 16
+        assert ch.bend_value[first] == 8192 and not ch.sustain[first]
+    # Programs stay: the sources play on as they were set up, the organ again.
+    assert ch.program[ch.find_slot(a.channel_group) * 16] == 19
+    rig.play(a, bytes([0x90, 60, 100]), rig.position + 200)
+    rig.render(9600)
+    assert e.synth.stats()["voices"] == 1
+
+
+def test_a_panic_the_render_thread_does_not_get_to_says_so_and_is_applied_later() -> None:
+    rig = Rig()
+    a = rig.engine.open_capture("a:out")
+    organ_note(rig, a, 60, 100)
+    rig.render(9600)
+    assert rig.engine.panic(timeout=0.01) == {"applied": False, "voices": None}
+    rig.render(PERIOD * 4)
+    assert rig.engine.synth.stats()["voices"] == 0
+
+
+def test_a_panic_after_the_synth_was_replaced_with_requests_pending_is_still_answered() -> None:
+    rig = Rig()
+    e = rig.engine
+    e._request("all_sound_off")  # asked of the old synth, never applied to it
+    e._replace_synth()  # a reload with a new rate, period or polyphony
+    assert panic_while_rendering(rig)["applied"] is True
 
 
 def test_a_source_closed_with_a_note_still_in_flight_leaves_nothing_sounding() -> None:

@@ -313,6 +313,70 @@ def test_mxfd_ports_asks_the_running_daemon_which_inputs_are_connected(daemon: D
     assert "system (JACK" in audio and not re.search(r"^\s+\d+: mxfd", audio, re.M), audio  # not its own ports
 
 
+def mxfd(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    """A client command (``mxfd panic``, ``mxfd status``) run against the daemon, as a user runs it."""
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(Path(daemon.socket_path).parents[1]))
+    return subprocess.run(
+        [PYTHON, "-m", "mxfd", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def sounding(ear: Ear) -> float:
+    return rms_dbfs(ear.listen(0.2))
+
+
+def test_mxfd_panic_silences_notes_whose_note_off_never_came(daemon: Daemon, ear: Ear, keyboard: Keyboard) -> None:
+    keyboard.send(0xC0, 19)  # church organ: sounds for as long as the key is held
+    for note in (60, 64, 67):
+        keyboard.note_on(note)  # their note-offs never come
+    assert wait_until(lambda: sounding(ear) > -40, 2.0), "the held chord does not sound"
+    time.sleep(0.5)
+    assert sounding(ear) > -40, "the held chord stopped by itself"
+    out = mxfd(daemon, "panic")
+    assert out.returncode == 0, out.stderr
+    assert "all notes and sound off" in out.stdout
+    settle(ear)  # silent within 3 s (the reverb's tail)
+    status = daemon.status()
+    assert status["synth"]["voices"] == 0 and status["panics"] >= 1
+    assert "panic: all notes and sound off on every channel group" in daemon.output()
+    # Nothing else is off: the keyboard plays on.
+    assert rms_dbfs(hear_note(ear, keyboard, 72, 0.3)) > -40, "no sound after the panic"
+    for note in (60, 64, 67):
+        keyboard.note_off(note)
+    settle(ear)
+
+
+def test_input_lost_while_the_daemon_stood_still_is_logged_and_counted(
+    daemon: Daemon, ear: Ear, keyboard: Keyboard
+) -> None:
+    before = daemon.status()["input_lost"]
+    assert before["watched"] is True
+    logged = daemon.output().count("MIDI input lost")
+    keyboard.send(0xC0, 19)
+    keyboard.note_on(A4)
+    assert wait_until(lambda: sounding(ear) > -40, 2.0), "the note does not sound"
+    daemon.proc.send_signal(signal.SIGSTOP)  # the daemon stands still; JACK's cycles go on
+    try:
+        time.sleep(0.3)
+        keyboard.note_off(A4)  # lost: nobody reads the port in these cycles
+        time.sleep(0.7)
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    # Seen in the first cycle the daemon runs again.
+    assert wait_until(lambda: daemon.status()["input_lost"]["stalls"] > before["stalls"], 2.0, 0.1)
+    lost = daemon.status()["input_lost"]
+    # JACK ran about a second of cycles (375 of 128 frames) without the daemon.
+    assert lost["cycles"] - before["cycles"] >= 300, (before, lost)
+    assert lost["ms"] - before["ms"] >= 800, (before, lost)
+    assert lost["last_s_ago"] is not None and lost["last_s_ago"] < 5.0
+    # Logged within the rate limit (one line per 5 s at most) and the watcher's 2 s pass.
+    assert wait_until(lambda: daemon.output().count("MIDI input lost") > logged, 8.0), daemon.output()[-2000:]
+    assert sounding(ear) > -40, "the note whose note-off was lost does not hang: nothing was lost?"
+    out = mxfd(daemon, "panic")
+    assert out.returncode == 0, out.stderr
+    settle(ear)
+
+
 def test_the_watchdog_is_fed(daemon: Daemon) -> None:
     assert daemon.wait_for("WATCHDOG=1", 3.0) is not None
 
@@ -461,6 +525,46 @@ def test_an_unknown_audio_device_names_the_ones_there_are_and_play_says_nothing_
         assert shown.returncode == 3
         assert shown.stdout.splitlines()[1].startswith("audio: degraded, nothing is heard: "), shown.stdout
         assert d.terminate() == 0
+    finally:
+        d.close()
+
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ mxfd[.:\w]*: ")
+
+
+def test_without_a_jack_server_libjack_is_quiet_and_the_servers_return_is_said_once(tmp_path: Path) -> None:
+    # The first free name of our own series: the server that starts under it later is the daemon's.
+    late = next(s for s in (JackServer(f"mxfd-test-late-{n}") for n in range(4)) if not s.running())
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = late.name
+    try:
+        d = Daemon(tmp_path, '[midi]\napi = "jack"\n')
+    finally:
+        if old is None:
+            del os.environ["JACK_DEFAULT_SERVER"]
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = old
+    try:
+        assert d.wait_for("READY=1", 20.0) is not None, d.output()
+        time.sleep(3.0)  # a window of six connection attempts, each five lines of libjack's before
+        lines = d.output().splitlines()
+        foreign = [line for line in lines if not LOG_LINE.match(line)]
+        assert not foreign, "\n".join(foreign[:10])
+        assert len(lines) <= 12, "\n".join(lines)
+        assert sum("no JACK server" in line and "retrying every 0.5 s" in line for line in lines) == 1, lines
+        late.start()
+        try:
+            assert wait_until(lambda: "JACK server back" in d.output(), 5.0), d.output()
+            assert wait_until(lambda: "audio output running" in d.output(), 10.0), d.output()
+            time.sleep(1.0)  # a window for a second "back" or libjack's own lines to show up in
+            assert d.terminate() == 0
+            out = d.output()
+            assert out.count("JACK server back") == 1, out
+            foreign = [line for line in out.splitlines() if not LOG_LINE.match(line)]
+            assert not foreign, "\n".join(foreign[:10])
+        finally:
+            d.terminate()
+            late.stop()
     finally:
         d.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Iterator, Optional
@@ -160,6 +161,32 @@ def test_a_lost_system_closes_every_source_and_is_reopened_when_back() -> None:
     h.reconcile()
     assert list(b.opened) == ["kbd:out"] and b.virtual is not None
     assert h.lost == 1
+
+
+def test_a_missing_system_is_said_once_its_retries_are_silent_and_its_return_is_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    b, s = ScriptedBackend(), Streams()
+    b.available = False
+    h = watcher(b, s, retry_interval=0.0)
+    with caplog.at_level(logging.INFO, logger="mxfd.io.hotplug"):
+        for _ in range(5):
+            h.reconcile()
+        b.available = True
+        h.reconcile()
+        h.reconcile()
+        b.is_alive = False  # lost, and back at the next pass
+        h.reconcile()
+        h.reconcile()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "scripted: not there; retrying every 0.0 s",
+        "scripted: MIDI system back",
+        "scripted: input port mxfd:in is open",
+        "scripted: MIDI system gone; closing its 0 sources",
+        "scripted: MIDI system back",
+        "scripted: input port mxfd:in is open",
+    ], lines
 
 
 def test_new_rules_apply_on_the_next_pass() -> None:

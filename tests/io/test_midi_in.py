@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Any, Iterator
 
 import jack
@@ -11,7 +13,7 @@ import pytest
 from mxfd.core.clock import ManualClock
 from mxfd.core.event import EVENT_COMPLETE
 from mxfd.io.base import BackendUnavailable, Wake, is_mxfd_port
-from mxfd.io.midi_in import ArrivalStamper, JackMidiBackend, RtMidiBackend
+from mxfd.io.midi_in import ArrivalStamper, JackMidiBackend, JackPort, RtMidiBackend
 from tests.e2e.ears import Keyboard, wait_until
 from tests.jackserver import JackServer
 
@@ -237,6 +239,73 @@ def test_a_closed_source_gets_nothing_more(jack_backend: JackMidiBackend) -> Non
         assert not wait_until(lambda: len(target.got) > 1, 0.3)
     finally:
         kbd.close()
+
+
+@pytest.mark.e2e
+def test_cycles_the_callback_missed_are_counted_as_lost_input(jack_backend: JackMidiBackend) -> None:
+    kbd = FrameSender("test-kbd-stall")
+    try:
+        jack_backend.open_source(kbd.port_name, Target())
+        cycles_missed_while_the_gil_is_held(jack_backend)
+    finally:
+        kbd.close()
+
+
+def cycles_missed_while_the_gil_is_held(jack_backend: JackMidiBackend) -> None:
+    assert wait_until(lambda: jack_backend._last_frame is not None, 2.0)
+    before = jack_backend.input_lost()
+    # sum() over a range runs in C without letting go of the GIL: the process
+    # callback, which needs it, misses every cycle for as long as it runs.
+    t0 = time.monotonic()
+    sum(range(5_000_000))
+    held = time.monotonic() - t0
+    assert wait_until(lambda: jack_backend.stalls > before["stalls"], 1.0)
+    lost = jack_backend.input_lost()
+    assert lost["cycles"] >= held * 0.5 * 48000 / 128, (held, before, lost)
+    assert lost["ms"] - before["ms"] <= held * 1000 + 10, (held, before, lost)
+    assert lost["last_s_ago"] is not None
+
+
+@pytest.mark.e2e
+def test_cycles_missed_with_nothing_connected_lose_no_input(jack_backend: JackMidiBackend) -> None:
+    jack_backend.open_virtual("in", Target())  # open, but nobody plays into it
+    assert wait_until(lambda: jack_backend._last_frame is not None, 2.0)
+    sum(range(5_000_000))  # holds the GIL (about 0.1 s): the callback misses its cycles
+    time.sleep(0.1)
+    assert jack_backend.input_lost()["stalls"] == 0
+
+
+class _FrameTimes:
+    """A JACK client's frame time, as the process callback reads it."""
+
+    last_frame_time = 0
+
+
+def test_lost_input_is_counted_across_the_frame_counters_wrap_and_only_when_cycles_went_by(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = JackMidiBackend(Wake())
+    clock = backend._cycle_client = _FrameTimes()
+    backend._entries = (JackPort("kbd:out", None, Target()),)  # a source: something to lose
+    frame = (1 << 32) - 256
+    for _ in range(6):  # the uint32_t wraps in the middle: still one cycle apart
+        clock.last_frame_time = frame % (1 << 32)
+        backend._check_continuity(128)
+        frame += 128
+    assert backend.stalls == 0 and backend.lost_cycles == 0
+    frame += 3 * 128 + 5  # three cycles and a bit went by without the callback
+    clock.last_frame_time = frame % (1 << 32)
+    backend._check_continuity(128)
+    assert (backend.stalls, backend.lost_cycles, backend.lost_frames) == (1, 4, 3 * 128 + 5)
+    with caplog.at_level(logging.WARNING, logger="mxfd.io.midi_in"):
+        backend.report_losses()
+        backend.report_losses()  # nothing new: nothing said
+        clock.last_frame_time = (frame + 128 * 11) % (1 << 32)
+        backend._check_continuity(128)
+        backend.report_losses()  # within the rate limit: summed for the next line
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "MIDI input lost: 8 ms of cycles in 1 stall(s)" in lines[0], lines
+    assert backend.input_lost()["stalls"] == 2 and backend.lost_cycles == 14
 
 
 def test_a_server_shutdown_marks_the_backend_dead_and_it_reopens(jack_server: JackServer) -> None:
