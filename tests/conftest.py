@@ -1,4 +1,10 @@
-"""Shared fixtures.  End-to-end tests start one JACK server per run."""
+"""Shared fixtures.  End-to-end tests start one JACK server per run.
+
+Only tests marked ``e2e`` may use JACK, so ``-m "not e2e"`` runs without jackd:
+a test that requests :func:`jack_server` without the marker stops the run at
+collection, and every other test runs with JACK pointed at a server that does
+not exist (and may not be started), so JACK use the marker does not cover fails.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,37 @@ import pytest
 
 from tests.jackserver import JackServer
 
+pytest_plugins = ["pytester"]  # tests/test_e2e_marker.py runs the guard on a test file of its own
+
+#: The server every test not marked e2e sees: none runs under this name.
+NO_SERVER = "mxfd-test-no-jack-outside-e2e"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects, so every collected test is checked
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [
+        item.nodeid
+        for item in items
+        if "jack_server" in getattr(item, "fixturenames", ()) and item.get_closest_marker("e2e") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that use the JACK server must be marked e2e (pytest.mark.e2e): " + ", ".join(unmarked)
+        )
+
+
+@pytest.fixture(autouse=True)
+def _jack_only_in_e2e(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("e2e") is not None:
+        return
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", NO_SERVER)
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+
+    def refuse(self: JackServer, timeout: float = 10.0) -> None:
+        raise RuntimeError(f"{request.node.nodeid} starts a JACK server but is not marked e2e")
+
+    monkeypatch.setattr(JackServer, "start", refuse)
+
 
 @pytest.fixture(scope="session")
 def jack_server() -> Iterator[JackServer]:
@@ -16,6 +53,7 @@ def jack_server() -> Iterator[JackServer]:
 
     ``JACK_DEFAULT_SERVER`` is set for the whole run, so rtmidi, JACK-Client,
     PortAudio and any ``mxfd run`` subprocess all talk to this server.
+    Only for tests marked ``e2e`` (checked at collection).
     """
     server = JackServer.start_free("mxfd-test")
     old = os.environ.get("JACK_DEFAULT_SERVER")

@@ -1,8 +1,11 @@
 """The JACK test server itself comes up and carries audio between clients."""
 
 import jack
+import pytest
 
 from tests.jackserver import JackServer
+
+pytestmark = pytest.mark.e2e
 
 
 def test_dummy_server_runs_clients(jack_server: JackServer) -> None:

@@ -272,13 +272,26 @@ def test_record_writes_what_the_inputs_play(live: tuple[CoreEngine, Server], tmp
 
 def test_ctrl_c_finishes_the_recording_properly(live: tuple[CoreEngine, Server], tmp_path: Any) -> None:
     engine, server = live
+    # The recorder asks the daemon's time (hello, then "time" after subscribing) just before it
+    # installs its Ctrl-C handler; the server loop reading the engine's clock shows each request.
+    asked: list[str] = []
+    clock = engine.clock
+
+    def watched_clock() -> int:
+        if threading.current_thread().name == "mxfd-clients":  # the server's event loop
+            asked.append(threading.current_thread().name)
+        return clock()
+
+    engine.clock = watched_clock
     out = str(tmp_path / "cut.mid")
     proc = mxfd_command("record", "--socket", server.path, out)
-    assert wait_for(lambda: bool(engine.subscriptions), 10)
+    assert wait_for(lambda: bool(engine.subscriptions) and len(asked) >= 2, 10)
     t = master_time()
     played = [(t, 1, bytes([0x90, 60, 100])), (t + SECOND // 10, 1, bytes([0x80, 60, 0]))]
     engine.capture("kbd:out", *encode_buffer(played))
-    time.sleep(0.3)
+    # Stop once the buffer is on its way to the recorder and the note off's time has passed
+    # (the recording ends at the daemon's time when Ctrl-C comes).
+    assert wait_for(lambda: sum(s.capture_sent for s in server.sessions) >= 1 and master_time() > t + SECOND // 10)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err.decode()

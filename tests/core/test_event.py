@@ -15,7 +15,6 @@ from mxfd.core.event import (
     INLINE_CAPACITY,
     KERNEL_EVENT_SIZE,
     PACKAGE_EVENT,
-    KernelEvent,
 )
 
 
@@ -156,7 +155,3 @@ def test_repr_shows_time_group_flags_and_data_or_pool_membership(alloc: Allocato
     assert "t=1234" in text and "group=2" in text and "90 3c 40" in text
     alloc.put_message(e)
     assert repr(e) == "<KernelEvent (in pool)>"
-
-
-def test_kernel_event_is_exported_from_the_package() -> None:
-    assert mxfd.KernelEvent is KernelEvent

@@ -9,7 +9,6 @@ from typing import Iterator, Optional
 import numpy as np
 import pytest
 
-import mxfd
 from mxfd.core.frames import (
     FILE_32_BYTE_ALIGNMENT,
     FILE_64_BYTE_ALIGNMENT,
@@ -420,9 +419,3 @@ def test_frame_as_audio_refuses_frames_that_do_not_hold_whole_samples() -> None:
     assert frame_as_audio(np.zeros(24, dtype=np.uint8), 3).shape == (2, 3)
 
 
-def test_frame_names_are_exported_from_the_package() -> None:
-    assert mxfd.AllocatorFraming is AllocatorFraming
-    assert mxfd.DefaultFrameAllocator is DefaultFrameAllocator
-    assert mxfd.FrameAllocator is FrameAllocator
-    assert mxfd.StreamAllocatorStatus is StreamAllocatorStatus
-    assert mxfd.frame_as_audio is frame_as_audio

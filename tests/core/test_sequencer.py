@@ -297,10 +297,6 @@ def test_put_message_of_none_is_a_no_op(seq: Sequencer) -> None:
     assert seq.held == 0
 
 
-def test_sequencer_is_exported_from_the_package() -> None:
-    assert mxfd.Sequencer is Sequencer
-
-
 # -- threads ------------------------------------------------------------------------------------
 
 

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import mxfd
 from mxfd.core.allocator import Allocator, AllocatorExhausted
 from mxfd.core.event import EVENT_COMPLETE, EVENT_INCOMPLETE
 from mxfd.core.mxf import KSState
@@ -309,10 +308,6 @@ def test_counters_count_buffers_events_and_refusals(unpacker: Unpacker) -> None:
     c = unpacker.counters()
     assert (c["buffers"], c["events"], c["bad_buffers"], c["back_pressure"], c["discarded"]) == (2, 4, 1, 0, 0)
     assert c["byte_position"] == 2 * len(data)
-
-
-def test_unpacker_is_exported_from_the_package() -> None:
-    assert mxfd.Unpacker is Unpacker
 
 
 # -- property: unpacking gives back exactly what was encoded ----------------------------------

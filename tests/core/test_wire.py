@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import mxfd
 from mxfd.core.wire import (
     DMUS_EVENT_STRUCTURED,
     EVENT_HEADER_SIZE,
@@ -117,13 +116,6 @@ def test_windows_style_structured_records_with_extra_bytes_decode_as_written() -
     # Wine packs a program change as a DWORD with cbEvent 3: the wire keeps the 3 bytes.
     data = record(3, 1, 0, 1, b"\xc0\x05\x00")
     assert decode_buffer(data, 0) == [(0, 1, 1, b"\xc0\x05\x00")]
-
-
-def test_wire_names_are_exported_from_the_package() -> None:
-    assert mxfd.encode_buffer is encode_buffer
-    assert mxfd.decode_buffer is decode_buffer
-    assert mxfd.BadBufferError is BadBufferError
-    assert mxfd.DMUS_EVENT_STRUCTURED == 1
 
 
 # -- encoding refuses what cannot be sent ------------------------------------------

@@ -54,7 +54,8 @@ class Daemon:
         self.messages: list[str] = []
         self._lock = threading.Condition()
         self._closed = False
-        threading.Thread(target=self._read_notify, daemon=True).start()
+        self._reader = threading.Thread(target=self._read_notify, daemon=True)
+        self._reader.start()
         self.socket_path = str(runtime / "mxfd" / "mxfd.sock")
         env = dict(
             os.environ,
@@ -66,6 +67,7 @@ class Daemon:
         self.log = open(self.log_path, "wb")
         self.started = time.monotonic()
         self.ready_after = 0.0
+        self.ready_waited = 0.0  # of that, the time its threads and its audio worker's waited for a CPU
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "mxfd", "run", "--config", str(self.config_path), *args],
             cwd=ROOT,
@@ -124,7 +126,7 @@ class Daemon:
     def close(self) -> None:
         self.terminate()
         self._closed = True
-        time.sleep(0.3)
+        self._reader.join(5.0)  # it sees the flag within its 0.2 s receive timeout
         self.notify.close()
         self.log.close()
 
@@ -138,6 +140,17 @@ level = "debug"
 """
 
 
+def runqueue_wait(pid: int) -> float:
+    """Seconds the threads of process ``pid`` have spent runnable, waiting for a CPU (schedstat)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread that ended meanwhile
+    return total / 1e9
+
+
 @pytest.fixture(scope="module")
 def daemon(jack_server: JackServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     d = Daemon(tmp_path_factory.mktemp("mxfd-e2e"), CONFIG)
@@ -145,6 +158,8 @@ def daemon(jack_server: JackServer, tmp_path_factory: pytest.TempPathFactory) ->
         ready = d.wait_for("READY=1", 30.0)
         assert ready is not None, "no READY=1\n" + d.output()
         d.ready_after = time.monotonic() - d.started
+        d.ready_waited = runqueue_wait(d.proc.pid)
+        d.ready_waited += runqueue_wait(d.status()["audio"]["worker_pid"])
         yield d
     finally:
         d.close()
@@ -203,6 +218,15 @@ def connected(port: str) -> bool:
         return False
 
 
+#: The daemon's log line for a keyboard whose port went away.
+GONE = re.compile(r"test-kbd(-\d+)?:out: gone, closing")
+
+
+def recent_dbfs(ear: Ear, seconds: float = 0.1) -> float:
+    """The level of the last ``seconds`` the ear heard."""
+    return rms_dbfs(ear.since(ear.mark() - int(seconds * ear.rate)))
+
+
 def hear_note(ear: Ear, kbd: Keyboard, note: int = A4, seconds: float = 0.6) -> np.ndarray:
     mark = ear.mark()
     kbd.note_on(note, 100)
@@ -213,15 +237,19 @@ def hear_note(ear: Ear, kbd: Keyboard, note: int = A4, seconds: float = 0.6) -> 
 
 def settle(ear: Ear, seconds: float = 3.0, level: float = -70.0) -> None:
     """Wait until the daemon's output is silent again (release tails and reverb gone)."""
-    assert wait_until(lambda: rms_dbfs(ear.since(ear.mark() - 4800)) < level, seconds)
+    assert wait_until(lambda: recent_dbfs(ear) < level, seconds)
 
 
 # -- the tests -------------------------------------------------------------------------
 
 
 def test_the_daemon_reports_ready_and_its_state_to_systemd(daemon: Daemon) -> None:
-    # A generous bound for a shared test machine; bench_latency.py measures start-up time.
-    assert daemon.ready_after < 10.0
+    # The start-up target is 2 s (benchmarks/RESULTS.md, bench_latency.py: median 1.13 s, max 1.17 s
+    # on a quiet machine), timed from the test's Popen, so Python's own start counts.  On a loaded
+    # machine the time the daemon's and its worker's threads spent runnable but kept from a CPU is not
+    # the daemon's: it is taken off (exactly nothing on a quiet machine, and never a sleep or a
+    # timeout).  1.0 to 1.5 s so measured at load 3.5 on two cores, where the raw figure was 1.5 to 3.2 s.
+    assert daemon.ready_after - daemon.ready_waited < 2.0, (daemon.ready_after, daemon.ready_waited)
     assert "ready in" in daemon.output()
     status = daemon.wait_for("STATUS=", 1.0)
     assert status is not None and ("running" in status or "degraded" in status)
@@ -248,12 +276,11 @@ def test_pressing_a4_sounds_440_hz_at_the_output(daemon: Daemon, ear: Ear, keybo
 def test_a_keyboard_closed_and_reopened_is_reconnected_within_a_second(
     daemon: Daemon, ear: Ear
 ) -> None:
-    gone = re.compile(r"test-kbd(-\d+)?:out: gone, closing")
     kbd = Keyboard(KBD)
     assert wait_until(lambda: connected(kbd.port_name), 1.0)
-    closed_before = len(gone.findall(daemon.output()))
+    closed_before = len(GONE.findall(daemon.output()))
     kbd.close()
-    assert wait_until(lambda: len(gone.findall(daemon.output())) > closed_before, 2.0)
+    assert wait_until(lambda: len(GONE.findall(daemon.output())) > closed_before, 2.0)
     # Timed from when the port exists.
     kbd = Keyboard(KBD)
     try:
@@ -273,18 +300,18 @@ def test_a_held_note_is_released_when_its_keyboard_vanishes(daemon: Daemon, ear:
         other.send(0xC0, 19)  # church organ: sustains as long as it is held
         kbd.send(0xC0, 19)
         kbd.note_on(A4)  # held: its note-off never comes
-        time.sleep(0.5)
-        assert rms_dbfs(ear.listen(0.2)) > -40
+        assert wait_until(lambda: recent_dbfs(ear) > -40, 2.0), "the held note never sounded"
         kbd.close()
-        time.sleep(2.0)  # the release and the reverb tail
-        assert rms_dbfs(ear.listen(0.3)) < -70, "the vanished keyboard's note still sounds"
+        # Released when the keyboard goes; the organ's release and the reverb tail take the rest.
+        assert wait_until(lambda: recent_dbfs(ear, 0.3) < -70, 2.0), "the vanished keyboard's note still sounds"
         # Only its notes: another keyboard's held note is untouched by the release.
         other.note_on(76)
-        time.sleep(0.4)
+        assert wait_until(lambda: recent_dbfs(ear) > -40, 2.0), "the other keyboard's note never sounded"
         kbd2 = Keyboard(KBD)
         assert wait_until(lambda: connected(kbd2.port_name), 1.0)
+        closed_before = len(GONE.findall(daemon.output()))
         kbd2.close()
-        time.sleep(0.5)
+        assert wait_until(lambda: len(GONE.findall(daemon.output())) > closed_before, 2.0)  # its release is done
         heard = ear.listen(0.4)
         assert rms_dbfs(heard) > -40, "another keyboard's held note was released too"
         assert abs(dominant_frequency(heard, ear.rate) - 659.26) < 659.26 * 0.01
@@ -441,13 +468,15 @@ def test_sigterm_leaves_no_sounding_note_and_exits_0(daemon: Daemon) -> None:
         assert wait_until(lambda: connected(kbd.port_name), 2.0)
         kbd.send(0xC0, 19)
         kbd.note_on(A4)
-        time.sleep(0.5)
+        assert wait_until(lambda: recent_dbfs(ear) > -40, 2.0), "the held note never sounded"
         mark = ear.mark()
         held = rms_dbfs(ear.listen(0.2))
         assert held > -40
         daemon.proc.send_signal(signal.SIGTERM)
         assert daemon.proc.wait(15.0) == 0, daemon.output()[-3000:]
-        time.sleep(0.2)
+        # The daemon's ports are gone; two more cycles at the ear and it has all they played.
+        end = ear.mark()
+        assert wait_until(lambda: ear.mark() >= end + 2 * 128, 1.0)
         heard = ear.since(mark)
     finally:
         kbd.close()

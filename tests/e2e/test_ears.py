@@ -2,9 +2,12 @@
 
 import jack
 import numpy as np
+import pytest
 
 from tests.e2e.ears import Ear, dominant_frequency
 from tests.jackserver import JackServer
+
+pytestmark = pytest.mark.e2e
 
 
 def test_ear_hears_a_sine_at_its_pitch(jack_server: JackServer) -> None:

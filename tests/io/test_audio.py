@@ -18,7 +18,7 @@ import pytest
 
 from mxfd.core.clock import UNITS_PER_SECOND, master_time
 from mxfd.core.frames import AllocatorFraming, AudioView, DefaultFrameAllocator
-from mxfd.io.audio import SYNC_INTERVAL, AudioOutput
+from mxfd.io.audio import DEGRADED_BATCH, SYNC_INTERVAL, AudioOutput
 from mxfd.io.shm_frames import SHM_DIR, SharedFrameAllocator
 from tests.e2e.ears import Ear, dominant_frequency, rms_dbfs, wait_until
 from tests.jackserver import JackServer
@@ -165,8 +165,11 @@ def test_an_assigned_allocator_serves_the_stream_and_none_restores_the_pins_own(
         assert abs(f - 440.0) <= 440.0 * 0.005, f
         out.allocator = None
         assert out.allocator is own
-        time.sleep(0.05)
-        assert theirs.allocated == 0  # the render thread took nothing away with it
+        # Once the render thread has rendered a few periods from its own allocator again, it holds
+        # no frame of theirs: it took nothing away with it.
+        calls = sine.calls
+        assert wait_until(lambda: sine.calls > calls + 3, 1.0)
+        assert theirs.allocated == 0
     finally:
         out.stop()
 
@@ -212,11 +215,15 @@ def test_no_sound_server_at_start_degrades_clearly_then_plays_when_one_appears(
         assert "no audio output device" in message
         assert f"JACK: no server {jack_server.name!r} running" in message
         assert any("no audio output device" in r.getMessage() for r in caplog.records)
-        # The render clock keeps running while degraded, at about the nominal rate.
-        pos0, t0 = out.sample_position, time.monotonic()
-        time.sleep(0.3)
-        rate = (out.sample_position - pos0) / (time.monotonic() - t0)
-        assert 0.7 * RATE < rate < 1.3 * RATE, rate
+        # The render clock keeps running while degraded, at the nominal rate from absolute deadlines
+        # (no drift).  It renders in batches of DEGRADED_BATCH periods, so the position lags the timer
+        # by up to a batch; one period more for the render thread's wake-up (it is SCHED_FIFO).
+        # Each reading is bracketed by two clock readings, so this test's own preemption is allowed for.
+        slack = (DEGRADED_BATCH + 1) * PERIOD
+        a0, pos0, b0 = time.monotonic(), out.sample_position, time.monotonic()
+        time.sleep(1.0)  # the span measured, not a synchronisation
+        a1, pos1, b1 = time.monotonic(), out.sample_position, time.monotonic()
+        assert RATE * (a1 - b0) - slack <= pos1 - pos0 <= RATE * (b1 - a0) + slack, (pos1 - pos0, a1 - b0, b1 - a0)
         jack_server.start()
         assert wait_until(lambda: out.state == "running", 10.0), out.status()
         ear = Ear(name="mxfdt-ear")
@@ -286,41 +293,51 @@ def test_stop_leaves_no_worker_no_thread_and_no_shared_memory(jack_server: JackS
     out.stop()  # idempotent
 
 
-def _realtime_allowed() -> bool:
-    """Whether a thread of this process may take SCHED_FIFO (tried on a thread of its own)."""
-    allowed: list[bool] = []
-
-    def probe() -> None:
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-        except OSError:
-            allowed.append(False)
-        else:
-            allowed.append(True)
-
-    t = threading.Thread(target=probe)
-    t.start()
-    t.join()
-    return allowed[0]
-
-
-def test_the_render_thread_runs_at_real_time_priority_where_the_system_allows_it(jack_server: JackServer) -> None:
+def test_the_render_thread_runs_sched_fifo_at_the_lowest_real_time_priority(jack_server: JackServer) -> None:
+    # The tests run as root (CAP_SYS_NICE), where the pin promises SCHED_FIFO at priority 1, reset on fork.
     out = make_output(Sine(), Recorder())
     out.start()
     try:
         (render,) = [t for t in threading.enumerate() if t.name == "mxfd-audio-render"]
         assert render.native_id is not None
         assert wait_until(lambda: out.status()["render_scheduling"] != "not started", 2.0)
-        policy = os.sched_getscheduler(render.native_id) & ~os.SCHED_RESET_ON_FORK
-        if _realtime_allowed():
-            assert out.status()["render_scheduling"] == "SCHED_FIFO 1"
-            assert policy == os.SCHED_FIFO
-            assert os.sched_getparam(render.native_id).sched_priority == 1
-        else:
-            assert out.status()["render_scheduling"].startswith("normal (")
-            assert policy == os.SCHED_OTHER
+        assert out.status()["render_scheduling"] == "SCHED_FIFO 1"
+        assert os.sched_getscheduler(render.native_id) == os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
+        assert os.sched_getparam(render.native_id).sched_priority == 1
     finally:
         out.stop()
+
+
+NOT_ALLOWED = """
+import os, threading, time
+from mxfd.io.audio import AudioOutput
+out = AudioOutput(lambda frame, pos: frame.fill(0.0), client_name="mxfdt-nort")
+out.start()
+while out.render_scheduling == "not started":
+    time.sleep(0.01)
+(render,) = [t for t in threading.enumerate() if t.name == "mxfd-audio-render"]
+print(out.status()["render_scheduling"], os.sched_getscheduler(render.native_id), sep="|", flush=True)
+out.stop()
+"""
+
+
+def test_where_real_time_is_not_allowed_the_render_thread_runs_as_an_ordinary_one_and_says_why(
+    jack_server: JackServer,
+) -> None:
+    # Without CAP_SYS_NICE (dropped from the bounding set, so root's exec does not regain it) and
+    # with root's default RLIMIT_RTPRIO of 0, SCHED_FIFO is refused with EPERM.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run(
+        ["setpriv", "--bounding-set=-sys_nice", "--inh-caps=-sys_nice", "--", sys.executable, "-c", NOT_ALLOWED],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert run.returncode == 0, run.stderr
+    scheduling, policy = run.stdout.strip().split("|")
+    assert scheduling == "normal (Operation not permitted)"
+    assert int(policy) == os.SCHED_OTHER
 
 
 def test_on_sync_maps_sample_positions_to_master_time(jack_server: JackServer) -> None:
@@ -330,21 +347,32 @@ def test_on_sync_maps_sample_positions_to_master_time(jack_server: JackServer) -
     try:
         assert out.state == "running"
         first = len(rec.syncs)
-        time.sleep(0.6)
+        assert wait_until(lambda: len(rec.syncs) > first + 30, 5.0)
         running = rec.syncs[first + 1 :]  # device-paced only
+        latency = out.status()["device_latency_s"]
     finally:
         out.stop()
-    assert len(running) >= 10
+    # jackd's dummy driver in its default asynchronous mode: one period of driver latency and one
+    # of the asynchronous engine.
+    assert abs(latency - 2 * PERIOD / RATE) < 1e-6, latency
+    period_s = PERIOD / RATE
     errors = []
     for (r0, p0, _), (r1, p1, _) in itertools.pairwise(running):
         assert p1 - p0 == SYNC_INTERVAL * PERIOD
         errors.append(abs((r1 - r0) / UNITS_PER_SECOND - (p1 - p0) / RATE))
-    # Most steps match the sample count; a JACK xrun on a busy machine may shift one.
-    assert sorted(errors)[len(errors) // 2] < 0.0005, errors
-    assert sum(e < 0.001 for e in errors) >= 0.7 * len(errors), errors
-    for ref, _, told in running:
-        # told as the frame is taken; it plays about one device latency later
-        assert -0.005 < (ref - told) / UNITS_PER_SECOND < 0.05
+    errors.sort()
+    # Each sync is off by the callback entry delay left after the minimum filter (tens of µs; 0.02 to
+    # 0.04 ms median measured) plus JACK's frame-time interpolation (under a period): steps match the
+    # sample count to 0.1 ms typically, and to a period always, but for one step an xrun may shift.
+    assert errors[len(errors) // 2] < 0.0001, errors
+    assert errors[-2] < period_s, errors
+    # Told as the frame played is taken back, just after its callback; it leaves the device one
+    # device latency after that callback.  So ref - told is at most the latency (100 ns rounding), and
+    # at least the latency less one period, the longest the render thread (SCHED_FIFO, woken by every
+    # callback) takes to hear of a callback; 0.1 to 0.8 ms measured.  One sync may sit across an xrun.
+    leads = sorted((ref - told) / UNITS_PER_SECOND for ref, _, told in running)
+    assert leads[-1] <= latency + 1e-6, leads
+    assert leads[1] >= latency - period_s, leads
 
 
 def test_a_failing_render_is_counted_and_played_as_silence(jack_server: JackServer) -> None:

@@ -244,23 +244,35 @@ def jack_watch(jack_server: JackServer) -> Iterator[tuple[Hotplug, Streams]]:
         h.stop()
 
 
-def test_a_keyboard_is_connected_when_it_appears_and_reconnected_within_a_second(
+def connects_within(h: Hotplug, port: str) -> float:
+    """Seconds until the watcher has connected ``port``, measured from its JACK client's activation."""
+    t0 = time.monotonic()
+    assert wait_until(lambda: port in h.connected(), 5.0, interval=0.001)
+    return time.monotonic() - t0
+
+
+# The JACK backend wakes the watcher from its port-registration callback, so a port is connected
+# "within milliseconds" (hotplug.py); 5 to 20 ms measured.  100 ms leaves room for a loaded
+# machine and stays well under the 250 ms poll interval, which only a missed notification would need.
+CONNECT_S = 0.1
+
+
+@pytest.mark.e2e
+def test_a_keyboard_is_connected_when_it_appears_and_reconnected_within_milliseconds(
     jack_watch: tuple[Hotplug, Streams],
 ) -> None:
     h, streams = jack_watch
     kbd = FrameSender("test-hp-kbd")
     try:
-        assert wait_until(lambda: "test-hp-kbd:out" in h.connected(), 1.0)
+        assert connects_within(h, "test-hp-kbd:out") < CONNECT_S
         kbd.note_on(60)
         assert wait_until(lambda: len(streams.open["test-hp-kbd:out"].got) == 1, 2.0)
     finally:
         kbd.close()
     assert wait_until(lambda: "test-hp-kbd:out" in streams.closed, 1.0)
-    t0 = time.monotonic()
     kbd = FrameSender("test-hp-kbd")
     try:
-        assert wait_until(lambda: "test-hp-kbd:out" in h.connected(), 1.0)
-        assert time.monotonic() - t0 < 1.0
+        assert connects_within(h, "test-hp-kbd:out") < CONNECT_S
         kbd.note_on(62)
         assert wait_until(lambda: len(streams.open["test-hp-kbd:out"].got) == 1, 2.0)
     finally:

@@ -6,8 +6,11 @@ capture stream (capture sink and packer) and come out as packed messages.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
+import struct
+import termios
 import threading
 import time
 from pathlib import Path
@@ -179,14 +182,50 @@ def test_a_tty_is_set_raw_so_no_byte_is_translated(pty: tuple[int, str]) -> None
     assert got.records[0][2] == msg
 
 
-def test_a_non_standard_baud_rate_is_set_with_termios2(pty: tuple[int, str]) -> None:
-    _master, path = pty
-    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+# Read back through the kernel's own interfaces: termios for the POSIX speed code, and the
+# termios2 ioctl (Linux asm-generic/ioctls.h: TCGETS2 = _IOR('T', 0x2A, struct termios2))
+# for the actual number a BOTHER speed holds.
+TCGETS2 = 0x802C542A
+BOTHER = 0o010000
+TERMIOS2 = struct.Struct("IIIIB19sII")
+
+
+def read_speed(path: str) -> tuple[int, int, int, int]:
+    """The tty's (input code, output code) from termios and (input, output) baud from termios2."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
     try:
-        set_baud(fd, 31250)  # a pty takes any speed; the call must not raise
-        set_baud(fd, 38400)
+        attrs = termios.tcgetattr(fd)
+        raw = bytearray(TERMIOS2.size)
+        fcntl.ioctl(fd, TCGETS2, raw)
+        *_, ispeed, ospeed = TERMIOS2.unpack(raw)
+        return attrs[4], attrs[5], ispeed, ospeed
     finally:
         os.close(fd)
+
+
+def test_a_non_standard_baud_rate_is_set_with_termios2_and_a_standard_one_with_termios(
+    pty: tuple[int, str],
+) -> None:
+    _master, path = pty
+    assert read_speed(path) == (termios.B38400, termios.B38400, 38400, 38400)  # a pty's default
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        set_baud(fd, 31250)  # the MIDI rate: no POSIX B-constant, so BOTHER and the number itself
+        assert read_speed(path) == (BOTHER, BOTHER, 31250, 31250)
+        set_baud(fd, 9600)  # a POSIX speed goes back to its B-constant
+        assert read_speed(path) == (termios.B9600, termios.B9600, 9600, 9600)
+    finally:
+        os.close(fd)
+
+
+def test_a_raw_source_sets_a_tty_to_the_midi_baud_rate_when_it_opens(pty: tuple[int, str]) -> None:
+    _master, path = pty
+    source = RawSource(path, CaptureStream("raw:" + path, 1, Collector()))
+    source.start()
+    try:
+        assert read_speed(path) == (BOTHER, BOTHER, 31250, 31250)
+    finally:
+        source.stop()
 
 
 def test_an_unplugged_device_is_reported_lost_and_not_offered_while_gone(pty: tuple[int, str]) -> None:

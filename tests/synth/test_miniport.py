@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from mxfd.core.allocator import Allocator
-from mxfd.core.clock import UNITS_PER_SECOND
 from mxfd.core.event import PACKAGE_EVENT
 from mxfd.core.frames import FILE_64_BYTE_ALIGNMENT, AllocatorFraming, DefaultFrameAllocator
 from mxfd.core.mxf import KSState
 from mxfd.synth import Synth
 from mxfd.synth.bank import note_hz
 from mxfd.synth.voices import RELEASE
+from tests.core.helpers import Recorder
 from tests.synth.helpers import (
     RATE,
     bend,
@@ -508,15 +508,34 @@ def test_pause_holds_events_until_run() -> None:
     assert s.stats()["late_events"] == 1
 
 
-def test_connect_output_is_accepted_and_ignored() -> None:
-    s = make_synth()
-    s.connect_output(Allocator())
+def test_connect_output_is_accepted_and_ignored_so_the_synth_stays_the_end_of_the_graph() -> None:
+    s, a = make_synth(), Allocator()
+    downstream = Recorder()
+    s.connect_output(downstream)
+    send(s, a, 0.0, note_on(0, 60, 100))
+    x = mono(render(s, 0.05))
+    assert first_sound(x) < 128  # still played, in the first block
+    assert downstream.chains == []  # and nothing passed on
+    assert events_balanced(a)  # the event went back to its own allocator
     s.disconnect_output(None)
+    send(s, a, 0.05, note_on(0, 64, 100))
+    render(s, 0.05)
+    assert sorted(n for _, n, _ in notes_of(s)) == [60, 64]
+    assert downstream.chains == [] and events_balanced(a)
 
 
-def test_schedule_prefetch_is_one_block() -> None:
-    s = make_synth(block=256)
-    assert s.schedule_prefetch == -(-256 * UNITS_PER_SECOND // RATE)
+@pytest.mark.parametrize(
+    ("rate", "block", "prefetch"),
+    [
+        (48000, 480, 100_000),  # 10 ms exactly
+        (44100, 441, 100_000),  # 10 ms exactly
+        (48000, 128, 26_667),  # 2.6667 ms: rounded up, never less than a block
+        (48000, 256, 53_334),  # 5.3334 ms
+        (44100, 128, 29_025),  # 2.9025 ms (2.90249...)
+    ],
+)
+def test_schedule_prefetch_is_one_block_rounded_up_to_100_ns(rate: int, block: int, prefetch: int) -> None:
+    assert make_synth(rate, block=block).schedule_prefetch == prefetch
 
 
 def test_render_frame_fills_a_ks_frame() -> None:
