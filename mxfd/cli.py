@@ -157,9 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    module = importlib.import_module(COMMANDS[args.command])
     try:
+        module = importlib.import_module(COMMANDS[args.command])
         result: int = module.main(args)
+    except KeyboardInterrupt:
+        # Ctrl-C outside a command's own handler (while importing, connecting or loading): a line, not a traceback.
+        print(f"mxfd {args.command}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # The reader went away (``mxfd instruments | head``): what was left to say has nowhere to go.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

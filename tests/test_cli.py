@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from mxfd.cli import build_parser
+from mxfd.cli import build_parser, main
 from mxfd.client.commands import RECORD_BPM, RECORD_PPQN
 from mxfd.daemon.config import MIDI_APIS, Config
 
@@ -72,3 +72,16 @@ def test_record_refuses_a_tempo_or_resolution_a_midi_file_cannot_hold(
         build_parser().parse_args(["record", *argv, "out.mid"])
     assert exc.value.code == 2
     assert argv[0] in capsys.readouterr().err
+
+
+def test_ctrl_c_before_a_command_handles_it_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mxfd.instruments
+
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mxfd.instruments, "main", interrupted)
+    assert main(["instruments"]) == 130
+    assert capsys.readouterr().err == "mxfd instruments: interrupted\n"
