@@ -136,12 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("input", metavar="IN.mid")
     render.add_argument("output", metavar="OUT",
                         help="output file; its extension (.wav, .flac, .ogg, .mp3) sets the format")
-    render.add_argument("--rate", type=_positive_int, default=48000, metavar="HZ", help="sample rate")
-    render.add_argument("--block", type=_positive_int, default=128, metavar="FRAMES", help="render block")
+    render.add_argument("--rate", type=_positive_int, default=48000, metavar="HZ",
+                        help="sample rate (default: %(default)s)")
+    render.add_argument("--block", type=_positive_int, default=128, metavar="FRAMES",
+                        help="frames rendered at a time, the daemon's period (default: %(default)s)")
     render.add_argument("--format", choices=("pcm16", "pcm24", "float"),
                         help="sample format of a WAV (pcm16, pcm24, float) or FLAC (pcm16, pcm24); default pcm16")
     render.add_argument("--polyphony", type=_positive_int, default=256, metavar="VOICES",
-                        help=f"voices at once (at most {MAX_POLYPHONY})")
+                        help=f"voices at once (default: %(default)s, at most {MAX_POLYPHONY})")
     render.add_argument("--max-seconds", type=_positive_float, default=DEFAULT_MAX_RENDER_SECONDS, metavar="S",
                         help=f"refuse a MIDI file longer than this (default {DEFAULT_MAX_RENDER_SECONDS:g} s,"
                         " 2 hours)")
