@@ -7,7 +7,7 @@ import socket
 import stat
 import struct
 import threading
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -15,29 +15,14 @@ from mxfd.client import Client, ClientError, HelloRefused, ServerError
 from mxfd.client.protocol import encode_buffer_frame, encode_control
 from mxfd.client.server import Server, ServerConfig, ServerSetupError, start_server
 from mxfd.core.wire import encode_buffer
-from tests.client.helpers import CoreEngine, RawPeer, socket_dir, wait_for
+from tests.client.helpers import CoreEngine, RawPeer, wait_for
 
 NOTE_ON = bytes([0x90, 60, 100])
 NOTE_OFF = bytes([0x80, 60, 0])
 SECOND = 10_000_000
 
 
-@pytest.fixture
-def engine() -> CoreEngine:
-    return CoreEngine()
 
-
-@pytest.fixture
-def sockdir() -> Iterator[str]:
-    with socket_dir() as d:
-        yield d
-
-
-@pytest.fixture
-def server(engine: CoreEngine, sockdir: str) -> Iterator[Server]:
-    s = start_server(engine, {"client": {"socket": os.path.join(sockdir, "mxfd", "mxfd.sock")}})
-    yield s
-    s.close()
 
 
 def notes(t0: int, n: int, step: int = 10_000) -> list[tuple[int, int, bytes]]:

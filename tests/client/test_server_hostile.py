@@ -9,7 +9,7 @@ import resource
 import socket
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -25,28 +25,13 @@ from mxfd.client.server import (
     bind_server,
     start_server,
 )
-from tests.client.helpers import CoreEngine, RawPeer, socket_dir, wait_for
+from tests.client.helpers import CoreEngine, RawPeer, wait_for
 
 NOTE_ON = bytes([0x90, 60, 100])
 NOTE_OFF = bytes([0x80, 60, 0])
 
 
-@pytest.fixture
-def engine() -> CoreEngine:
-    return CoreEngine()
 
-
-@pytest.fixture
-def sockdir() -> Iterator[str]:
-    with socket_dir() as d:
-        yield d
-
-
-@pytest.fixture
-def server(engine: CoreEngine, sockdir: str) -> Iterator[Server]:
-    s = start_server(engine, ServerConfig(socket=os.path.join(sockdir, "mxfd", "mxfd.sock")))
-    yield s
-    s.close()
 
 
 def control(payload: bytes) -> bytes:

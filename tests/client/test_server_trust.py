@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Iterator
 
 import pytest
 
 from mxfd.client import Client
 from mxfd.client.server import ServerConfig, ServerSetupError, start_server
-from tests.client.helpers import CoreEngine, socket_dir
+from tests.client.helpers import CoreEngine
 
 OTHER_UID = 65534
 
 
-@pytest.fixture
-def engine() -> CoreEngine:
-    return CoreEngine()
-
-
-@pytest.fixture
-def sockdir() -> Iterator[str]:
-    with socket_dir() as d:
-        yield d
 
 
 def mode_and_owner(path: str) -> tuple[int, int]:
