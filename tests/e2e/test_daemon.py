@@ -492,15 +492,9 @@ def test_sigterm_leaves_no_sounding_note_and_exits_0(daemon: Daemon) -> None:
 
 
 def test_without_any_sound_server_it_starts_degraded_and_says_so(tmp_path: Path) -> None:
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = f"mxfd-test-absent-{os.getpid()}"
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # only the daemon started here looks for that server
+        mp.setenv("JACK_DEFAULT_SERVER", f"mxfd-test-absent-{os.getpid()}")
         d = Daemon(tmp_path, '[midi]\napi = "jack"\n')
-    finally:
-        if old is None:
-            del os.environ["JACK_DEFAULT_SERVER"]
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = old
     try:
         assert d.wait_for("READY=1", 20.0) is not None, d.output()
         status = d.wait_for("STATUS=", 1.0)
@@ -564,15 +558,9 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ mxfd[.:\w]*
 def test_without_a_jack_server_libjack_is_quiet_and_the_servers_return_is_said_once(tmp_path: Path) -> None:
     # The first free name of our own series: the server that starts under it later is the daemon's.
     late = next(s for s in (JackServer(f"mxfd-test-late-{n}") for n in range(4)) if not s.running())
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = late.name
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # only the daemon started here looks for that server
+        mp.setenv("JACK_DEFAULT_SERVER", late.name)
         d = Daemon(tmp_path, '[midi]\napi = "jack"\n')
-    finally:
-        if old is None:
-            del os.environ["JACK_DEFAULT_SERVER"]
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = old
     try:
         assert d.wait_for("READY=1", 20.0) is not None, d.output()
         time.sleep(3.0)  # a window of six connection attempts, each five lines of libjack's before
