@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sample format of the WAV")
     render.add_argument("--polyphony", type=_positive_int, default=256, metavar="VOICES")
     render.add_argument("--no-progress", action="store_true", help="no progress bar")
+    render.add_argument("--soundfont", metavar="PATH",
+                        help='SoundFont 2 file, or "builtin" (default: the system\'s GM soundfont, else builtin)')
+    render.add_argument("--gain", type=float, default=0.0, metavar="DB",
+                        help="output gain in dB (0: as loud as FluidSynth at its default gain)")
+    render.add_argument("--reverb", choices=("on", "off"), default="on", help="reverb")
+    render.add_argument("--chorus", choices=("on", "off"), default="on", help="chorus")
     return p
 
 
