@@ -10,6 +10,10 @@ Importing this package does not compile anything; the first render does,
 or loads numba's cache.
 """
 
-from mxfd.synth.engine.synth import FLUIDSYNTH_GAIN, SoundFontSynth
+from mxfd.synth.engine import cache
+
+cache.check()  # before any compiled module is imported  # noqa: E402
+
+from mxfd.synth.engine.synth import FLUIDSYNTH_GAIN, SoundFontSynth  # noqa: E402
 
 __all__ = ["FLUIDSYNTH_GAIN", "SoundFontSynth"]

@@ -545,12 +545,16 @@ def _word(words, low, j: int) -> float:  # type: ignore[no-untyped-def]
 
 
 @_njit
-def _point(words, low, j: int, lo: int, hi: int, looping: bool, has_looped: bool, start: int) -> float:  # type: ignore[no-untyped-def]
-    """Sample ``j`` as the interpolator sees it next to the window ``[lo, hi)``."""
+def _point(words, low, j: int, lo: int, hi: int, loop_len: int, looping: bool, has_looped: bool) -> float:  # type: ignore[no-untyped-def]
+    """Sample ``j`` as the interpolator sees it next to the window ``[lo, hi)``.
+
+    Past the end a looping voice reads the loop's start, an unlooped one repeats its last sample; before the
+    start a voice that has looped reads the loop's end, else repeats its first sample (FluidSynth's rules).
+    """
     if j >= hi:
-        j = j - (hi - lo) if looping else hi - 1
+        j = j - loop_len if looping else hi - 1
     elif j < lo:
-        j = j + (hi - lo) if has_looped else start
+        j = j + loop_len if has_looped else lo
     return _word(words, low, j)
 
 
@@ -589,12 +593,13 @@ def render_span(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-
     end = i[END, v]
     has_looped = i[HAS_LOOPED, v] != 0
     hi = loop_end if looping else end
+    loop_len = loop_end - loop_start
     alive = True
     for t in range(a, b):
         idx = int(phase)
         if looping:
             if idx >= loop_end:
-                phase -= loop_end - loop_start
+                phase -= loop_len
                 idx = int(phase)
                 has_looped = True
         elif idx >= end:
@@ -608,10 +613,10 @@ def render_span(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-
             p2 = _word(words, low, idx + 1)
             p3 = _word(words, low, idx + 2)
         else:
-            p0 = _point(words, low, idx - 1, lo, hi, looping, has_looped, start)
-            p1 = _point(words, low, idx, lo, hi, looping, has_looped, start)
-            p2 = _point(words, low, idx + 1, lo, hi, looping, has_looped, start)
-            p3 = _point(words, low, idx + 2, lo, hi, looping, has_looped, start)
+            p0 = _point(words, low, idx - 1, lo, hi, loop_len, looping, has_looped)
+            p1 = _point(words, low, idx, lo, hi, loop_len, looping, has_looped)
+            p2 = _point(words, low, idx + 1, lo, hi, loop_len, looping, has_looped)
+            p3 = _point(words, low, idx + 2, lo, hi, loop_len, looping, has_looped)
         s = (
             x * (-0.5 + x * (1.0 - 0.5 * x)) * p0
             + (1.0 + x * x * (1.5 * x - 2.5)) * p1

@@ -41,19 +41,26 @@ def centroid(x: F, rate: int) -> float:
     return float((spec * freqs).sum() / max(spec.sum(), 1e-30))
 
 
-def fundamental(x: F, rate: int, start: float, span: float = 0.5) -> float:
-    """The strongest spectral peak below 5 kHz over ``span`` seconds from ``start`` (parabolic refinement)."""
+def _peak(x: F, rate: int, start: float, span: float, lo: float, hi: float) -> float:
+    """The frequency of the strongest spectral peak in ``[lo, hi]`` Hz over ``span`` s from ``start``."""
     a = int(start * rate)
     seg = x[a : a + int(span * rate)]
     n = 1 << 20
     spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), n))
     freqs = np.fft.rfftfreq(n, 1.0 / rate)
-    band = (freqs > 20.0) & (freqs < 5000.0)
-    idx = np.flatnonzero(band)
-    k = int(idx[np.argmax(spec[band])])
+    idx = np.flatnonzero((freqs >= lo) & (freqs <= hi))
+    k = int(idx[np.argmax(spec[idx])])
     y0, y1, y2 = np.log(spec[k - 1 : k + 2] + 1e-30)
-    d = 0.5 * (y0 - y2) / (y0 - 2 * y1 + y2)
+    den = y0 - 2 * y1 + y2
+    d = 0.5 * (y0 - y2) / den if den != 0 else 0.0
     return float((k + d) * rate / n)
+
+
+def pitch_ratio(ours: F, theirs: F, rate: int, t_ours: float, t_theirs: float, span: float = 0.3) -> float:
+    """Our strongest partial below 5 kHz against the same partial of theirs (their peak within 5 %)."""
+    f = _peak(ours, rate, t_ours + 0.05, span, 20.0, 5000.0)
+    g = _peak(theirs, rate, t_theirs + 0.05, span, f / 1.05, f * 1.05)
+    return f / g
 
 
 @dataclass
@@ -88,7 +95,7 @@ def compare(ours_path: str, theirs_path: str, pitched: bool = True) -> Compariso
     t_ours, t_theirs = onset(ours, rate), onset(theirs, rate)
     pitch = 1.0
     if pitched:
-        pitch = fundamental(ours, rate, t_ours + 0.05) / fundamental(theirs, rate, t_theirs + 0.05)
+        pitch = pitch_ratio(ours, theirs, rate, t_ours, t_theirs)
     eo, et = frames_db(ours, rate), frames_db(theirs, rate)
     loud = et > -60.0
     env = float(np.mean(np.abs(eo[loud] - et[loud]))) if loud.any() else 0.0
