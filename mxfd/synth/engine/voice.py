@@ -617,13 +617,15 @@ def render_span(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-
             p1 = _point(words, low, idx, lo, hi, loop_len, looping, has_looped)
             p2 = _point(words, low, idx + 1, lo, hi, loop_len, looping, has_looped)
             p3 = _point(words, low, idx + 2, lo, hi, loop_len, looping, has_looped)
+        # The ramp steps before the sample (FluidSynth's steps after): a voice's first sample is already
+        # above zero, so a note is heard from the very sample of its note-on.
+        amp += amp_incr
         s = (
             x * (-0.5 + x * (1.0 - 0.5 * x)) * p0
             + (1.0 + x * x * (1.5 * x - 2.5)) * p1
             + x * (0.5 + x * (2.0 - 1.5 * x)) * p2
             + 0.5 * x * x * (x - 1.0) * p3
         ) * amp
-        amp += amp_incr
         phase += incr
         centre = s - a1 * h1 - a2 * h2
         y = b02 * (centre + h2) + b1 * h1
