@@ -18,7 +18,7 @@ FLUIDR3 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 RATE = 48000
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def font(path: str = TIMGM) -> SoundFont:
     assert os.path.isfile(path), f"{path} is missing: install timgm6mb-soundfont and fluid-soundfont-gm"
     return load_soundfont(path)
@@ -40,7 +40,9 @@ def block(s: SoundFontSynth, n: int, events: list[tuple[int, bytes]] = ()) -> np
     return a["out"][:2, :n].copy()
 
 
-def run(s: SoundFontSynth, seconds: float, events: list[tuple[int, bytes]] = (), n: int = 128) -> npt.NDArray[np.float32]:  # type: ignore[assignment]
+def run(
+    s: SoundFontSynth, seconds: float, events: list[tuple[int, bytes]] = (), n: int = 128  # type: ignore[assignment]
+) -> npt.NDArray[np.float32]:
     """Render ``seconds`` in blocks of ``n``; ``events`` are (absolute sample, message)."""
     total = round(seconds * RATE)
     out = []
