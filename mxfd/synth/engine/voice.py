@@ -136,7 +136,9 @@ from mxfd.synth.engine.layout import (
 from mxfd.synth.soundfont.generators import Gen
 from mxfd.synth.soundfont.zones import LOOP_CONTINUOUS, LOOP_UNTIL_RELEASE
 
-_njit = numba.njit(nogil=True, cache=True)
+# fastmath lets LLVM reorder the per-sample arithmetic (a third faster at 256 voices); no code here relies on
+# NaN or infinity. The numpy error model drops Python's division-by-zero checks from the loops.
+_njit = numba.njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
 
 # generator ids as plain ints (compiled in as literals)
 G_MODLFO_TO_PITCH = int(Gen.MOD_LFO_TO_PITCH)
