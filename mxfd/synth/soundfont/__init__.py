@@ -11,7 +11,14 @@ synth.
 """
 
 from mxfd.synth.soundfont.errors import LoadReport, SoundFontError
-from mxfd.synth.soundfont.font import PERCUSSION_BANK, PresetInfo, SoundFont, VoiceZone, load_soundfont
+from mxfd.synth.soundfont.font import (
+    PERCUSSION_BANK,
+    PresetInfo,
+    SoundFont,
+    VoiceZone,
+    load_soundfont,
+    soundfont_from_buffer,
+)
 from mxfd.synth.soundfont.search import BUILTIN, DEFAULT_SOUNDFONT_PATHS, resolve_soundfont
 
 __all__ = [
@@ -25,4 +32,5 @@ __all__ = [
     "VoiceZone",
     "load_soundfont",
     "resolve_soundfont",
+    "soundfont_from_buffer",
 ]

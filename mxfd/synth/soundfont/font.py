@@ -22,7 +22,7 @@ import numpy.typing as npt
 from mxfd.synth.soundfont.errors import LoadReport, SoundFontError
 from mxfd.synth.soundfont.modulators import Modulator
 from mxfd.synth.soundfont.records import Hydra, read_hydra
-from mxfd.synth.soundfont.riff import RiffLayout, walk
+from mxfd.synth.soundfont.riff import Buffer, RiffLayout, walk
 from mxfd.synth.soundfont.sample_data import Samples, read_samples
 from mxfd.synth.soundfont.zones import KEYS, ZoneTables, build_tables, find_preset, select_voice_zones
 
@@ -127,9 +127,16 @@ class SoundFont:
         t = self.tables
         s = int(t.sample[v])
         first, count = int(t.mod_first[v]), int(t.mod_count[v])
+        rows = range(first, first + count)
         mods = tuple(
-            Modulator(int(r["src"]), int(r["dest"]), float(r["amount"]), int(r["amount_src"]), int(r["transform"]))
-            for r in t.modulators[first : first + count]
+            Modulator(
+                int(t.mod_src[r]),
+                int(t.mod_dest[r]),
+                float(t.mod_amount[r]),
+                int(t.mod_amount_src[r]),
+                int(t.mod_transform[r]),
+            )
+            for r in rows
         )
         return VoiceZone(
             index=v,
@@ -169,9 +176,14 @@ def load_soundfont(path: str | os.PathLike[str]) -> SoundFont:
     # The kernel reads ahead around touched pages by default; voices touch samples here and there.
     if hasattr(buf, "madvise") and hasattr(mmap, "MADV_RANDOM"):
         buf.madvise(mmap.MADV_RANDOM)
-    report = LoadReport(p)
-    layout = walk(buf, p)
-    hydra = read_hydra(buf, layout, p, report)
-    samples = read_samples(buf, layout, hydra, p, report)
-    tables, names, _ = build_tables(hydra, samples, p, report)
-    return SoundFont(p, layout, hydra, samples, tables, names, report)
+    return soundfont_from_buffer(buf, p)
+
+
+def soundfont_from_buffer(buf: Buffer, path: str) -> SoundFont:
+    """Load a SoundFont from the whole file's bytes (or mmap); ``path`` names it in messages."""
+    report = LoadReport(path)
+    layout = walk(buf, path)
+    hydra = read_hydra(buf, layout, path, report)
+    samples = read_samples(buf, layout, hydra, path, report)
+    tables, names, _ = build_tables(hydra, samples, path, report)
+    return SoundFont(path, layout, hydra, samples, tables, names, report)

@@ -28,7 +28,7 @@ because a user switching from it expects the same sound:
 - 8.4.2 velocity to filter cutoff: the spec's modulator (source 0x0102,
   -2400 cents) makes the cutoff jump between velocity 63 and 64; FluidSynth
   defines it with a velocity *switch* as amount source (0x0C02, the form
-  several SF2.1 fonts use to switch it off) and, since 2.1, evaluates it to
+  several SF2.1 fonts use to switch it off) and (since 1.x at least) evaluates it to
   zero ("S. Christian Collins' mod"), so by default velocity does not
   close the filter.  :func:`modulator_value` returns 0 for it.
 - 8.4.6 CC10 to pan: amount 500, not the spec's 1000, so CC10 = 64 is the
@@ -50,11 +50,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Final, Iterable, Sequence
 
-import numpy as np
-import numpy.typing as npt
-
 from mxfd.synth.soundfont import units
 from mxfd.synth.soundfont.generators import IS_VALUE, N_GENERATORS, Gen
+from mxfd.synth.soundfont.jit import compiled
+from mxfd.synth.soundfont.units import concave, convex
 
 # --- source word fields (section 8.2) ---------------------------------------------------------
 INDEX_MASK: Final = 0x7F
@@ -89,11 +88,6 @@ TRANSFORM_ABSOLUTE: Final = 2
 #: The most modulators one voice holds (FluidSynth's FLUID_NUM_MOD).
 MAX_VOICE_MODULATORS: Final = 64
 
-#: A modulator list as a flat array, for compiled code: one row per modulator.
-MODULATOR_DTYPE: Final = np.dtype(
-    [("src", "<u2"), ("dest", "<u2"), ("amount", "<f8"), ("amount_src", "<u2"), ("transform", "<u2")]
-)
-
 
 def source(index: int, *, cc: bool = False, negative: bool = False, bipolar: bool = False, curve: int = LINEAR) -> int:
     """A source word from its fields."""
@@ -106,18 +100,22 @@ def source(index: int, *, cc: bool = False, negative: bool = False, bipolar: boo
     )
 
 
+@compiled
 def source_index(word: int) -> int:
     return word & INDEX_MASK
 
 
+@compiled
 def source_is_cc(word: int) -> bool:
     return bool(word & CC_FLAG)
 
 
+@compiled
 def source_curve(word: int) -> int:
     return (word >> TYPE_SHIFT) & 0x3F
 
 
+@compiled
 def source_is_none(word: int) -> bool:
     """A general controller "no controller" source (its other bits do not matter)."""
     return not (word & CC_FLAG) and (word & INDEX_MASK) == GC_NONE
@@ -173,6 +171,10 @@ DEFAULT_PITCH_WHEEL: Final = Modulator(  # 8.4.10, to fineTune as FluidSynth
     source(GC_PITCH_WHEEL, bipolar=True), Gen.FINE_TUNE, 12700.0, source(GC_PITCH_WHEEL_SENSITIVITY)
 )
 
+_VEL_TO_FILTER_SRC: Final = DEFAULT_VEL_TO_FILTER.src
+_VEL_TO_FILTER_DEST: Final = int(DEFAULT_VEL_TO_FILTER.dest)
+_VEL_TO_FILTER_AMOUNT_SRC: Final = DEFAULT_VEL_TO_FILTER.amount_src
+
 #: The ten default modulators of section 8.4, in its order (the order FluidSynth adds them to a voice).
 DEFAULT_MODULATORS: Final[tuple[Modulator, ...]] = (
     DEFAULT_VEL_TO_ATTENUATION,
@@ -188,6 +190,7 @@ DEFAULT_MODULATORS: Final[tuple[Modulator, ...]] = (
 )
 
 
+@compiled
 def source_range(word: int) -> float:
     """The range a source's raw value is divided by: 16384 for the pitch wheel, 128 for everything else."""
     if not source_is_cc(word) and source_index(word) == GC_PITCH_WHEEL:
@@ -195,6 +198,7 @@ def source_range(word: int) -> float:
     return 128.0
 
 
+@compiled
 def map_source(value: float, word: int) -> float:
     """The raw controller ``value`` of source ``word`` mapped by its curve, polarity and direction (FluidSynth 2.3).
 
@@ -211,37 +215,46 @@ def map_source(value: float, word: int) -> float:
             return (-1.0 if up else 1.0) if negative else (1.0 if up else -1.0)
         if curve not in (CONCAVE, CONVEX):
             return 0.0
-        f = units.concave if curve == CONCAVE else units.convex
         sign = -1.0 if negative else 1.0
-        if norm > 0.5:
-            return sign * f(127.0 * 2.0 * (norm - 0.5))
-        return -sign * f(127.0 * 2.0 * (0.5 - norm))
+        x = 127.0 * 2.0 * (norm - 0.5) if norm > 0.5 else 127.0 * 2.0 * (0.5 - norm)
+        y = concave(x) if curve == CONCAVE else convex(x)
+        return sign * y if norm > 0.5 else -sign * y
     x = 1.0 - norm if negative else norm
     if curve == LINEAR:
         return x
     if curve == CONCAVE:
-        return units.concave(127.0 * x)
+        return concave(127.0 * x)
     if curve == CONVEX:
-        return units.convex(127.0 * x)
+        return convex(127.0 * x)
     if curve == SWITCH:
-        return 1.0 if x >= 0.5 else 0.0
+        up = norm >= 0.5  # FluidSynth switches on the raw value: 64 is "on", or "off" when negative
+        return 1.0 if up != negative else 0.0
     return 0.0
 
 
-def modulator_value(mod: Modulator, src_value: float, amount_src_value: float) -> float:
-    """What ``mod`` adds to its destination when its sources have these raw values (FluidSynth's fluid_mod_get_value).
+@compiled
+def modulated_amount(
+    src: int, dest: int, amount: float, amount_src: int, transform: int, src_value: float, amount_src_value: float
+) -> float:
+    """What a modulator given by its fields adds to its destination for these raw source values.
 
-    A source 1 of "no controller" gives 0, an amount source of "no controller" counts as 1, FluidSynth's
-    velocity-to-filter default gives 0, and the absolute-value transform is applied last.
+    This is FluidSynth's fluid_mod_get_value: a source 1 of "no controller" gives 0, an amount source of
+    "no controller" counts as 1, FluidSynth's velocity-to-filter default gives 0, and the absolute-value
+    transform is applied last.
     """
-    if mod.identical(DEFAULT_VEL_TO_FILTER):
+    if src == _VEL_TO_FILTER_SRC and dest == _VEL_TO_FILTER_DEST and amount_src == _VEL_TO_FILTER_AMOUNT_SRC:
         return 0.0
-    if source_is_none(mod.src):
+    if source_is_none(src):
         return 0.0
-    v1 = map_source(src_value, mod.src)
-    v2 = 1.0 if source_is_none(mod.amount_src) else map_source(amount_src_value, mod.amount_src)
-    out = mod.amount * v1 * v2
-    return abs(out) if mod.transform == TRANSFORM_ABSOLUTE else out
+    v1 = map_source(src_value, src)
+    v2 = 1.0 if source_is_none(amount_src) else map_source(amount_src_value, amount_src)
+    out = amount * v1 * v2
+    return abs(out) if transform == TRANSFORM_ABSOLUTE else out
+
+
+def modulator_value(mod: Modulator, src_value: float, amount_src_value: float) -> float:
+    """What ``mod`` adds to its destination when its sources have these raw values (see :func:`modulated_amount`)."""
+    return modulated_amount(mod.src, mod.dest, mod.amount, mod.amount_src, mod.transform, src_value, amount_src_value)
 
 
 def _source_valid(word: int) -> bool:
@@ -340,11 +353,3 @@ def voice_modulators(
             if len(voice) < MAX_VOICE_MODULATORS:
                 voice.append(mod)
     return voice
-
-
-def as_array(mods: Sequence[Modulator]) -> npt.NDArray[np.void]:
-    """A modulator list as a MODULATOR_DTYPE array."""
-    out = np.zeros(len(mods), dtype=MODULATOR_DTYPE)
-    for i, m in enumerate(mods):
-        out[i] = (m.src, m.dest, m.amount, m.amount_src, m.transform)
-    return out

@@ -63,7 +63,10 @@ def _text(raw: bytes) -> str:
 
 
 def _fourcc(raw: bytes) -> str:
-    return raw.decode("latin-1")
+    """A chunk id as text; a garbled one as its bytes' repr, so a message stays one printable line."""
+    if all(0x20 <= c < 0x7F for c in raw):
+        return raw.decode("ascii")
+    return repr(bytes(raw))
 
 
 def _chunks(buf: Buffer, start: int, end: int, path: str, parent: str) -> list[tuple[str, Span]]:

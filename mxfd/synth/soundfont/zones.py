@@ -30,7 +30,7 @@ of arrays (one row per voice zone):
   FluidSynth's EMU factor;
 - the voice's modulator list (defaults, instrument, preset merged by
   :func:`~mxfd.synth.soundfont.modulators.voice_modulators`), as a range of
-  rows in one deduplicated modulator pool.
+  rows in one deduplicated modulator pool (itself a struct of arrays).
 
 Zone selection is then array arithmetic: presets are sorted by
 ``bank * 128 + program`` (:func:`find_preset` is a binary search) and, for
@@ -53,9 +53,9 @@ from mxfd.synth.soundfont import generators as g
 from mxfd.synth.soundfont import units
 from mxfd.synth.soundfont.errors import LoadReport, SoundFontError
 from mxfd.synth.soundfont.generators import DEFAULTS, N_GENERATORS, PRESET_ADDITIVE, Gen
+from mxfd.synth.soundfont.jit import compiled
 from mxfd.synth.soundfont.modulators import (
     DEFAULT_MODULATORS,
-    MODULATOR_DTYPE,
     Modulator,
     imported,
     voice_modulators,
@@ -173,15 +173,15 @@ def _parse_lists(
                         )
                     break
                 level = 2
-                if (
-                    oper >= N_GENERATORS
-                    or g.GENERATORS[oper].kind == g.UNUSED
-                    or oper == Gen.INSTRUMENT
-                    or oper == Gen.SAMPLE_ID
-                ):
+                if oper >= N_GENERATORS or g.GENERATORS[oper].kind == g.UNUSED:
                     report.fix("generator_unknown", gen_chunk, j, f"{name!r}: unknown generator {oper}; ignored")
                     continue
-                if not allowed[oper]:
+                if oper == Gen.INSTRUMENT:  # only the terminal of a preset zone; here, an instrument zone
+                    report.fix(
+                        "generator_invalid", gen_chunk, j, f"{name!r}: instrument in an instrument zone; ignored"
+                    )
+                    continue
+                if not allowed[oper]:  # sampleID and the instrument-only generators, at preset level
                     report.fix(
                         "generator_not_in_preset",
                         gen_chunk,
@@ -236,8 +236,9 @@ class ZoneTables:
     ``sample_mode[v]``, ``root_key[v]``, ``pitch_correction[v]`` (cents), ``tuning[v]`` (coarse x 100 +
     fine, cents), ``attenuation[v]`` (centibels, FluidSynth's 0.4 x initialAttenuation),
     ``exclusive_class[v]``, ``link_sample[v]`` (stereo partner, -1), ``sample_rate[v]``,
-    ``key_lo/key_hi/vel_lo/vel_hi[v]``, ``preset[v]``, and its modulators
-    ``modulators[mod_first[v] : mod_first[v] + mod_count[v]]``.
+    ``key_lo/key_hi/vel_lo/vel_hi[v]``, ``preset[v]``, and its modulators, rows
+    ``mod_first[v] : mod_first[v] + mod_count[v]`` of ``mod_src``, ``mod_dest``, ``mod_amount``,
+    ``mod_amount_src`` and ``mod_transform`` (the source words as in the file).
 
     Preset ``p`` (sorted by bank, program): ``preset_key[p] = bank * 128 + program``, its voice zones
     ``vz_first[p] : vz_first[p + 1]``, and for key ``k`` the candidates
@@ -269,7 +270,11 @@ class ZoneTables:
     preset: I32
     mod_first: I32
     mod_count: I32
-    modulators: npt.NDArray[np.void]
+    mod_src: I32
+    mod_dest: I32
+    mod_amount: F64
+    mod_amount_src: I32
+    mod_transform: I32
 
     @property
     def voice_zone_count(self) -> int:
@@ -281,15 +286,17 @@ class ZoneTables:
         return int(np.diff(self.key_index).max()) if len(self.key_index) > 1 else 0
 
 
+@compiled
 def find_preset(preset_key: I64, bank: int, program: int) -> int:
     """The index of preset (bank, program) in the sorted table, or -1."""
     k = bank * KEYS + program
-    i = int(np.searchsorted(preset_key, k))
+    i = np.searchsorted(preset_key, k)
     if i < len(preset_key) and preset_key[i] == k:
-        return i
+        return int(i)
     return -1
 
 
+@compiled
 def select_voice_zones(
     key_index: I64, key_zones: I32, vel_lo: I32, vel_hi: I32, preset: int, key: int, velocity: int, out: I32
 ) -> int:
@@ -322,15 +329,14 @@ def build_tables(hydra: Hydra, samples: Samples, path: str, report: LoadReport) 
 
     # Instrument zones and preset zones, each in one list; a global zone's row or -1.
     izones: list[ParsedZone] = []
-    inst_first: list[int] = []
+    inst_locals: list[range] = []  # rows of each instrument's local zones in izones
     inst_global: list[int] = []
     for inst in instruments:
         inst_global.append(len(izones) if inst.global_zone is not None else -1)
         if inst.global_zone is not None:
             izones.append(inst.global_zone)
-        inst_first.append(len(izones))
+        inst_locals.append(range(len(izones), len(izones) + len(inst.zones)))
         izones.extend(inst.zones)
-    inst_first.append(len(izones))
     pzones: list[ParsedZone] = []
     phdr = hydra.phdr[:-1]
     banks: list[int] = phdr["bank"].tolist()
@@ -369,7 +375,7 @@ def build_tables(hydra: Hydra, samples: Samples, path: str, report: LoadReport) 
             pi = len(pzones)
             pzones.append(pz)
             ii = pz.link
-            for iz in range(inst_first[ii], inst_first[ii + 1]):
+            for iz in inst_locals[ii]:
                 z = izones[iz]
                 if not samples.usable[z.link]:
                     continue
@@ -411,7 +417,7 @@ def build_tables(hydra: Hydra, samples: Samples, path: str, report: LoadReport) 
 
     override = gens[:, Gen.OVERRIDING_ROOT_KEY]
     root_key = np.where(override >= 0, override, samples.original_key[sample]).astype(np.int32)
-    modulators, mod_first, mod_count = _modulator_pool(izones, pzones, vz_izone, vz_iglobal, vz_pzone, vz_pglobal)
+    pool, mod_first, mod_count = _modulator_pool(izones, pzones, vz_izone, vz_iglobal, vz_pzone, vz_pglobal)
 
     preset_key = np.array([banks[p] * KEYS + programs[p] for p in kept], np.int64)
     vz_first_a = np.array(vz_first, np.int64)
@@ -444,7 +450,11 @@ def build_tables(hydra: Hydra, samples: Samples, path: str, report: LoadReport) 
         preset=preset_a,
         mod_first=mod_first,
         mod_count=mod_count,
-        modulators=modulators,
+        mod_src=np.array([m.src for m in pool], np.int32),
+        mod_dest=np.array([m.dest for m in pool], np.int32),
+        mod_amount=np.array([m.amount for m in pool], np.float64),
+        mod_amount_src=np.array([m.amount_src for m in pool], np.int32),
+        mod_transform=np.array([m.transform for m in pool], np.int32),
     )
     return tables, [presets[p].name for p in kept], preset_key
 
@@ -489,8 +499,8 @@ def _modulator_pool(
     vz_iglobal: list[int],
     vz_pzone: list[int],
     vz_pglobal: list[int],
-) -> tuple[npt.NDArray[np.void], I32, I32]:
-    """One pool of modulator rows shared by every voice zone with the same merged list."""
+) -> tuple[list[Modulator], I32, I32]:
+    """One pool of modulators shared by every voice zone with the same merged list; each zone's (first, count)."""
 
     def mods(zones: list[ParsedZone], i: int) -> list[Modulator]:
         return zones[i].modulators if i >= 0 else []
@@ -524,10 +534,7 @@ def _modulator_pool(
                 where[merged] = at
             hit = by_source[key] = (at, len(merged))
         first[v], count[v] = hit
-    rows = np.zeros(len(pool), MODULATOR_DTYPE)
-    for i, m in enumerate(pool):
-        rows[i] = (m.src, m.dest, m.amount, m.amount_src, m.transform)
-    return rows, first, count
+    return pool, first, count
 
 
 def _key_index(n_presets: int, preset: I32, key_lo: I32, key_hi: I32) -> tuple[I64, I32]:
