@@ -70,8 +70,8 @@ from mxfd.synth.soundfont.font import PERCUSSION_BANK
 from mxfd.synth.soundfont.zones import find_preset, select_voice_zones
 
 _njit = numba.njit(nogil=True, cache=True)
-_find_preset = numba.njit(nogil=True, cache=True)(find_preset)
-_select_voice_zones = numba.njit(nogil=True, cache=True)(select_voice_zones)
+_find_preset = find_preset  # compiled by the soundfont package (its jit mark)
+_select_voice_zones = select_voice_zones
 
 CHANNELS_PER_GROUP = 16
 DRUM_CHANNEL = 9

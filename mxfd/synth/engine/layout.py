@@ -313,7 +313,6 @@ def new_state(
 ) -> tuple[EngineState, dict[str, npt.NDArray[Any]]]:
     """A fresh state for ``font``; also its arrays by field name (the Python side reads and fills them)."""
     t = font.tables
-    m = t.modulators
     s = font.samples
     words = s.data.view()
     low = (s.low if s.low is not None else np.zeros(0, np.uint8)).view()
@@ -348,11 +347,11 @@ def new_state(
         "sample_rate": _f64(t.sample_rate),
         "mod_first": _i32(t.mod_first),
         "mod_count": _i32(t.mod_count),
-        "mod_src": _i64(m["src"]),
-        "mod_dest": _i64(m["dest"]),
-        "mod_amount": _f64(m["amount"]),
-        "mod_amount_src": _i64(m["amount_src"]),
-        "mod_transform": _i64(m["transform"]),
+        "mod_src": _i64(t.mod_src),
+        "mod_dest": _i64(t.mod_dest),
+        "mod_amount": _f64(t.mod_amount),
+        "mod_amount_src": _i64(t.mod_amount_src),
+        "mod_transform": _i64(t.mod_transform),
         "words": words,
         "low": low,
         "ev_offset": np.zeros(events, np.int64),

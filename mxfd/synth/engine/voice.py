@@ -40,7 +40,6 @@ import math
 import numba
 import numpy as np
 
-from mxfd.synth.engine import convert as cv
 from mxfd.synth.engine.layout import (
     A1,
     A1_INCR,
@@ -133,12 +132,15 @@ from mxfd.synth.engine.layout import (
     VOL_VAL,
     ZONE,
 )
+from mxfd.synth.soundfont import modulators as m
+from mxfd.synth.soundfont import units
 from mxfd.synth.soundfont.generators import Gen
 from mxfd.synth.soundfont.zones import LOOP_CONTINUOUS, LOOP_UNTIL_RELEASE
 
 # fastmath lets LLVM reorder the per-sample arithmetic (a third faster at 256 voices); no code here relies on
 # NaN or infinity. The numpy error model drops Python's division-by-zero checks from the loops.
 _njit = numba.njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
+_gain = units.centibels_to_gain
 
 # generator ids as plain ints (compiled in as literals)
 G_MODLFO_TO_PITCH = int(Gen.MOD_LFO_TO_PITCH)
@@ -178,15 +180,15 @@ def _source_value(word: int, chan: int, key: int, vel: int, ci: np.ndarray, cc: 
     index = word & 0x7F
     if word & 0x80:
         return float(cc[chan, index])
-    if index == cv.GC_VELOCITY:
+    if index == m.GC_VELOCITY:
         return float(vel)
-    if index == cv.GC_KEY:
+    if index == m.GC_KEY:
         return float(key)
-    if index == cv.GC_CHANNEL_PRESSURE:
+    if index == m.GC_CHANNEL_PRESSURE:
         return float(ci[C_PRESSURE, chan])
-    if index == cv.GC_PITCH_WHEEL:
+    if index == m.GC_PITCH_WHEEL:
         return float(ci[C_BEND, chan])
-    if index == cv.GC_PITCH_WHEEL_SENSITIVITY:
+    if index == m.GC_PITCH_WHEEL_SENSITIVITY:
         return float(ci[C_BEND_RANGE, chan]) / 100.0
     return 0.0  # poly pressure and "no controller"
 
@@ -195,23 +197,17 @@ def _source_value(word: int, chan: int, key: int, vel: int, ci: np.ndarray, cc: 
 def _mod_value(k: int, chan: int, key: int, vel: int, st) -> float:  # type: ignore[no-untyped-def]
     src = st.mod_src[k]
     amount_src = st.mod_amount_src[k]
-    if (
-        src == cv.VEL_FILTER_SRC
-        and st.mod_dest[k] == cv.VEL_FILTER_DEST
-        and amount_src == cv.VEL_FILTER_AMOUNT_SRC
-    ):
-        return 0.0
-    if not (src & 0x80) and (src & 0x7F) == cv.GC_NONE:
-        return 0.0
-    v1 = cv.map_source(_source_value(src, chan, key, vel, st.ci, st.cc), src)
-    if not (amount_src & 0x80) and (amount_src & 0x7F) == cv.GC_NONE:
-        v2 = 1.0
-    else:
-        v2 = cv.map_source(_source_value(amount_src, chan, key, vel, st.ci, st.cc), amount_src)
-    out = st.mod_amount[k] * v1 * v2
-    if st.mod_transform[k] == cv.TRANSFORM_ABSOLUTE:
-        out = abs(out)
-    return float(out)
+    return float(
+        m.modulated_amount(
+            src,
+            st.mod_dest[k],
+            st.mod_amount[k],
+            amount_src,
+            st.mod_transform[k],
+            _source_value(src, chan, key, vel, st.ci, st.cc),
+            _source_value(amount_src, chan, key, vel, st.ci, st.cc),
+        )
+    )
 
 
 @_njit
@@ -245,7 +241,7 @@ def _min_attenuation(v: int, st) -> float:  # type: ignore[no-untyped-def]
         for s in (s1, s2):
             i = s & 0x7F
             if not (s & 0x80) and (
-                i == cv.GC_CHANNEL_PRESSURE or i == cv.GC_POLY_PRESSURE or i == cv.GC_PITCH_WHEEL
+                i == m.GC_CHANNEL_PRESSURE or i == m.GC_POLY_PRESSURE or i == m.GC_PITCH_WHEEL
             ):
                 live = True
         if not live:
@@ -280,9 +276,9 @@ def update_params(v: int, st) -> None:  # type: ignore[no-untyped-def]
     f[MODLFO_TO_FC, v] = min(max(g[v, G_MODLFO_TO_FC], -12000.0), 12000.0)
     f[MODENV_TO_FC, v] = min(max(g[v, G_MODENV_TO_FC], -12000.0), 12000.0)
     f[MODLFO_TO_VOL, v] = min(max(g[v, G_MODLFO_TO_VOL], -960.0), 960.0)
-    pan = g[v, G_PAN]
-    f[GAIN_LEFT, v] = cv.pan_side(-pan) * gain
-    f[GAIN_RIGHT, v] = cv.pan_side(pan) * gain
+    left, right = units.pan_gains(g[v, G_PAN])
+    f[GAIN_LEFT, v] = left * gain
+    f[GAIN_RIGHT, v] = right * gain
     f[GAIN_REVERB, v] = min(max(g[v, G_REVERB] / 1000.0, 0.0), 1.0) * gain
     f[GAIN_CHORUS, v] = min(max(g[v, G_CHORUS] / 1000.0, 0.0), 1.0) * gain
 
@@ -314,9 +310,9 @@ def _setup_envelope(v: int, st, e: int, base: int, rate: float) -> None:  # type
     g = st.gen
     env = st.env
     key = st.vi[MOD_KEY, v]
-    n = float(int(rate * cv.tc_seconds(g[v, base], 5000.0) / CONTROL_PERIOD))
+    n = float(int(rate * units.delay_seconds(g[v, base]) / CONTROL_PERIOD))
     _set_section(env, v, e, DELAY, n, 0.0, 0.0, -1.0, 1.0)
-    n = 1.0 + int(rate * cv.tc_seconds(g[v, base + 1], 8000.0) / CONTROL_PERIOD)
+    n = 1.0 + int(rate * units.attack_seconds(g[v, base + 1]) / CONTROL_PERIOD)
     _set_section(env, v, e, ATTACK, n, 1.0, 1.0 / n, -1.0, 1.0)
     n = _hold_decay_periods(g[v, base + 2], g[v, base + 6], key, False, rate)
     _set_section(env, v, e, HOLD, n, 1.0, 0.0, -1.0, 2.0)
@@ -325,7 +321,7 @@ def _setup_envelope(v: int, st, e: int, base: int, rate: float) -> None:  # type
     _set_section(env, v, e, DECAY, n, 1.0, -1.0 / n if n > 0 else 0.0, level, 2.0)
     _set_section(env, v, e, SUSTAIN, _HUGE, 1.0, 0.0, -1.0, 2.0)
     lowest_release = MIN_VOLENV_RELEASE if e == VOL_ENV else -12000.0
-    n = 1.0 + int(rate * cv.tc_seconds(max(g[v, base + 5], lowest_release), 8000.0) / CONTROL_PERIOD)
+    n = 1.0 + int(rate * units.release_seconds(max(g[v, base + 5], lowest_release)) / CONTROL_PERIOD)
     _set_section(env, v, e, RELEASE, n, 1.0, -1.0 / n, 0.0, 1.0 if e == VOL_ENV else 2.0)
     _set_section(env, v, e, FINISHED, _HUGE, 0.0, 0.0, -1.0, 1.0)
 
@@ -359,12 +355,13 @@ def start_voice(v: int, zone: int, chan: int, key: int, vel: int, note_id: int, 
     update_params(v, st)
     f[MIN_ATTENUATION, v] = _min_attenuation(v, st)
     root = float(st.root_key[zone])
-    f[ROOT_PITCH_HZ, v] = cv.cents_to_hz(root * 100.0 - st.pitch_correction[zone]) * (rate / st.sample_rate[zone])
+    root_hz = units.absolute_cents_to_hz(root * 100.0 - st.pitch_correction[zone])
+    f[ROOT_PITCH_HZ, v] = root_hz * (rate / st.sample_rate[zone])
     gv = st.gen
-    f[MODLFO_INCR, v] = 4.0 * CONTROL_PERIOD * cv.cents_to_hz(min(max(gv[v, G_MODLFO_FREQ], -16000.0), 4500.0)) / rate
-    f[VIBLFO_INCR, v] = 4.0 * CONTROL_PERIOD * cv.cents_to_hz(min(max(gv[v, G_VIBLFO_FREQ], -16000.0), 4500.0)) / rate
-    i[MODLFO_DELAY, v] = int(rate * cv.tc_seconds(gv[v, G_MODLFO_DELAY], 5000.0))
-    i[VIBLFO_DELAY, v] = int(rate * cv.tc_seconds(gv[v, G_VIBLFO_DELAY], 5000.0))
+    f[MODLFO_INCR, v] = 4.0 * CONTROL_PERIOD * units.lfo_hz(gv[v, G_MODLFO_FREQ]) / rate
+    f[VIBLFO_INCR, v] = 4.0 * CONTROL_PERIOD * units.lfo_hz(gv[v, G_VIBLFO_FREQ]) / rate
+    i[MODLFO_DELAY, v] = int(rate * units.delay_seconds(gv[v, G_MODLFO_DELAY]))
+    i[VIBLFO_DELAY, v] = int(rate * units.delay_seconds(gv[v, G_VIBLFO_DELAY]))
     _setup_envelope(v, st, VOL_ENV, G_VOLENV_BASE, rate)
     _setup_envelope(v, st, MOD_ENV, G_MODENV_BASE, rate)
     i[VOL_SECTION, v] = DELAY
@@ -387,11 +384,11 @@ def release(v: int, st) -> None:  # type: ignore[no-untyped-def]
         return
     if i[VOL_SECTION, v] == ATTACK and f[VOL_VAL, v] > 0.0:
         lfo = f[MODLFO_VAL, v] * -f[MODLFO_TO_VOL, v]
-        amp = f[VOL_VAL, v] * cv.cb_to_gain(lfo)
-        env_value = -(((-200.0 / math.log(10.0)) * math.log(amp) - lfo) / cv.PEAK_CB - 1.0)
+        amp = f[VOL_VAL, v] * _gain(lfo)
+        env_value = -(((-200.0 / math.log(10.0)) * math.log(amp) - lfo) / units.PEAK_ATTENUATION_CB - 1.0)
         f[VOL_VAL, v] = min(max(env_value, 0.0), 1.0)
     if i[MOD_SECTION, v] == ATTACK and f[MOD_VAL, v] > 0.0:
-        f[MOD_VAL, v] = min(max(cv.curve(127.0 * f[MOD_VAL, v], cv.CONVEX_POINTS), 0.0), 1.0)
+        f[MOD_VAL, v] = min(max(units.convex(127.0 * f[MOD_VAL, v]), 0.0), 1.0)
     i[VOL_SECTION, v] = RELEASE
     i[VOL_COUNT, v] = 0
     i[MOD_SECTION, v] = RELEASE
@@ -406,7 +403,7 @@ def release(v: int, st) -> None:  # type: ignore[no-untyped-def]
 def kill_exclusive(v: int, st) -> None:  # type: ignore[no-untyped-def]
     """Choke a voice for a newer one of its exclusive class: a fast release."""
     st.vi[EXCLUSIVE, v] = 0
-    n = 1.0 + int(st.config[G_RATE] * cv.tc_seconds(EXCLUSIVE_RELEASE_TC, 8000.0) / CONTROL_PERIOD)
+    n = 1.0 + int(st.config[G_RATE] * units.release_seconds(EXCLUSIVE_RELEASE_TC) / CONTROL_PERIOD)
     _set_section(st.env, v, VOL_ENV, RELEASE, n, 1.0, -1.0 / n, 0.0, 1.0)
     release(v, st)
 
@@ -456,7 +453,7 @@ def _lfo_step(v: int, st, val_field: int, incr_field: int, delay: int, ticks: in
 @_njit
 def _filter_coefficients(v: int, st, rate: float, fmod: float) -> None:  # type: ignore[no-untyped-def]
     f = st.vf
-    fres = cv.filter_hz(f[FRES, v] + fmod)
+    fres = units.filter_cutoff_hz(f[FRES, v] + fmod)
     if fres > 0.45 * rate:
         fres = 0.45 * rate
     elif fres < 5.0:
@@ -510,10 +507,10 @@ def control_step(v: int, st) -> int:  # type: ignore[no-untyped-def]
         return -1
     lfo_cb = f[MODLFO_VAL, v] * -f[MODLFO_TO_VOL, v]
     if section == ATTACK:
-        target = cv.cb_to_gain(f[ATTENUATION, v]) * cv.cb_to_gain(lfo_cb) * f[VOL_VAL, v]
+        target = _gain(f[ATTENUATION, v]) * _gain(lfo_cb) * f[VOL_VAL, v]
     else:
-        target = cv.cb_to_gain(f[ATTENUATION, v]) * cv.cb_to_gain(cv.PEAK_CB * (1.0 - f[VOL_VAL, v]) + lfo_cb)
-        amp_max = cv.cb_to_gain(f[MIN_ATTENUATION, v]) * f[VOL_VAL, v]
+        target = _gain(f[ATTENUATION, v]) * _gain(units.PEAK_ATTENUATION_CB * (1.0 - f[VOL_VAL, v]) + lfo_cb)
+        amp_max = _gain(f[MIN_ATTENUATION, v]) * f[VOL_VAL, v]
         if amp_max < NOISE_FLOOR / st.config[G_GAIN]:
             return 0
     f[AMP_INCR, v] = (target - f[AMP, v]) / CONTROL_PERIOD
@@ -521,12 +518,12 @@ def control_step(v: int, st) -> int:  # type: ignore[no-untyped-def]
         return -1
 
     if i[MOD_SECTION, v] == ATTACK:
-        modenv = cv.curve(127.0 * f[MOD_VAL, v], cv.CONVEX_POINTS)
+        modenv = units.convex(127.0 * f[MOD_VAL, v])
     else:
         modenv = f[MOD_VAL, v]
     f[MODENV_NOW, v] = modenv
     incr = (
-        cv.cents_to_hz(
+        units.absolute_cents_to_hz(
             f[PITCH, v]
             + f[MODLFO_VAL, v] * f[MODLFO_TO_PITCH, v]
             + f[VIBLFO_VAL, v] * f[VIBLFO_TO_PITCH, v]

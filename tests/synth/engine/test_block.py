@@ -58,8 +58,11 @@ def test_rendering_blocks_with_events_allocates_nothing_in_steady_state() -> Non
         s.put_message(e)
         s.render(out)
 
-    growth, where = core_growth(cycle, warmup=2_000, cycles=40_000, files=SYNTH_FILES)
-    assert growth <= 0, where
+    cycles = 40_000
+    growth, where = core_growth(cycle, warmup=2_000, cycles=cycles, files=SYNTH_FILES)
+    # The events and sample positions in flight at the two snapshots differ by a few hundred bytes either way;
+    # a leak of one byte per block would show as 40 kB.
+    assert growth < cycles // 10, where
     assert s.stats()["notes"] > 3000
 
 
