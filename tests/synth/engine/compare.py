@@ -17,11 +17,11 @@ def read_mono(path: str) -> tuple[F, int]:
 
 
 def onset(x: F, rate: int) -> float:
-    """Seconds to the first sample above -40 dB of the peak."""
+    """Seconds to the first sample above -20 dB of the peak (a font sample's own first millisecond may lie below)."""
     peak = float(np.abs(x).max())
     if peak == 0.0:
         return float("nan")
-    return float(np.flatnonzero(np.abs(x) >= peak * 0.01)[0]) / rate
+    return float(np.flatnonzero(np.abs(x) >= peak * 0.1)[0]) / rate
 
 
 def frames_db(x: F, rate: int, frame_s: float = 0.010) -> F:
