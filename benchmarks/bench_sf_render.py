@@ -24,6 +24,7 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +35,7 @@ import mido
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_synth import CHANNELS, PROGRAMS, dense_midi, run_measured  # noqa: E402
+from bench_synth import CHANNELS, PROGRAMS, dense_midi  # noqa: E402
 
 from mxfd.core.allocator import Allocator  # noqa: E402
 from mxfd.synth.engine import SoundFontSynth  # noqa: E402
@@ -79,6 +80,26 @@ def block_times(font_path: str, voices: int, repeat: int) -> tuple[float, float,
             synth.render(out)
         best_render = min(best_render, (time.perf_counter() - t0) / n)
     return best_call, best_render, int(k[L.K_SOUNDING])
+
+
+# A fork of this process counts this process's resident pages as the child's until it execs, so the peak
+# RSS of a command is measured from a small Python process of its own.
+_RUNNER = """
+import os, subprocess, sys, time
+t0 = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(p.pid, 0)
+print(time.perf_counter() - t0, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float]:
+    """Run ``cmd``; (wall seconds, peak RSS MiB) of that process alone."""
+    done = subprocess.run([sys.executable, "-c", _RUNNER, *cmd], capture_output=True, text=True, check=True)
+    wall, rss, code = done.stdout.split()
+    if int(code):
+        raise RuntimeError(f"{' '.join(cmd)} failed ({code})")
+    return float(wall), float(rss)
 
 
 def one_note(path: Path) -> Path:
