@@ -160,8 +160,9 @@ N_COUNTERS = 10
 # -- configuration (EngineArrays.config) ------------------------------------------------------
 G_RATE = 0
 G_GAIN = 1
-G_SENDS = 2  # 1.0: render the reverb and chorus send buses
-N_CONFIG = 3
+G_REVERB = 2  # 1.0: render the reverb send bus (0.0: nobody listens, so no voice spends time on it)
+G_CHORUS = 3  # 1.0: render the chorus send bus
+N_CONFIG = 4
 
 #: Output buses of a block: left, right, chorus send, reverb send (the order mxfd.synth.master.Master mixes).
 BUSES = 4
@@ -322,6 +323,8 @@ def new_state(
     config = np.zeros(N_CONFIG, np.float64)
     config[G_RATE] = rate
     config[G_GAIN] = gain
+    config[G_REVERB] = 1.0
+    config[G_CHORUS] = 1.0
     arrays: dict[str, npt.NDArray[Any]] = {
         "vf": np.zeros((N_VOICE_F, voices), np.float64),
         "vi": np.zeros((N_VOICE_I, voices), np.int64),

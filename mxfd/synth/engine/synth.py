@@ -83,7 +83,8 @@ class SoundFontSynth:
             rate=float(self.sample_rate),
             gain=gain,
         )
-        self._a["config"][L.G_SENDS] = 1.0 if (reverb or chorus) else 0.0
+        self._a["config"][L.G_REVERB] = 1.0 if reverb else 0.0
+        self._a["config"][L.G_CHORUS] = 1.0 if chorus else 0.0
         reset_all(self.state)
         self.wave_sink = WaveSink(self.sample_rate)
         self.master = Master(self.sample_rate, self._chunk, reverb or chorus)

@@ -132,6 +132,12 @@ from mxfd.synth.engine.layout import (
     VOL_VAL,
     ZONE,
 )
+from mxfd.synth.engine.layout import (
+    G_CHORUS as C_CHORUS_ON,
+)
+from mxfd.synth.engine.layout import (
+    G_REVERB as C_REVERB_ON,
+)
 from mxfd.synth.soundfont import modulators as m
 from mxfd.synth.soundfont import units
 from mxfd.synth.soundfont.generators import Gen
@@ -279,8 +285,8 @@ def update_params(v: int, st) -> None:  # type: ignore[no-untyped-def]
     left, right = units.pan_gains(g[v, G_PAN])
     f[GAIN_LEFT, v] = left * gain
     f[GAIN_RIGHT, v] = right * gain
-    f[GAIN_REVERB, v] = min(max(g[v, G_REVERB] / 1000.0, 0.0), 1.0) * gain
-    f[GAIN_CHORUS, v] = min(max(g[v, G_CHORUS] / 1000.0, 0.0), 1.0) * gain
+    f[GAIN_REVERB, v] = units.tenths_percent(g[v, G_REVERB]) * gain * st.config[C_REVERB_ON]
+    f[GAIN_CHORUS, v] = units.tenths_percent(g[v, G_CHORUS]) * gain * st.config[C_CHORUS_ON]
 
 
 @_njit
