@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"refuse a MIDI file longer than this (default {DEFAULT_MAX_RENDER_SECONDS:g} s,"
                         " 2 hours)")
     render.add_argument("--no-progress", action="store_true", help="no progress bar")
+    render.add_argument("--soundfont", metavar="PATH",
+                        help='SoundFont 2 file, or "builtin" (default: the system\'s GM soundfont, else builtin)')
+    render.add_argument("--gain", type=float, default=0.0, metavar="DB",
+                        help="output gain in dB (0: as loud as FluidSynth at its default gain)")
+    render.add_argument("--reverb", choices=("on", "off"), default="on", help="reverb")
+    render.add_argument("--chorus", choices=("on", "off"), default="on", help="chorus")
 
     instruments = sub.add_parser("instruments", help="list the presets of a SoundFont or of the built-in bank")
     instruments.add_argument("--soundfont", metavar="PATH",

@@ -372,6 +372,56 @@ class RenderResult:
     stats: dict[str, object]
 
 
+class BadSoundFont(RenderError):
+    """The SoundFont chosen cannot be loaded (bad input, as a bad MIDI file is)."""
+
+
+@dataclass(frozen=True)
+class SynthChoice:
+    """Which synth renders: ``soundfont`` is a file path, or None for the built-in bank."""
+
+    soundfont: Optional[str] = None
+    gain_db: float = 0.0
+    reverb: bool = True
+    chorus: bool = True
+
+
+def choose_soundfont(value: Optional[str]) -> Optional[str]:
+    """The font file for ``--soundfont VALUE`` (None: the system's GM font if any), or None for the built-in bank."""
+    from mxfd.synth.soundfont import resolve_soundfont
+
+    return resolve_soundfont(value)
+
+
+def make_synth(choice: SynthChoice, rate: int, polyphony: int, block: int) -> Any:
+    """The synth miniport for ``choice``; a font that cannot be loaded raises RenderError (one line)."""
+    if choice.soundfont is None:
+        from mxfd.synth import Synth
+
+        synth = Synth(rate, polyphony=polyphony, block_frames=block, effects=choice.reverb or choice.chorus)
+        if not choice.reverb:
+            synth.master.reverb = None
+        if not choice.chorus:
+            synth.master.chorus = None
+        return synth
+    from mxfd.synth.engine import SoundFontSynth
+    from mxfd.synth.soundfont import SoundFontError, load_soundfont
+
+    try:
+        font = load_soundfont(choice.soundfont)
+    except SoundFontError as exc:
+        raise BadSoundFont(str(exc)) from None
+    return SoundFontSynth(
+        font,
+        rate,
+        polyphony=polyphony,
+        block_frames=block,
+        gain_db=choice.gain_db,
+        reverb=choice.reverb,
+        chorus=choice.chorus,
+    )
+
+
 def render_file(
     song: Song,
     out: BinaryIO,
@@ -382,15 +432,16 @@ def render_file(
     polyphony: int = 256,
     progress: Optional[Progress] = None,
     output: Optional[OutputFormat] = None,
+    synth_choice: SynthChoice = SynthChoice(),
 ) -> RenderResult:
     """Render ``song`` to ``out`` (a seekable binary file) through the full render path.
 
-    ``output`` is the file format (WAV when None); ``fmt`` its sample format.
+    ``output`` is the file format (WAV when None); ``fmt`` its sample format; ``synth_choice`` the synth.
     """
-    from mxfd.synth import Synth
-
     started = time.monotonic()
-    synth = Synth(rate, polyphony=polyphony, block_frames=block)
+    synth = make_synth(synth_choice, rate, polyphony, block)
+    # The SoundFont engine applies --gain itself; the built-in synth's output is scaled here.
+    post_gain = 10.0 ** (synth_choice.gain_db / 20.0) if synth_choice.soundfont is None else 1.0
     allocator = Allocator(pool_size=1024, max_pool_size=1024 * 64)
     unpacker = Unpacker(allocator)
     sequencer = Sequencer(allocator, schedule_prefetch=synth.schedule_prefetch)
@@ -421,6 +472,8 @@ def render_file(
         if frame is None:
             raise RuntimeError("the frame allocator has no free frame")
         audio = frames.audio_view(frame, 2)
+        if post_gain != 1.0:
+            np.multiply(audio, post_gain, out=audio)
         n = min(block, limit - total)
         ended = nb >= len(buffers) and sequencer.held == 0 and synth.idle
         if ended:
@@ -485,6 +538,12 @@ def main(args: argparse.Namespace) -> int:
     if args.polyphony > MAX_POLYPHONY:
         print(f"{prog}: --polyphony must be at most {MAX_POLYPHONY}, got {args.polyphony}", file=sys.stderr)
         return 2
+    choice = SynthChoice(
+        choose_soundfont(getattr(args, "soundfont", None)),
+        getattr(args, "gain", 0.0),
+        getattr(args, "reverb", "on") == "on",
+        getattr(args, "chorus", "on") == "on",
+    )
     try:
         output = output_format(args.output)
         check_output(output, sample_format, args.rate)
@@ -546,6 +605,7 @@ def main(args: argparse.Namespace) -> int:
                 polyphony=args.polyphony,
                 progress=progress,
                 output=output,
+                synth_choice=choice,
             )
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -559,6 +619,9 @@ def main(args: argparse.Namespace) -> int:
     except _Terminated as exc:
         _said(progress, f"{prog}: terminated by signal {exc.signum}; {args.output} not written")
         return 128 + exc.signum
+    except BadSoundFont as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
     except RenderError as exc:
         print(f"\n{prog}: cannot write {args.output}: {exc}", file=sys.stderr)
         return 1

@@ -15,9 +15,11 @@ from mxfd.core.mxf import MXF, KSState
 CORE_FILES = os.path.join(os.path.dirname(os.path.abspath(mxfd.core.__file__)), "*")
 
 
-def core_growth(cycle: Callable[[int], None], warmup: int, cycles: int) -> tuple[int, list[str]]:
-    """Net bytes still allocated by mxfd/core code after ``cycles`` more cycles, and where."""
-    only_core = [tracemalloc.Filter(True, CORE_FILES)]
+def core_growth(
+    cycle: Callable[[int], None], warmup: int, cycles: int, files: str = CORE_FILES
+) -> tuple[int, list[str]]:
+    """Net bytes still allocated by mxfd/core code (or the code ``files`` matches) after ``cycles`` more cycles."""
+    only_core = [tracemalloc.Filter(True, files)]
     tracemalloc.start()
     try:
         for i in range(warmup):

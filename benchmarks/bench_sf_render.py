@@ -1,0 +1,160 @@
+"""The SoundFont engine: render cost per block, and ``mxfd render`` against ``fluidsynth -F``.
+
+Tables:
+
+1. One 128-frame block (48 kHz: a 2.67 ms budget) with 0, 16, 64 and 256
+   voices sounding (sustained TimGM6mb programs on 15 channels, effects off),
+   best of several runs: the compiled call alone (``render_block``) and the
+   whole miniport render (event intake and the master section included).
+   Targets (issue 8): 0 voices under 1 % of the budget, 256 under 15 %.
+2. The dense files of ``bench_synth.py`` (64 and 256 notes held on 15
+   channels, re-struck every 0.5 s, 30 s long), rendered by ``mxfd render
+   --soundfont FONT --reverb off --chorus off`` and by ``fluidsynth -ni -R 0
+   -C 0 -F`` with the same font, each a whole fresh process, best of N, in
+   the same run; and the peak RSS of each.  Target: 1.5x FluidSynth's speed.
+3. Start-up: ``mxfd render`` of a one-note file (warm compile cache).
+
+Run: ``.venv/bin/python benchmarks/bench_sf_render.py [--seconds 30] [--repeat 3]``.
+Timings depend on the machine's load; treat figures from a busy machine as upper bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import mido
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_synth import CHANNELS, PROGRAMS, dense_midi  # noqa: E402
+
+from mxfd.core.allocator import Allocator  # noqa: E402
+from mxfd.synth.engine import SoundFontSynth  # noqa: E402
+from mxfd.synth.engine import layout as L  # noqa: E402
+from mxfd.synth.engine.block import render_block  # noqa: E402
+from mxfd.synth.soundfont import load_soundfont  # noqa: E402
+
+RATE = 48000
+BLOCK = 128
+TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+FLUIDR3 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+
+
+def block_times(font_path: str, voices: int, repeat: int) -> tuple[float, float, int]:
+    """Best seconds per block (compiled call, whole render) with ``voices`` held, and the voices sounding."""
+    synth = SoundFontSynth(load_soundfont(font_path), RATE, polyphony=256, block_frames=BLOCK, reverb=False,
+                           chorus=False)
+    alloc = Allocator(pool_size=1024)
+    msgs = [bytes([0xC0 | ch, prog]) for ch, prog in zip(CHANNELS, PROGRAMS, strict=True)]
+    notes = [bytes([0x90 | CHANNELS[k % 15], 28 + (k // 15) * 4 + (k % 15) % 4, 90]) for k in range(256)]
+    for m in msgs:
+        synth.put_message(alloc.make_event(m, 0))
+    out = np.zeros((BLOCK, 2), dtype=np.float32)
+    synth.render(out)
+    k = synth.arrays()["counters"]
+    for m in notes:  # start notes until the wanted number of voices sound (a preset may start two per note)
+        if k[L.K_SOUNDING] >= voices:
+            break
+        synth.put_message(alloc.make_event(m, 0))
+        synth.render(out)
+    for _ in range(50):
+        synth.render(out)
+    n = 300
+    best_call = best_render = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            render_block(synth.state, 0, BLOCK)
+        best_call = min(best_call, (time.perf_counter() - t0) / n)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            synth.render(out)
+        best_render = min(best_render, (time.perf_counter() - t0) / n)
+    return best_call, best_render, int(k[L.K_SOUNDING])
+
+
+# A fork of this process counts this process's resident pages as the child's until it execs, so the peak
+# RSS of a command is measured from a small Python process of its own.
+_RUNNER = """
+import os, subprocess, sys, time
+t0 = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(p.pid, 0)
+print(time.perf_counter() - t0, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(cmd: list[str]) -> tuple[float, float]:
+    """Run ``cmd``; (wall seconds, peak RSS MiB) of that process alone."""
+    done = subprocess.run([sys.executable, "-c", _RUNNER, *cmd], capture_output=True, text=True, check=True)
+    wall, rss, code = done.stdout.split()
+    if int(code):
+        raise RuntimeError(f"{' '.join(cmd)} failed ({code})")
+    return float(wall), float(rss)
+
+
+def one_note(path: Path) -> Path:
+    mid = mido.MidiFile(ticks_per_beat=480)
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    tr.append(mido.Message("note_on", note=60, velocity=100, time=0))
+    tr.append(mido.Message("note_off", note=60, velocity=0, time=480))
+    mid.save(path)
+    return path
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=30.0, help="length of the dense files")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--fonts", nargs="*", default=[TIMGM, FLUIDR3])
+    args = ap.parse_args(argv)
+    mxfd = [sys.executable, "-m", "mxfd.cli"]
+    fluidsynth = shutil.which("fluidsynth")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.1f}")
+    budget = BLOCK / RATE
+    print(f"\nOne {BLOCK}-frame block at {RATE} Hz ({budget * 1e3:.2f} ms budget), TimGM6mb, best of {args.repeat}")
+    print("| voices | compiled call µs | whole render µs | % of budget |")
+    print("|---|---|---|---|")
+    for v in (0, 16, 64, 256):
+        call, render, sounding = block_times(TIMGM, v, args.repeat)
+        print(f"| {sounding} | {call * 1e6:.1f} | {render * 1e6:.1f} | {render / budget * 100:.2f} |")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out.wav")
+        note = one_note(Path(tmp) / "note.mid")
+        print("\nStart-up: mxfd render of a one-note file (warm cache), best of", args.repeat)
+        for font in args.fonts:
+            best = min(run_measured([*mxfd, "render", str(note), out, "--soundfont", font, "--reverb", "off",
+                                     "--chorus", "off", "--no-progress"])[0] for _ in range(args.repeat))
+            print(f"- {os.path.basename(font)}: {best:.2f} s")
+        print(f"\nDense files ({args.seconds:.0f} s), effects off on both, whole processes, best of {args.repeat}")
+        print("| font | notes | mxfd render s | fluidsynth -F s | speed vs FluidSynth | RSS mxfd / fluidsynth MiB |")
+        print("|---|---|---|---|---|---|")
+        for font in args.fonts:
+            for notes in (64, 256):
+                path = dense_midi(Path(tmp) / f"dense{notes}.mid", notes, args.seconds)
+                ours = min(run_measured([*mxfd, "render", str(path), out, "--soundfont", font, "--reverb", "off",
+                                          "--chorus", "off", "--no-progress"]) for _ in range(args.repeat))
+                theirs = (float("nan"), float("nan"))
+                if fluidsynth:
+                    theirs = min(run_measured([fluidsynth, "-ni", "-R", "0", "-C", "0", "-r", str(RATE),
+                                                "-o", "synth.polyphony=256", "-F", out, font, str(path)])
+                                  for _ in range(args.repeat))
+                print(f"| {os.path.basename(font)} | {notes} | {ours[0]:.2f} | {theirs[0]:.2f} | "
+                      f"{theirs[0] / ours[0]:.2f}x | {ours[1]:.0f} / {theirs[1]:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

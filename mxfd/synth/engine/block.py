@@ -1,0 +1,65 @@
+"""The render entry: one compiled call per block, events applied at their own sample offsets.
+
+Theory of operation
+-------------------
+:func:`render_block` zeroes the block's four buses (left, right, chorus
+send, reverb send), then walks the block's events in order: the voices are
+rendered up to the next event's offset, the event is applied there (it may
+start, release or change voices), and so on to the block's end.  A block
+with no voice in use costs the zeroing and nothing else.  Voices that end
+free their slot; the high-water mark of used slots shrinks with them, so
+the voice loops stay as short as the polyphony actually used.
+"""
+
+from __future__ import annotations
+
+import numba
+
+from mxfd.synth.engine import voice as vc
+from mxfd.synth.engine.channels import apply_message
+from mxfd.synth.engine.layout import K_HIGH_WATER, K_SOUNDING, K_VOICES_PEAK, PLAYING, STATUS
+
+
+@numba.njit(nogil=True, cache=True)
+def _render_voices(st, a: int, b: int) -> None:  # type: ignore[no-untyped-def]
+    for v in range(st.counters[K_HIGH_WATER]):
+        if st.vi[STATUS, v] == PLAYING:
+            if not vc.render_voice(v, st, a, b):
+                vc.free(v, st)
+
+
+@numba.njit(nogil=True, cache=True)
+def render_block(st, n_events: int, n: int) -> int:  # type: ignore[no-untyped-def]
+    """Render ``n`` frames into ``out[:, :n]`` (float32, 4 buses), applying ``n_events`` events; voices sounding."""
+    counters = st.counters
+    out = st.out
+    if counters[K_HIGH_WATER] == 0 and n_events == 0:
+        out[:, :n] = 0.0
+        counters[K_SOUNDING] = 0
+        return 0
+    out[:, :n] = 0.0
+    pos = 0
+    e = 0
+    while True:
+        nxt = n
+        if e < n_events:
+            nxt = min(max(st.ev_offset[e], pos), n)
+        if nxt > pos:
+            _render_voices(st, pos, nxt)
+            pos = nxt
+        if e >= n_events:
+            break
+        apply_message(st.ev_base[e], st.ev_length[e], st.ev_data[e], st)
+        e += 1
+    high = counters[K_HIGH_WATER]
+    while high > 0 and st.vi[STATUS, high - 1] != PLAYING:
+        high -= 1
+    counters[K_HIGH_WATER] = high
+    sounding = 0
+    for v in range(high):
+        if st.vi[STATUS, v] == PLAYING:
+            sounding += 1
+    counters[K_SOUNDING] = sounding
+    if sounding > counters[K_VOICES_PEAK]:
+        counters[K_VOICES_PEAK] = sounding
+    return sounding

@@ -1,0 +1,63 @@
+"""Keep numba's on-disk cache of the engine consistent with its source.
+
+numba's ``cache=True`` checks only the source file of the function it
+loads, but a compiled function contains the functions it calls from
+other modules: after an edit or an upgrade of one module, another module's
+cached code could still hold the old version.  :func:`check` hashes every
+source file the compiled engine is built from (and the numba version);
+when the hash differs from the one stored beside the cache, the engine's
+cache files are deleted, so the next render compiles afresh (about a
+minute) and stores a consistent cache.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from typing import Final
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_SOUNDFONT = os.path.join(os.path.dirname(_HERE), "soundfont")
+_CORE_MIDI = os.path.join(os.path.dirname(os.path.dirname(_HERE)), "core", "midi.py")
+#: The directories whose ``__pycache__`` hold compiled engine code (the engine's, and the zone lookup's).
+CACHE_DIRS: Final = (os.path.join(_HERE, "__pycache__"), os.path.join(_SOUNDFONT, "__pycache__"))
+_STAMP: Final = os.path.join(CACHE_DIRS[0], "engine-source.sha256")
+
+
+def source_hash() -> str:
+    import numba
+
+    h = hashlib.sha256(numba.__version__.encode())
+    files = sorted(glob.glob(os.path.join(_HERE, "*.py"))) + sorted(glob.glob(os.path.join(_SOUNDFONT, "*.py")))
+    for path in [*files, _CORE_MIDI]:
+        with open(path, "rb") as fh:
+            h.update(os.path.basename(path).encode())
+            h.update(fh.read())
+    return h.hexdigest()
+
+
+def check() -> bool:
+    """Delete the engine's cached machine code if it was built from other sources; True if it did."""
+    try:
+        digest = source_hash()
+        with open(_STAMP, encoding="ascii") as fh:
+            if fh.read().strip() == digest:
+                return False
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False  # an unreadable cache directory: numba decides on its own
+    for directory in CACHE_DIRS:
+        for path in glob.glob(os.path.join(directory, "*.nbi")) + glob.glob(os.path.join(directory, "*.nbc")):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    try:
+        os.makedirs(CACHE_DIRS[0], exist_ok=True)
+        with open(_STAMP, "w", encoding="ascii") as fh:
+            fh.write(digest + "\n")
+    except OSError:
+        pass
+    return True
