@@ -1,7 +1,7 @@
 """``mxfd instruments``: the presets a user can choose, from a SoundFont or the built-in bank.
 
-The font is the one ``--soundfont`` names, else the one the daemon and
-``mxfd render`` would use by default (:func:`~mxfd.synth.soundfont.resolve_soundfont`:
+The font is the one ``--soundfont`` names, else the one ``mxfd render``
+uses by default (:func:`~mxfd.synth.soundfont.resolve_soundfont`:
 the system's General MIDI font, else the built-in bank).  Each preset is
 listed as ``BANK-PROGRAM NAME``, as FluidSynth's ``inst`` command lists them,
 so a user can pick one with CC0/CC32 and a program change.
