@@ -13,8 +13,8 @@ server's decoder):
   request's own reply type), and the session goes on;
 * ``buffer``: a sound buffer header whose length is the payload sent: no reply,
   or one ``bad-buffer``/``buffer-too-large`` error naming the buffer's ordinal
-  (and, for a buffer :func:`~mxfd.core.wire.validate_buffer` refuses, the same
-  offset and reason); the session goes on;
+  (and, for a malformed buffer, the offset and reason of its first problem);
+  the session goes on;
 * ``framing``: a header the rules call garbage: exactly one ``garbage`` error
   (fatal, at the case's stream offset), then the connection is closed;
 * ``raw``: anything else (a header whose length is not what follows, a partial
@@ -52,7 +52,16 @@ from mxfd.client.protocol import (
     encode_control,
     make_hello,
 )
-from mxfd.core.wire import EVENT_HEADER_SIZE, HEADER, BadBufferError, encode_buffer, validate_buffer
+from mxfd.core.midi import DATA_LENGTH
+from mxfd.core.wire import (
+    DMUS_EVENT_STRUCTURED,
+    EVENT_HEADER_SIZE,
+    HEADER,
+    BadBufferError,
+    encode_buffer,
+    iter_records,
+    validate_buffer,
+)
 from tests.client.helpers import RawPeer
 from tests.fuzzing import mutate
 
@@ -190,6 +199,22 @@ def mutate_header(data: bytes, rng: random.Random) -> bytes:
     return bytes(head) + rest
 
 
+#: JSON values a request field may be set to: wrong types, edges, what a reply could not carry, deep, long.
+HOSTILE_VALUES = (
+    "NaN", "Infinity", "-1e999", "1" + "0" * 400, "-0", "1.5", "true", "null", '"x"', "[]", "{}",
+    "[" * 40 + "]" * 40, '{"a":' * 40 + "1" + "}" * 40, json.dumps("é" * 300), json.dumps("(" * 300),
+    json.dumps("(a+)+$"), *(str(v) for v in EDGES),
+)
+
+
+def mutate_request(message: dict[str, Any], rng: random.Random) -> bytes:
+    """A request's JSON text with one field (its own, ``id``, ``type`` or a new one) set to a hostile value."""
+    fields = {k: json.dumps(v) for k, v in message.items()}
+    key = rng.choice([*fields, "id", "type", "seconds", "pattern", "limit", "x" * rng.randint(1, 40)])
+    fields[key] = rng.choice(HOSTILE_VALUES)
+    return ("{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in fields.items()) + "}").encode()
+
+
 def seed_frames(now: int = 0) -> list[bytes]:
     """Valid frames to mutate: every request type with its usual fields, hellos, and buffers."""
     requests: list[dict[str, Any]] = [
@@ -220,7 +245,8 @@ def seed_frames(now: int = 0) -> list[bytes]:
 
 
 def mutated_frame(seeds: Sequence[bytes], rng: random.Random, framing_share: float = 0.05) -> bytes:
-    """One seed frame, mutated: most often its payload (the header's length kept true), sometimes
+    """One seed frame, mutated: most often its payload (a request's field or bytes, a buffer's record
+    fields or bytes; the header's length kept true), sometimes
     its header or into bytes that are no frame (``framing_share`` of the cases together)."""
     seed = rng.choice(seeds)
     kind = seed[2]
@@ -239,6 +265,8 @@ def mutated_frame(seeds: Sequence[bytes], rng: random.Random, framing_share: flo
         if rng.random() < 0.1:
             return frame(KIND_BUFFER, mutate(payload, rng))  # the start time too
         return frame(KIND_BUFFER, start + mutate_buffer(data, rng))
+    if rng.random() < 0.5:
+        return frame(KIND_CONTROL, mutate_request(json.loads(payload), rng))
     return frame(KIND_CONTROL, mutate(payload, rng))
 
 
@@ -324,6 +352,7 @@ def _check_buffer(a: Answered, ordinal: int) -> None:
     else:
         try:
             validate_buffer(case.buffer)
+            expected = short_message_problem(case.buffer)
         except BadBufferError as e:
             expected = e
     if not a.replies:
@@ -341,6 +370,24 @@ def _check_buffer(a: Answered, ordinal: int) -> None:
     ):
         raise SessionBroken(f"buffer {ordinal}: expected bad-buffer at {expected.offset} ({expected.reason}), "
                             f"got {err!r:.300}")
+
+
+def short_message_problem(data: bytes) -> Optional[BadBufferError]:
+    """Where a buffer the wire rules accept breaks the playback rule that a structured record holds
+    one whole short message (docs/protocol.md, "Errors"): too short for its status, or a status
+    byte among its data bytes.  Capture buffers may carry such records (a device sent them), so
+    :func:`~mxfd.core.wire.validate_buffer` takes them; a playback stream refuses them."""
+    for off, cb, _group, _delta, flags in iter_records(data):
+        if not flags & DMUS_EVENT_STRUCTURED:
+            continue
+        body = off + EVENT_HEADER_SIZE
+        n = DATA_LENGTH[data[body]]
+        if cb <= n:
+            return BadBufferError(off, f"structured event of {cb} bytes; status {data[body]:#04x} needs {n + 1}")
+        for at in range(body + 1, body + 1 + n):
+            if data[at] & 0x80:
+                return BadBufferError(at, f"status byte {data[at]:#04x} inside a structured message")
+    return None
 
 
 def run_session(path: str, cases: Sequence[Case], timeout: float = CASE_SECONDS) -> list[Answered]:
@@ -460,6 +507,7 @@ __all__ = [
     "frame",
     "mutate_buffer",
     "mutate_header",
+    "mutate_request",
     "mutated_frame",
     "run_session",
     "seed_frames",
