@@ -74,7 +74,7 @@ class Fuzzed:
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="mxfd.client.server"):
             answered = play()
-            assert wait_for(lambda: not server.sessions, CASE_SECONDS), server.sessions
+            assert wait_for(lambda: not server.sessions, CASE_SECONDS, 0.001), server.sessions
         lines = [r for r in caplog.records if r.name == "mxfd.client.server"]
         assert len(lines) <= MAX_LOG_LINES, [r.getMessage() for r in lines]
         for r in lines:
@@ -84,7 +84,7 @@ class Fuzzed:
         assert all(s.closed and s.allocator.is_idle() for s in engine.streams)
         with Client(server.path, timeout=CASE_SECONDS) as c:
             assert c.status()["clients"]["connected"] == 1
-        assert wait_for(lambda: not server.sessions, CASE_SECONDS)
+        assert wait_for(lambda: not server.sessions, CASE_SECONDS, 0.001)
         return answered
 
     def close(self) -> None:
