@@ -35,8 +35,9 @@ import socket
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+from mxfd.client.commands import format_status, format_status_full
 from mxfd.client.protocol import (
     FLAG_HISTORY,
     FRAME_HEADER,
@@ -337,6 +338,8 @@ def _check_request(a: Answered) -> None:
         raise SessionBroken(f"a {sent_type!r:.40} request got a {reply['type']!r} reply: {a!r:.600}")
     if sent_id is not None and reply.get("id") != sent_id:
         raise SessionBroken(f"the reply does not carry the request's id: {a!r:.600}")
+    if reply["type"] == "status":
+        check_status_prints(reply["status"])
     if reply["type"] == "history" and reply["buffers"] != a.history_buffers:
         raise SessionBroken(f"history counted {reply['buffers']} buffers and sent {a.history_buffers}")
 
@@ -389,12 +392,33 @@ def first_problem(data: bytes) -> Optional[BadBufferError]:
     return None
 
 
-def run_session(path: str, cases: Sequence[Case], timeout: float = CASE_SECONDS) -> list[Answered]:
+def check_status_prints(st: dict[str, Any]) -> None:
+    """What ``mxfd status`` (and ``--verbose``) would print of ``st`` is printable lines of UTF-8:
+    nothing a client sent may break the command or forge a line of it."""
+    clients = st.get("clients", {}).get("list", [])
+    labels = [c.get(k) for c in clients for k in ("name", "file") if isinstance(c.get(k), str)]
+    if not all(label.isprintable() for label in labels):  # "cut to ... printable characters" (docs/protocol.md)
+        raise SessionBroken(f"a client's name or file label is not printable: {labels!r:.600}")
+    for text in (format_status(st), format_status_full(st)):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise SessionBroken(f"mxfd status could not print the status: {e}: {text!r:.600}") from None
+        bad = [line for line in text.splitlines() if not line.isprintable()]
+        if bad:
+            raise SessionBroken(f"mxfd status would print control characters: {bad!r:.600}")
+
+
+def run_session(
+    path: str, cases: Sequence[Case], timeout: float = CASE_SECONDS, meanwhile: Optional[Callable[[], None]] = None
+) -> list[Answered]:
     """Send ``cases`` over one new connection, each followed by the sentinel, and check every answer.
 
-    A case that ends the session must be the last.  Returns what came back for
-    each case; raises :class:`SessionBroken` (an AssertionError) naming the
-    first rule the server broke.
+    A case that ends the session must be the last.  ``meanwhile`` is called
+    before the last case, while the session holds what the others left (a
+    stream, a subscription, a label).  Returns what came back for each case;
+    raises :class:`SessionBroken` (an AssertionError) naming the first rule
+    the server broke.
     """
     for c in cases[:-1]:
         assert not c.ends_session, "only the last case may end the session"
@@ -411,6 +435,8 @@ def run_session(path: str, cases: Sequence[Case], timeout: float = CASE_SECONDS)
         out = []
         for i, case in enumerate(cases):
             last = i == len(cases) - 1
+            if last and meanwhile is not None:
+                meanwhile()
             if case.kind == "buffer":
                 buffers += 1
             a = _exchange(peer, case, f"fuzz-{i}", last, timeout, subscribed)
@@ -502,6 +528,7 @@ __all__ = [
     "Case",
     "SessionBroken",
     "buffer_frame",
+    "check_status_prints",
     "classify",
     "frame",
     "mutate_buffer",

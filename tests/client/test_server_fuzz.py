@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import socket
+import struct
 import threading
 from typing import Any, Callable, Iterator
 
@@ -27,7 +28,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mxfd.client import Client
-from mxfd.client.protocol import KIND_BUFFER, KIND_CONTROL, NEED_DATA, FrameDecoder, encode_control, make_hello
+from mxfd.client.protocol import (
+    FRAME_HEADER_SIZE,
+    KIND_BUFFER,
+    KIND_CONTROL,
+    MAX_CONTROL_SIZE,
+    NEED_DATA,
+    FrameDecoder,
+    encode_control,
+    make_hello,
+)
 from mxfd.client.server import LOG_BURST, ServerConfig, start_server
 from mxfd.core.wire import encode_buffer
 from tests.client.fuzzing import (
@@ -36,6 +46,7 @@ from tests.client.fuzzing import (
     Answered,
     Case,
     buffer_frame,
+    check_status_prints,
     classify,
     frame,
     mutate_buffer,
@@ -202,6 +213,8 @@ def requests(draw: st.DrawFn) -> Obj:
         return Obj(fields)  # no type at all
     # the fields the type takes, as a client sends them, mostly: the random ones then add to or override them
     usual = list(USUAL.get(kind, ())) if isinstance(kind, str) and draw(st.integers(0, 3)) else []
+    if kind == "open" and draw(st.booleans()):
+        usual = [("file", draw(st.text(max_size=30)))]  # a label of any characters, shown by mxfd status
     return Obj([("type", kind), *usual, *fields])
 
 
@@ -246,11 +259,17 @@ def buffer_cases(draw: st.DrawFn) -> Case:
 
 @st.composite
 def garbage_cases(draw: st.DrawFn) -> Case:
-    """Bytes that are no frame, or a frame whose header is mutated."""
-    if draw(st.booleans()):
+    """Bytes that are no frame, a frame whose header is mutated, or one whose length says more than is sent."""
+    pick = draw(st.integers(0, 2))
+    if pick == 0:
         return classify(draw(st.binary(min_size=1, max_size=48)))
     sound = draw(control_cases() | buffer_cases())
-    return classify(mutate_header(sound.data, draw(st.randoms(use_true_random=True))))
+    if pick == 1:
+        return classify(mutate_header(sound.data, draw(st.randoms(use_true_random=True))))
+    head = bytearray(sound.data[:FRAME_HEADER_SIZE])
+    length = len(sound.data) - FRAME_HEADER_SIZE + draw(st.integers(1, MAX_CONTROL_SIZE))
+    struct.pack_into("<I", head, 8, length)  # the rest never comes: the end of the stream does
+    return classify(bytes(head) + sound.data[FRAME_HEADER_SIZE:])
 
 
 def sessions(middle: st.SearchStrategy[Case], last: st.SearchStrategy[Case]) -> st.SearchStrategy[list[Case]]:
@@ -270,7 +289,12 @@ def fuzz_sessions(healthy: Fuzzed, caplog: pytest.LogCaptureFixture, cases: st.S
     @FUZZ
     @given(cases)
     def run(session: list[Case]) -> None:
-        for a in healthy.check(caplog, lambda: run_session(healthy.server.path, session)):
+        def status_meanwhile() -> None:  # what the session holds shows in status, and status still prints
+            with Client(healthy.server.path, timeout=CASE_SECONDS) as c:
+                check_status_prints(c.status())
+
+        played = lambda: run_session(healthy.server.path, session, meanwhile=status_meanwhile)  # noqa: E731
+        for a in healthy.check(caplog, played):
             outcomes.add(a.outcome)
 
     run()
