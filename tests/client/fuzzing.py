@@ -410,15 +410,21 @@ def check_status_prints(st: dict[str, Any]) -> None:
 
 
 def run_session(
-    path: str, cases: Sequence[Case], timeout: float = CASE_SECONDS, meanwhile: Optional[Callable[[], None]] = None
+    path: str,
+    cases: Sequence[Case],
+    timeout: float = CASE_SECONDS,
+    meanwhile: Optional[Callable[[], None]] = None,
+    split: Optional[random.Random] = None,
 ) -> list[Answered]:
     """Send ``cases`` over one new connection, each followed by the sentinel, and check every answer.
 
     A case that ends the session must be the last.  ``meanwhile`` is called
     before the last case, while the session holds what the others left (a
-    stream, a subscription, a label).  Returns what came back for each case;
-    raises :class:`SessionBroken` (an AssertionError) naming the first rule
-    the server broke.
+    stream, a subscription, a label).  With ``split``, each case goes out in
+    up to four pieces cut where that random says, a moment apart, so frames
+    arrive in parts.  Returns what came back for each case; raises
+    :class:`SessionBroken` (an AssertionError) naming the first rule the
+    server broke.
     """
     for c in cases[:-1]:
         assert not c.ends_session, "only the last case may end the session"
@@ -439,7 +445,7 @@ def run_session(
                 meanwhile()
             if case.kind == "buffer":
                 buffers += 1
-            a = _exchange(peer, case, f"fuzz-{i}", last, timeout, subscribed)
+            a = _exchange(peer, case, f"fuzz-{i}", last, timeout, subscribed, split)
             out.append(a)
             if case.kind == "request":
                 _check_request(a)
@@ -465,13 +471,20 @@ def _sentinel(rid: str) -> bytes:
     return encode_control({"type": "time", "id": rid})
 
 
-def _exchange(peer: RawPeer, case: Case, rid: str, last: bool, timeout: float, subscribed: bool) -> Answered:
+def _exchange(
+    peer: RawPeer, case: Case, rid: str, last: bool, timeout: float, subscribed: bool, split: Optional[random.Random]
+) -> Answered:
     """Send one case and its sentinel; read until the sentinel's reply (and, for the last case, the end)."""
     a = Answered(case)
     t0 = time.monotonic()
     peer.sock.settimeout(timeout)
+    data = case.data + _sentinel(rid)
+    cuts = sorted(split.randrange(len(data)) for _ in range(split.randint(0, 3))) if split is not None else []
     try:
-        peer.send(case.data + _sentinel(rid))
+        for begin, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
+            if begin:
+                time.sleep(0.0005)
+            peer.send(data[begin:end])
         if last:
             peer.sock.shutdown(socket.SHUT_WR)
     except (BrokenPipeError, ConnectionResetError):

@@ -51,7 +51,9 @@ from tests.client.fuzzing import (
     frame,
     mutate_buffer,
     mutate_header,
+    mutate_request,
     run_session,
+    seed_frames,
 )
 from tests.client.helpers import CoreEngine, socket_dir, wait_for
 from tests.fuzzing import mutate
@@ -67,13 +69,18 @@ FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None
 # -- the server under test ----------------------------------------------------------------
 
 
+#: Capture sources the engine's history and subscribers see.
+INPUTS = ("test-kbd:out", "pads:out", "Keystation 49:port 0")
+NOTE = bytes([0x90, 60, 99])
+
+
 class Fuzzed:
     """A server on the core engine, with three capture buffers in its history ring to replay."""
 
     def __init__(self, path: str) -> None:
         self.engine = CoreEngine()
-        for i, name in enumerate(("test-kbd:out", "pads:out", "test-kbd:out")):
-            start, data = encode_buffer([(self.engine.clock() - 1000 + i, 1, bytes([0x90, 60 + i, 99]))])
+        for i, name in enumerate(INPUTS):
+            start, data = encode_buffer([(self.engine.clock() - 1000 + i, 1, NOTE)])
             self.engine.capture(name, start, data)
         self.server = start_server(self.engine, ServerConfig(socket=path))
         self.fds = len(os.listdir("/proc/self/fd"))
@@ -218,11 +225,24 @@ def requests(draw: st.DrawFn) -> Obj:
     return Obj([("type", kind), *usual, *fields])
 
 
+#: The control payloads of the seed frames the e2e mutator starts from.
+SEED_REQUESTS = [f[FRAME_HEADER_SIZE:] for f in seed_frames() if f[2] == KIND_CONTROL]
+
+
 @st.composite
 def control_cases(draw: st.DrawFn) -> Case:
-    """A control frame whose JSON body is hostile; sometimes its bytes mutated as well (the header kept true)."""
-    value = draw(requests()) if draw(st.integers(0, 4)) else draw(values)
-    payload = to_json(value).encode("utf-8", "surrogatepass")
+    """A control frame whose JSON body is hostile: a request built of hostile parts, any JSON value, or
+    one of the seed requests (every type, its usual fields) with a field set to a hostile value;
+    sometimes its bytes mutated as well (the header kept true)."""
+    pick = draw(st.integers(0, 5))
+    if pick < 2:
+        rng = draw(st.randoms(use_true_random=True))
+        payload = rng.choice(SEED_REQUESTS)
+        if rng.random() < 0.7:
+            payload = mutate_request(json.loads(payload), rng)
+    else:
+        value = draw(requests()) if pick < 5 else draw(values)
+        payload = to_json(value).encode("utf-8", "surrogatepass")
     if draw(st.integers(0, 5)) == 3:
         payload = mutate(payload, draw(st.randoms(use_true_random=True)))
     return classify(frame(KIND_CONTROL, payload))
@@ -287,13 +307,19 @@ def fuzz_sessions(healthy: Fuzzed, caplog: pytest.LogCaptureFixture, cases: st.S
     outcomes: set[str] = set()
 
     @FUZZ
-    @given(cases)
-    def run(session: list[Case]) -> None:
-        def status_meanwhile() -> None:  # what the session holds shows in status, and status still prints
+    @given(cases, st.randoms(use_true_random=True))
+    def run(session: list[Case], rng: random.Random) -> None:
+        def meanwhile() -> None:
+            # what the session holds shows in status, and status still prints; a capture buffer
+            # goes to the session if it subscribed (with whatever pattern it got through)
             with Client(healthy.server.path, timeout=CASE_SECONDS) as c:
                 check_status_prints(c.status())
+            engine = healthy.engine
+            engine.capture(rng.choice(INPUTS), engine.clock(), encode_buffer([(engine.clock(), 1, NOTE)])[1])
 
-        played = lambda: run_session(healthy.server.path, session, meanwhile=status_meanwhile)  # noqa: E731
+        played = lambda: run_session(  # noqa: E731
+            healthy.server.path, session, meanwhile=meanwhile, split=rng if rng.random() < 0.3 else None
+        )
         for a in healthy.check(caplog, played):
             outcomes.add(a.outcome)
 

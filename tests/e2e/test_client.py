@@ -552,6 +552,7 @@ def test_200_mutated_frames_leave_the_daemon_serving_silent_and_the_keyboard_hea
         now, _ = watcher.time()
         seeds = seed_frames(now)
         rng = random.Random(1212)
+        pieces = random.Random(34)  # each case sent in up to four parts
         outcomes: dict[str, int] = {}
         frames = connections = 0
         while frames < 200:
@@ -560,7 +561,7 @@ def test_200_mutated_frames_leave_the_daemon_serving_silent_and_the_keyboard_hea
                 cases.append(classify(mutated_frame(seeds, rng)))
                 if cases[-1].ends_session:
                     break
-            for a in run_session(daemon.socket, cases):
+            for a in run_session(daemon.socket, cases, split=pieces):
                 outcomes[a.outcome] = outcomes.get(a.outcome, 0) + 1
             frames += len(cases)
             connections += 1
