@@ -23,7 +23,10 @@ server's decoder):
 
 :func:`run_session` sends cases over one connection, each followed by a
 ``time`` request (the *sentinel*) whose reply shows the session went on, and
-checks every answer as it reads it.  Cases after which the stream cannot be
+checks every answer as it reads it: every control frame is a known reply or
+notice, every error is short and of a code bad input may earn (never
+``internal``), and every status is one ``mxfd status`` can print
+(:func:`check_status_prints`).  Cases after which the stream cannot be
 predicted end the session: the peer half-closes and reads to the end.
 """
 
