@@ -59,8 +59,9 @@ from tests.client.helpers import CoreEngine, socket_dir, wait_for
 from tests.fuzzing import mutate
 
 #: Lines one fuzzed session may log: connected, disconnected, the garbage warning, events returned
-#: at the close, the pool-full note, and a burst of bad-input lines.
-MAX_LOG_LINES = LOG_BURST + 5
+#: at the close, the pool-full note and a burst of bad-input lines; and the status client meanwhile
+#: connected and disconnected.
+MAX_LOG_LINES = LOG_BURST + 7
 MAX_LOG_LINE = 400
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None)
