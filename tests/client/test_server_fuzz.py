@@ -193,11 +193,13 @@ scalars = st.one_of(
     long_strings,
     st.sampled_from(HOSTILE_NUMBERS).map(Raw),
 )
-values = st.recursive(
-    scalars,
-    lambda kids: st.lists(kids, max_size=4) | st.lists(st.tuples(st.text(max_size=6), kids), max_size=4).map(Obj),
-    max_leaves=10,
-)
+
+
+def containers(kids: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(kids, max_size=4) | st.lists(st.tuples(st.text(max_size=6), kids), max_size=4).map(Obj)
+
+
+values = st.recursive(scalars, containers, max_leaves=10)
 field_values = st.one_of(
     values,
     st.sampled_from(PATTERNS),
