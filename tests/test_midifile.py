@@ -17,6 +17,7 @@ from mxfd.cli import main as cli
 from mxfd.client import commands
 from mxfd.core.wire import MAX_BUFFER_SIZE, MAX_EVENT_SIZE, encode_buffer, event_size
 from mxfd.midifile import MidiFileError, parse_midi, read_midi_file
+from tests.fuzzing import mutate
 
 SECOND = 10_000_000
 
@@ -208,24 +209,6 @@ def seed_file() -> bytes:
                   + vlq(96) + b"\x80\x40\x00")
     drums = track(b"\x00\x99\x24\x70\x60\x89\x24\x00\x00\xd9\x30")
     return smf(meta, notes, drums)
-
-
-def mutate(data: bytes, rng: random.Random) -> bytes:
-    b = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        op = rng.randrange(5)
-        at = rng.randrange(len(b) + 1)
-        if op == 0 and b:
-            b[min(at, len(b) - 1)] = rng.randrange(256)
-        elif op == 1 and b:
-            b[min(at, len(b) - 1)] ^= 1 << rng.randrange(8)
-        elif op == 2:
-            b[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 6)))
-        elif op == 3:
-            del b[at : at + rng.randint(1, 8)]
-        else:
-            del b[at:]
-    return bytes(b)
 
 
 def check_loads_cleanly(data: bytes) -> None:

@@ -300,12 +300,17 @@ def _valid_id(rid: object) -> bool:
     return isinstance(rid, str) and len(rid) <= MAX_ID
 
 
-def client_name(value: object) -> Optional[str]:
-    """A hello's ``client`` as it may be shown and logged: printable, at most :data:`MAX_NAME` characters."""
+def printable_label(value: object, limit: int) -> Optional[str]:
+    """A peer's string as it may be shown and logged: at most ``limit`` characters, each printable
+    (a newline, an escape sequence or a lone surrogate would break ``mxfd status``: they become ``?``)."""
     if not isinstance(value, str) or not value:
         return None
-    name = "".join(c if c.isprintable() else "?" for c in value[:MAX_NAME])
-    return name
+    return "".join(c if c.isprintable() else "?" for c in value[:limit])
+
+
+def client_name(value: object) -> Optional[str]:
+    """A hello's ``client`` as it may be shown and logged: printable, at most :data:`MAX_NAME` characters."""
+    return printable_label(value, MAX_NAME)
 
 
 def _repeats_nest(items: Any, inside: bool) -> bool:
@@ -757,9 +762,9 @@ class Session:
 
     def _open(self, msg: dict[str, Any]) -> dict[str, Any]:
         # building a stream's pool takes a moment: a player asks for it before its timing starts
-        file = msg.get("file")
-        if isinstance(file, str):
-            self.file = file[:MAX_FILE_NAME]  # a label only: never opened, kept short
+        file = printable_label(msg.get("file"), MAX_FILE_NAME)  # a label only: never opened, kept short
+        if file is not None:
+            self.file = file
         if self.stream is None:
             self.stream = self.engine.open_playback_stream(self.name)
         return {"type": "opened", "channel_group": self.stream.channel_group}
@@ -1501,6 +1506,7 @@ __all__ = [
     "bind_server",
     "client_name",
     "compile_pattern",
+    "printable_label",
     "running_daemon",
     "start_server",
 ]

@@ -7,6 +7,8 @@ import logging
 import os
 import resource
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -140,6 +142,22 @@ def test_a_40000_character_name_is_cut_to_64(server: Server) -> None:
     with Client(server.path, name="n" * 40_000) as c:
         (me,) = c.status()["clients"]["list"]
         assert me["name"] == "n" * MAX_NAME + f"-{c.welcome['client_id']}"
+
+
+def test_an_open_label_of_any_characters_cannot_break_or_forge_mxfd_status(server: Server) -> None:
+    # found by tests/client/test_server_fuzz.py: a lone surrogate made `mxfd status` end in a
+    # UnicodeEncodeError traceback, and a newline could forge a line of its report
+    label = "song\ud800.mid\nmxfd-play-9 (pid 1): playing \x1b[31mforged"
+    with Client(server.path, name="labels") as c:
+        c.request("open", file=label)
+        (me,) = c.status()["clients"]["list"]
+        assert me["file"] == "song?.mid?mxfd-play-9 (pid 1): playing ?[31mforged"
+        done = subprocess.run([sys.executable, "-m", "mxfd", "status", "--socket", server.path],
+                              capture_output=True, timeout=30)
+    assert done.returncode == 0 and done.stderr == b"", done.stderr[-400:]
+    out = done.stdout.decode()
+    shown = f"  labels-{c.welcome['client_id']} (pid {os.getpid()}): playing {me['file']}"
+    assert [line for line in out.splitlines() if "playing" in line] == [shown], out
 
 
 def test_status_fits_with_300_clients_and_clients_pages_through_them_all(server: Server) -> None:

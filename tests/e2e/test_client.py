@@ -9,6 +9,7 @@ commands run as ``python -m mxfd ...`` subprocesses, the way a user runs them.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -28,7 +29,9 @@ import pytest
 from mxfd.client import Client, ClientError
 from mxfd.client.commands import RECORD_PPQN
 from mxfd.client.protocol import NEED_DATA, FrameDecoder, encode_buffer_frame, encode_control, make_hello
+from mxfd.client.server import LOG_BURST
 from mxfd.core.wire import decode_buffer, encode_buffer
+from tests.client.fuzzing import classify, mutated_frame, run_session, seed_frames
 from tests.e2e.ears import Ear, Keyboard, dominant_frequency, rms_dbfs, wait_until
 from tests.jackserver import JackServer, die_with_parent
 
@@ -529,6 +532,74 @@ def test_malformed_buffers_and_garbage_get_errors_while_the_keyboard_plays_on(
         keyboard.note_off(81)
         keyboard.send(0xC0, 0)
     assert wait_until(lambda: _idle_allocators(daemon.status()), 5), daemon.status()["render_streams"]
+
+
+def test_200_mutated_frames_leave_the_daemon_serving_silent_and_the_keyboard_heard(
+    daemon: Daemon, ear: Ear, keyboard: Keyboard
+) -> None:
+    """A seeded mutator's frames, over a few connections: each gets its answer by the rules
+    (tests/client/fuzzing.py), and afterwards the daemon is as it was."""
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    watcher = Client(daemon.socket, name="e2e-fuzz-watch")  # one connection throughout: the baselines count it
+    try:
+        # nobody else connected (the last test's clients closed), so descriptors are at rest
+        assert wait_until(lambda: watcher.status()["clients"]["connected"] == 1, 5), watcher.status()["clients"]
+        before = watcher.status()
+        fds0, threads0, _ = _proc_counts(pid)
+        with open(daemon.log_path, "rb") as f:
+            log_from = len(f.read())
+        now, _ = watcher.time()
+        seeds = seed_frames(now)
+        rng = random.Random(1212)
+        pieces = random.Random(34)  # each case sent in up to four parts
+        outcomes: dict[str, int] = {}
+        frames = connections = 0
+        while frames < 200:
+            cases = []
+            while len(cases) < 50 and frames + len(cases) < 200:  # a case that ends the connection comes last
+                cases.append(classify(mutated_frame(seeds, rng)))
+                if cases[-1].ends_session:
+                    break
+            for a in run_session(daemon.socket, cases, split=pieces):
+                outcomes[a.outcome] = outcomes.get(a.outcome, 0) + 1
+            frames += len(cases)
+            connections += 1
+        assert {"bad-request", "bad-buffer", "taken", "garbage"} <= set(outcomes), outcomes
+        assert 4 <= connections <= 20, connections
+        # every fuzzing connection is gone, its stream closed and its notes released
+        assert wait_until(lambda: watcher.status()["clients"]["connected"] == 1, 5), watcher.status()["clients"]
+        assert wait_until(lambda: _idle_allocators(watcher.status()), 5), watcher.status()["render_streams"]
+        assert wait_until(lambda: quiet(ear), 5), "the fuzzers' notes still sound after their connections closed"
+        after = daemon.status()  # a fresh client's status answers
+        assert after["state"] == "running"
+        assert after["clients"]["internal_errors"] == before["clients"]["internal_errors"]
+        # a keyboard still plays
+        keyboard.send(0xC0, 19)  # church organ: a held note keeps its level
+        keyboard.note_on(81)
+        try:
+            assert wait_until(lambda: rms_dbfs(ear.listen(0.1)) > -40, 5)
+            assert dominant_frequency(ear.listen(0.3), ear.rate) == pytest.approx(hz(81), rel=0.01)
+        finally:
+            keyboard.note_off(81)
+            keyboard.send(0xC0, 0)
+        # no descriptor or thread left behind
+        assert wait_until(lambda: watcher.status()["clients"]["connected"] == 1, 5)
+        assert wait_until(lambda: _proc_counts(pid)[:2] == (fds0, threads0), 5), (_proc_counts(pid), fds0, threads0)
+    finally:
+        watcher.close()
+    # the daemon said a few short lines per connection, no traceback
+    with open(daemon.log_path, "rb") as f:
+        lines = f.read()[log_from:].decode(errors="replace").splitlines()
+    assert not [line for line in lines if "Traceback" in line or " ERROR " in line], lines[-20:]
+    # the server's own: connected, disconnected, garbage, events returned, pool full, a burst of bad input
+    server_lines = [line for line in lines if "mxfd.client.server:" in line]
+    assert len(server_lines) <= connections * (LOG_BURST + 5), server_lines
+    # the engine's: each client stream opened and closed (one per connection and per stop), and each
+    # panic (an operator's action, logged every time)
+    streams = connections + outcomes.get("stopped", 0)
+    assert len(lines) - len(server_lines) <= 2 * streams + outcomes.get("panicked", 0) + 2, lines
+    assert max(map(len, lines), default=0) < 500
 
 
 # -- the socket's owner --------------------------------------------------------------------------------
