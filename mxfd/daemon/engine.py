@@ -79,6 +79,8 @@ READER_WAIT_S = 0.0015
 READER_IDLE_RENDERS = 8
 #: How long the output fades to silence when the daemon stops.
 FADE_OUT_S = 0.03
+#: Seconds between two panic log lines: a client asking again and again is counted, not logged each time.
+PANIC_LOG_INTERVAL_S = 1.0
 #: The history ring never holds more buffers than this, whatever its length in time.
 HISTORY_MAX_BUFFERS = 500_000
 
@@ -277,6 +279,8 @@ class Engine:
         #: Panics asked for, and how many voices the last one silenced (set on the render thread).
         self.panics = 0
         self._panic_voices = 0
+        self._panic_logged_at = -PANIC_LOG_INTERVAL_S
+        self._panics_logged = 0
 
     # -- the contract with the client side -------------------------------------------
 
@@ -476,13 +480,18 @@ class Engine:
         applied = self.wait_control(serial, timeout)
         self.panics += 1
         voices = self._panic_voices if applied else None
-        lost = self.input_lost()
-        log.info(
-            "panic: all notes and sound off on every channel group (%s voices sounding; %d MIDI input cycles lost "
-            "so far)",
-            "?" if voices is None else voices,
-            lost["cycles"],
-        )
+        now = time.monotonic()
+        if now - self._panic_logged_at >= PANIC_LOG_INTERVAL_S:
+            unlogged = self.panics - self._panics_logged - 1
+            log.info(
+                "panic: all notes and sound off on every channel group (%s voices sounding; %d MIDI input cycles "
+                "lost so far)%s",
+                "?" if voices is None else voices,
+                self.input_lost()["cycles"],
+                f"; {unlogged} more panic(s) since the last line" if unlogged else "",
+            )
+            self._panic_logged_at = now
+            self._panics_logged = self.panics
         return {"applied": applied, "voices": voices}
 
     def _run_deferred(self, position: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import threading
 import tracemalloc
 from typing import Any
@@ -196,6 +197,19 @@ def test_a_panic_the_render_thread_does_not_get_to_says_so_and_is_applied_later(
     assert rig.engine.panic(timeout=0.01) == {"applied": False, "voices": None}
     rig.render(PERIOD * 4)
     assert rig.engine.synth.stats()["voices"] == 0
+
+
+def test_panics_asked_again_and_again_are_counted_and_logged_once_a_second(caplog: pytest.LogCaptureFixture) -> None:
+    rig = Rig()
+    with caplog.at_level(logging.INFO, logger="mxfd.daemon.engine"):
+        for _ in range(20):
+            rig.engine.panic(timeout=0.0)
+    assert rig.engine.status()["panics"] == 20
+    assert [r.getMessage().startswith("panic: ") for r in caplog.records].count(True) == 1
+    rig.engine._panic_logged_at -= 1.0  # a second later
+    with caplog.at_level(logging.INFO, logger="mxfd.daemon.engine"):
+        rig.engine.panic(timeout=0.0)
+    assert caplog.records[-1].getMessage().endswith("; 19 more panic(s) since the last line")
 
 
 def test_a_panic_after_the_synth_was_replaced_with_requests_pending_is_still_answered() -> None:
