@@ -34,7 +34,11 @@ test: system venv lint
 run: system venv
 	$(VENV)/bin/mxfd run
 
+# MIDI files made by others, for bench_sf_render.py --real
+BENCH_PACKAGES := planetblupi-music-midi
+
 bench: system venv
+	@dpkg -s $(BENCH_PACKAGES) >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(BENCH_PACKAGES)
 	$(PY) benchmarks/run_all.py
 
 clean:

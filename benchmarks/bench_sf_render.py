@@ -13,8 +13,12 @@ Tables:
    -C 0 -F`` with the same font, each a whole fresh process, best of N, in
    the same run; and the peak RSS of each.  Target: 1.5x FluidSynth's speed.
 3. Start-up: ``mxfd render`` of a one-note file (warm compile cache).
+4. With ``--real``: MIDI files made by others (Debian's planetblupi-music-midi,
+   which ``make bench`` installs), rendered by one ``mxfd render --out-dir``
+   over all of them against ``fluidsynth -F`` run once per file, effects off
+   on both.  Target: at least 1.0x FluidSynth's total time.
 
-Run: ``.venv/bin/python benchmarks/bench_sf_render.py [--seconds 30] [--repeat 3]``.
+Run: ``.venv/bin/python benchmarks/bench_sf_render.py [--seconds 30] [--repeat 3] [--real]``.
 Timings depend on the machine's load; treat figures from a busy machine as upper bounds.
 """
 
@@ -47,6 +51,8 @@ RATE = 48000
 BLOCK = 128
 TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
 FLUIDR3 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+#: Real MIDI files made by others, from Debian's planetblupi-music-midi.
+REAL_MIDI_DIR = "/usr/share/planetblupi/music"
 
 
 def block_times(font_path: str, voices: int, repeat: int) -> tuple[float, float, int]:
@@ -117,6 +123,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="length of the dense files")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--fonts", nargs="*", default=[TIMGM, FLUIDR3])
+    ap.add_argument("--real", action="store_true", help=f"also render the MIDI files in {REAL_MIDI_DIR} (slow)")
     args = ap.parse_args(argv)
     mxfd = [sys.executable, "-m", "mxfd.cli"]
     fluidsynth = shutil.which("fluidsynth")
@@ -153,7 +160,25 @@ def main(argv: Optional[list[str]] = None) -> int:
                                   for _ in range(args.repeat))
                 print(f"| {os.path.basename(font)} | {notes} | {ours[0]:.2f} | {theirs[0]:.2f} | "
                       f"{theirs[0] / ours[0]:.2f}x | {ours[1]:.0f} / {theirs[1]:.0f} |")
+        if args.real and fluidsynth:
+            real_files(mxfd, fluidsynth, args.fonts, Path(tmp))
     return 0
+
+
+def real_files(mxfd: list[str], fluidsynth: str, fonts: list[str], tmp: Path) -> None:
+    """One ``mxfd render --out-dir`` over every file against one ``fluidsynth -F`` run per file."""
+    files = sorted(str(p) for p in Path(REAL_MIDI_DIR).glob("*.mid"))
+    if not files:
+        raise SystemExit(f"no MIDI files in {REAL_MIDI_DIR}: install planetblupi-music-midi (make bench does)")
+    print(f"\n{len(files)} MIDI files made by others ({REAL_MIDI_DIR}), effects off on both, whole processes")
+    print("| font | mxfd render --out-dir s | fluidsynth -F, one run a file, s | speed vs FluidSynth |")
+    print("|---|---|---|---|")
+    for font in fonts:
+        ours, _ = run_measured([*mxfd, "render", "--out-dir", str(tmp / "batch"), "--soundfont", font,
+                                "--reverb", "off", "--chorus", "off", "--no-progress", *files])
+        theirs = sum(run_measured([fluidsynth, "-ni", "-R", "0", "-C", "0", "-r", str(RATE),
+                                   "-F", str(tmp / "fs.wav"), font, f])[0] for f in files)
+        print(f"| {os.path.basename(font)} | {ours:.1f} | {theirs:.1f} | {theirs / ours:.2f}x |")
 
 
 if __name__ == "__main__":

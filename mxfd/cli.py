@@ -133,9 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("-v", "--verbose", action="store_true", help="every counter the daemon reports")
 
     render = sub.add_parser("render", help="render a MIDI file to WAV, FLAC, Ogg Vorbis or MP3 offline")
-    render.add_argument("input", metavar="IN.mid")
-    render.add_argument("output", metavar="OUT",
-                        help="output file; its extension (.wav, .flac, .ogg, .mp3) sets the format")
+    render.add_argument("paths", nargs="+", metavar="FILE",
+                        help="IN.mid OUT: the MIDI file and the output, whose extension (.wav, .flac, .ogg, .mp3) "
+                             "sets the format; with --out-dir, the MIDI files to render")
+    render.add_argument("--out-dir", metavar="DIR",
+                        help="render each MIDI file to DIR/NAME.wav in this one process (start-up is paid once); "
+                             "a file that fails is reported and the others still render")
     render.add_argument("--rate", type=_positive_int, default=48000, metavar="HZ",
                         help="sample rate (default: %(default)s)")
     render.add_argument("--block", type=_positive_int, default=128, metavar="FRAMES",

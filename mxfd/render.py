@@ -35,6 +35,7 @@ tail have died away, so it ends in silence.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import signal
@@ -393,6 +394,20 @@ def choose_soundfont(value: Optional[str]) -> Optional[str]:
     return resolve_soundfont(value)
 
 
+@functools.lru_cache(maxsize=2)
+def load_font(path: str) -> Any:
+    """The SoundFont at ``path``, loaded once per process (a batch render plays every file with it).
+
+    Raises :class:`BadSoundFont` (one line) for a file that cannot be loaded.
+    """
+    from mxfd.synth.soundfont import SoundFontError, load_soundfont
+
+    try:
+        return load_soundfont(path)
+    except SoundFontError as exc:
+        raise BadSoundFont(str(exc)) from None
+
+
 def make_synth(choice: SynthChoice, rate: int, polyphony: int, block: int) -> Any:
     """The synth miniport for ``choice``; a font that cannot be loaded raises RenderError (one line)."""
     if choice.soundfont is None:
@@ -405,14 +420,9 @@ def make_synth(choice: SynthChoice, rate: int, polyphony: int, block: int) -> An
             synth.master.chorus = None
         return synth
     from mxfd.synth.engine import SoundFontSynth
-    from mxfd.synth.soundfont import SoundFontError, load_soundfont
 
-    try:
-        font = load_soundfont(choice.soundfont)
-    except SoundFontError as exc:
-        raise BadSoundFont(str(exc)) from None
     return SoundFontSynth(
-        font,
+        load_font(choice.soundfont),
         rate,
         polyphony=polyphony,
         block_frames=block,
@@ -528,10 +538,11 @@ def main(args: argparse.Namespace) -> int:
 
     Exit status 2 for bad input (options, the MIDI file, the output's format),
     1 when the output cannot be written, 130 on Ctrl-C, 128 + n on signal n.
+    With ``--out-dir`` every file is rendered in this one process (the font
+    is loaded and the engine compiled once); a file that fails is reported
+    and the others still render, and the status is 1 if any failed.
     """
     prog = "mxfd render"
-    max_seconds = getattr(args, "max_seconds", None) or DEFAULT_MAX_RENDER_SECONDS
-    sample_format = getattr(args, "format", None)
     if not 8000 <= args.rate <= 192000:
         print(f"{prog}: --rate must be 8000..192000 Hz, got {args.rate}", file=sys.stderr)
         return 2
@@ -545,40 +556,91 @@ def main(args: argparse.Namespace) -> int:
         getattr(args, "chorus", "on") == "on",
     )
     try:
-        output = output_format(args.output)
+        jobs = render_jobs(args.paths, getattr(args, "out_dir", None))
+        if choice.soundfont is not None:
+            load_font(choice.soundfont)  # once, before any output is opened: a bad font is bad input
+    except RenderError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    if len(jobs) == 1:
+        return render_one(args, choice, *jobs[0])
+    failed: list[str] = []
+    for source, target in jobs:
+        status = render_one(args, choice, source, target)
+        if status >= 128:  # Ctrl-C or a signal: the whole batch stops
+            return status
+        if status:
+            failed.append(source)
+    done = len(jobs) - len(failed)
+    print(f"{prog}: {done} of {len(jobs)} files rendered into {args.out_dir}"
+          + (f"; failed: {', '.join(failed)}" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def render_jobs(paths: list[str], out_dir: Optional[str]) -> list[tuple[str, str]]:
+    """(MIDI file, output) pairs: ``IN.mid OUT``, or with ``out_dir`` each ``IN.mid`` to ``out_dir/NAME.wav``.
+
+    Raises :class:`RenderError` for a call that names no job, or two inputs that would write one output.
+    """
+    if out_dir is None:
+        if len(paths) != 2:
+            raise RenderError("give IN.mid OUT, or --out-dir DIR and the MIDI files to render")
+        return [(paths[0], paths[1])]
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise RenderError(f"--out-dir {out_dir}: not a directory")
+    jobs: dict[str, str] = {}
+    for path in paths:
+        target = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + ".wav")
+        if target in jobs:
+            raise RenderError(f"{jobs[target]} and {path} would both be written to {target}")
+        jobs[target] = path
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise RenderError(f"--out-dir {out_dir}: {exc.strerror or exc}") from None
+    return [(source, target) for target, source in jobs.items()]
+
+
+def render_one(args: argparse.Namespace, choice: SynthChoice, source: str, destination: str) -> int:
+    """Render ``source`` to ``destination`` with the options of ``args``; the exit status of this one file."""
+    prog = "mxfd render"
+    max_seconds = getattr(args, "max_seconds", None) or DEFAULT_MAX_RENDER_SECONDS
+    sample_format = getattr(args, "format", None)
+    try:
+        output = output_format(destination)
         check_output(output, sample_format, args.rate)
     except RenderError as exc:
-        print(f"{prog}: cannot write {args.output}: {exc}", file=sys.stderr)
+        print(f"{prog}: cannot write {destination}: {exc}", file=sys.stderr)
         return 2
     if sample_format is None:
         sample_format = "pcm16"
     try:
-        song = load_song(args.input)
+        song = load_song(source)
     except MidiFileError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     if song.length > max_seconds:
         print(
-            f"{prog}: {args.input} lasts {_hours(song.length)}, longer than --max-seconds {max_seconds:g}"
+            f"{prog}: {source} lasts {_hours(song.length)}, longer than --max-seconds {max_seconds:g}"
             f" ({_hours(max_seconds)}); give a larger --max-seconds to render it",
             file=sys.stderr,
         )
         return 2
-    target = os.path.abspath(args.output)
+    target = os.path.abspath(destination)
     directory = os.path.dirname(target)
     if os.path.isdir(target):
-        print(f"{prog}: cannot write {args.output}: is a directory", file=sys.stderr)
+        print(f"{prog}: cannot write {destination}: is a directory", file=sys.stderr)
         return 1
     need = expected_bytes(output, sample_format, song.length + 1.0, args.rate)
     try:
         st = os.statvfs(directory)
     except OSError as exc:
-        print(f"{prog}: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{prog}: cannot write {destination}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     free = st.f_bavail * st.f_frsize
     if need > free:
         print(
-            f"{prog}: cannot write {args.output}: {_hours(song.length)} of {output.name} needs about"
+            f"{prog}: cannot write {destination}: {_hours(song.length)} of {output.name} needs about"
             f" {need / 1e6:.1f} MB and {directory} has {free / 1e6:.1f} MB free",
             file=sys.stderr,
         )
@@ -586,7 +648,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(target) + ".", suffix=".part")
     except OSError as exc:
-        print(f"{prog}: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{prog}: cannot write {destination}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     show = _stderr_is_terminal() and not args.no_progress
     progress = Progress(sys.stderr, song.length, show)
@@ -614,19 +676,19 @@ def main(args: argparse.Namespace) -> int:
         os.replace(tmp, target)
         ok = True
     except KeyboardInterrupt:
-        _said(progress, f"{prog}: interrupted; {args.output} not written")
+        _said(progress, f"{prog}: interrupted; {destination} not written")
         return 130
     except _Terminated as exc:
-        _said(progress, f"{prog}: terminated by signal {exc.signum}; {args.output} not written")
+        _said(progress, f"{prog}: terminated by signal {exc.signum}; {destination} not written")
         return 128 + exc.signum
     except BadSoundFont as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except RenderError as exc:
-        print(f"\n{prog}: cannot write {args.output}: {exc}", file=sys.stderr)
+        print(f"\n{prog}: cannot write {destination}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"\n{prog}: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"\n{prog}: cannot write {destination}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     finally:
         for sig, old in handlers.items():
@@ -638,7 +700,7 @@ def main(args: argparse.Namespace) -> int:
                 pass
     speed = result.seconds / result.wall if result.wall > 0 else 0.0
     progress.done(
-        f"{prog}: wrote {args.output}: {result.seconds:.2f} s, {args.rate} Hz {output.name}"
+        f"{prog}: wrote {destination}: {result.seconds:.2f} s, {args.rate} Hz {output.name}"
         f"{' ' + sample_format if output.subtypes else ''} in {result.wall:.1f} s ({speed:.1f}x real time)"
     )
     return 0

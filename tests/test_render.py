@@ -427,3 +427,51 @@ def test_sigterm_removes_the_part_file_as_ctrl_c_does(tmp_path: Path) -> None:
     assert proc.returncode == 128 + signal.SIGTERM
     assert err.strip() == f"mxfd render: terminated by signal {int(signal.SIGTERM)}; {out} not written"
     assert sorted(os.listdir(tmp_path)) == ["song.mid"]
+
+
+# -- batch rendering (--out-dir) ---------------------------------------------------------------
+
+TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+
+
+def test_out_dir_renders_each_file_as_its_own_render_would_loading_the_font_once(tmp_path: Path) -> None:
+    a = midi_file(tmp_path / "a.mid", [(0, 0.5, 0, 60), (0.5, 0.5, 0, 64)])
+    b = midi_file(tmp_path / "b.mid", [(0, 1, 0, 67)])
+    single = tmp_path / "single-a.wav"
+    effects = ["--soundfont", TIMGM, "--reverb", "off", "--chorus", "off", "--no-progress"]
+    assert cli(["render", str(a), str(single), *effects]) == 0
+    mxfd.render.load_font.cache_clear()
+    out = tmp_path / "out"  # made when missing
+    assert cli(["render", "--out-dir", str(out), *effects, str(a), str(b)]) == 0
+    assert mxfd.render.load_font.cache_info().misses == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav"]
+    assert (out / "a.wav").read_bytes() == single.read_bytes()  # nothing carries over from file to file
+
+
+def test_a_file_that_fails_in_a_batch_is_reported_and_the_others_still_render(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = midi_file(tmp_path / "good.mid", [(0, 0.25, 0, 60)])
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"MThd\0\0\0\6\0\0\0\1")
+    out = tmp_path / "out"
+    assert cli(["render", "--out-dir", str(out), "--soundfont", "builtin", "--no-progress", str(bad), str(good)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"mxfd render: cannot read {bad}: ")
+    assert err[-1] == f"mxfd render: 1 of 2 files rendered into {out}; failed: {bad}"
+    assert [p.name for p in out.iterdir()] == ["good.wav"]
+
+
+def test_a_batch_that_would_write_one_output_twice_or_names_no_job_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = midi_file(tmp_path / "a.mid", [(0, 0.25, 0, 60)])
+    (tmp_path / "d").mkdir()
+    twin = tmp_path / "d" / ".." / "a.mid"
+    assert cli(["render", "--out-dir", str(tmp_path / "out"), str(a), str(twin)]) == 2
+    assert "would both be written to" in capsys.readouterr().err
+    assert cli(["render", str(a)]) == 2  # one path and no --out-dir: no output named
+    assert capsys.readouterr().err == "mxfd render: give IN.mid OUT, or --out-dir DIR and the MIDI files to render\n"
+    (tmp_path / "file").write_bytes(b"")
+    assert cli(["render", "--out-dir", str(tmp_path / "file"), str(a)]) == 2
+    assert not (tmp_path / "out").exists()
