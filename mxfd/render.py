@@ -35,7 +35,7 @@ tail have died away, so it ends in silence.
 from __future__ import annotations
 
 import argparse
-import functools
+import dataclasses
 import io
 import os
 import signal
@@ -385,6 +385,7 @@ class SynthChoice:
     gain_db: float = 0.0
     reverb: bool = True
     chorus: bool = True
+    font: Any = None  # ``soundfont`` already loaded (a SoundFont), or None to load it
 
 
 def choose_soundfont(value: Optional[str]) -> Optional[str]:
@@ -394,12 +395,8 @@ def choose_soundfont(value: Optional[str]) -> Optional[str]:
     return resolve_soundfont(value)
 
 
-@functools.lru_cache(maxsize=2)
 def load_font(path: str) -> Any:
-    """The SoundFont at ``path``, loaded once per process (a batch render plays every file with it).
-
-    Raises :class:`BadSoundFont` (one line) for a file that cannot be loaded.
-    """
+    """The SoundFont at ``path``; :class:`BadSoundFont` (one line) for a file that cannot be loaded."""
     from mxfd.synth.soundfont import SoundFontError, load_soundfont
 
     try:
@@ -422,7 +419,7 @@ def make_synth(choice: SynthChoice, rate: int, polyphony: int, block: int) -> An
     from mxfd.synth.engine import SoundFontSynth
 
     return SoundFontSynth(
-        load_font(choice.soundfont),
+        choice.font if choice.font is not None else load_font(choice.soundfont),
         rate,
         polyphony=polyphony,
         block_frames=block,
@@ -558,7 +555,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         jobs = render_jobs(args.paths, getattr(args, "out_dir", None))
         if choice.soundfont is not None:
-            load_font(choice.soundfont)  # once, before any output is opened: a bad font is bad input
+            # once for every file of a batch, and before any output is opened: a bad font is bad input
+            choice = dataclasses.replace(choice, font=load_font(choice.soundfont))
     except RenderError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

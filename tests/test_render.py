@@ -434,16 +434,20 @@ def test_sigterm_removes_the_part_file_as_ctrl_c_does(tmp_path: Path) -> None:
 TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
 
 
-def test_out_dir_renders_each_file_as_its_own_render_would_loading_the_font_once(tmp_path: Path) -> None:
+def test_out_dir_renders_each_file_as_its_own_render_would_loading_the_font_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a = midi_file(tmp_path / "a.mid", [(0, 0.5, 0, 60), (0.5, 0.5, 0, 64)])
     b = midi_file(tmp_path / "b.mid", [(0, 1, 0, 67)])
     single = tmp_path / "single-a.wav"
     effects = ["--soundfont", TIMGM, "--reverb", "off", "--chorus", "off", "--no-progress"]
     assert cli(["render", str(a), str(single), *effects]) == 0
-    mxfd.render.load_font.cache_clear()
+    loads: list[str] = []
+    real_load = mxfd.render.load_font
+    monkeypatch.setattr(mxfd.render, "load_font", lambda path: loads.append(path) or real_load(path))
     out = tmp_path / "out"  # made when missing
     assert cli(["render", "--out-dir", str(out), *effects, str(a), str(b)]) == 0
-    assert mxfd.render.load_font.cache_info().misses == 1
+    assert loads == [TIMGM]
     assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav"]
     assert (out / "a.wav").read_bytes() == single.read_bytes()  # nothing carries over from file to file
 

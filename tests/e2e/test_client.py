@@ -765,7 +765,9 @@ def test_1000_idle_and_100_dripping_connections_leave_status_quick_and_the_keybo
             s.close()
         keyboard.send(0xC0, 0)
     assert wait_until(lambda: daemon.status()["clients"]["connected"] - 1 == connected0, 10)
-    assert wait_until(lambda: _proc_counts(pid)[0] == fds0, 5), (_proc_counts(pid), fds0)
+    # fds0 may count the status connection the daemon was closing as it was read: back to it or below it,
+    # where 1100 connections that did not all close would leave hundreds more.
+    assert wait_until(lambda: _proc_counts(pid)[0] <= fds0, 5), (_proc_counts(pid), fds0)
     fds, threads, rss = _proc_counts(pid)
     assert threads == threads0
     assert rss - rss0 < 16 * 1024, f"RSS {rss0} KiB before, {rss} KiB after"
