@@ -5,7 +5,7 @@ Theory of operation
 Everything the compiled code reads or writes lives in preallocated numpy
 arrays, held together by one :class:`EngineState` (a numba structref), so
 compiled code reaches each array by attribute with no Python object in
-between (issue 7 will hand the same arrays to a ``@cfunc``).  A voice is a
+between (the real-time audio callback, compiled too, is to take the same arrays).  A voice is a
 column: ``vf`` holds its float fields (``vf[PHASE, v]``), ``vi`` its integer
 fields, ``gen`` its generator values (the zone's, plus what the modulators
 add) and ``env`` its two envelopes (volume, modulation), seven sections of
