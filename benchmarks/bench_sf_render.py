@@ -79,7 +79,7 @@ def block_times(font_path: str, voices: int, repeat: int) -> tuple[float, float,
     for _ in range(repeat):
         t0 = time.perf_counter()
         for _ in range(n):
-            render_block(synth.state, 0, BLOCK)
+            render_block(synth.engine_state, 0, BLOCK)
         best_call = min(best_call, (time.perf_counter() - t0) / n)
         t0 = time.perf_counter()
         for _ in range(n):

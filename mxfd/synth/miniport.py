@@ -2,17 +2,10 @@
 
 Theory of operation
 -------------------
-Events arrive with ``put_message`` from any thread (MIDI input, client
-sockets, the sequencer) as ``next_evt`` chains; each chain is appended to a
-``deque`` (atomic, lock-free) and nothing else happens on the caller's
-thread, as ddksynth queues work for its worker.
-
-:meth:`Synth.render` runs on the render thread.  It takes a lock (held only
-by rare control calls, never by ``put_message``), drains the deque and
-places every event at ``wave_sink.ref_to_sample(pres_time)``.  Events
-already in the past play at the block start and are counted as late;
-events beyond the block wait in a pending list ordered by sample (stable,
-so equal times keep their order).  The block is rendered in chunks of at
+Event intake, scheduling by sample, the KS states and KS frames are
+:class:`~mxfd.synth.sink.MiniportSink`'s: events arrive on any thread,
+and :meth:`Synth.render`, on the render thread, finds them in a pending
+list ordered by sample.  The block is rendered in chunks of at
 most ``max_segment`` frames, and each chunk in segments that end at the
 next event's sample or the next attack's end: events are applied exactly
 at their own sample, never at a block edge.  An applied event goes back to
@@ -33,21 +26,18 @@ returns every queued event to its allocator.
 
 from __future__ import annotations
 
-import bisect
-import threading
-from collections import deque
-from typing import TYPE_CHECKING, Final, Optional, Protocol
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from mxfd.core.clock import UNITS_PER_SECOND
-from mxfd.core.event import EVENT_INCOMPLETE, PACKAGE_EVENT, KernelEvent
+from mxfd.core.event import EVENT_INCOMPLETE, KernelEvent
 from mxfd.core.mxf import KSState
 from mxfd.synth import channel as cc
 from mxfd.synth.bank import Bank, get_bank
 from mxfd.synth.channel import CHANNELS, DRUM_CHANNEL, ChannelState
 from mxfd.synth.master import Master
+from mxfd.synth.sink import SYSEX_KEEP, MiniportSink
 from mxfd.synth.voices import (
     CHAN,
     EXCL,
@@ -62,10 +52,9 @@ from mxfd.synth.voices import (
     SUS,
     VoiceEngine,
 )
-from mxfd.synth.wavesink import WaveSink
 
 if TYPE_CHECKING:
-    from mxfd.core.frames import Frame
+    pass
 
 #: Kinds of messages the synth ignores, each with its own counter.
 IGNORED_KINDS: Final = (
@@ -77,16 +66,9 @@ IGNORED_KINDS: Final = (
     "drum_key",
     "malformed",
 )
-_SYSEX_KEEP: Final = 32
 
 
-class FrameSource(Protocol):
-    """What :meth:`Synth.render_frame` needs of a KS frame allocator."""
-
-    def allocate(self) -> Optional[Frame]: ...
-
-
-class Synth:
+class Synth(MiniportSink):
     """The software synthesizer miniport (an MXF sink).
 
     Parameters
@@ -114,77 +96,16 @@ class Synth:
         max_segment: int = MAX_SEGMENT,
         effects: bool = True,
     ) -> None:
-        if not 8000 <= sample_rate <= 192000:
-            raise ValueError(f"sample rate must be 8000..192000 Hz, got {sample_rate}")
-        self.sample_rate = int(sample_rate)
+        super().__init__(sample_rate, block_frames)
         self.bank: Bank = get_bank(self.sample_rate)
         self.channels = ChannelState()
         self.voices = VoiceEngine(self.bank, self.sample_rate, polyphony, max_segment)
-        self.wave_sink = WaveSink(self.sample_rate)
         self.master = Master(self.sample_rate, max_segment, effects)
         self.max_segment = max_segment
-        self.state = KSState.RUN
-        self._block = int(block_frames)
-        self._inbox: deque[KernelEvent] = deque()
-        self._lock = threading.Lock()
-        self._pending: list[KernelEvent] = []
-        self._pending_at: list[int] = []
-        self._head = 0
-        self._sample = 0
         self._bus = np.zeros((4, max_segment), dtype=np.float32)
-        self._sysex = bytearray(_SYSEX_KEEP)
-        self._sysex_len = 0
-        self._sysex_owner: object = None
-        self._sysex_time = 0
         # Counters.
-        self.events_applied = 0
-        self.late_events = 0
         self.ignored: dict[str, int] = dict.fromkeys(IGNORED_KINDS, 0)
         self.resets = 0
-        self.frames_rendered = 0
-        self.frames_refused = 0
-
-    # -- timing ----------------------------------------------------------------
-
-    @property
-    def schedule_prefetch(self) -> int:
-        """How far ahead of its presentation time the synth wants an event (100 ns): one block."""
-        return -(-self._block * UNITS_PER_SECOND // self.sample_rate)
-
-    @property
-    def block_frames(self) -> int:
-        return self._block
-
-    @property
-    def sample_position(self) -> int:
-        """The next sample :meth:`render` will produce."""
-        return self._sample
-
-    # -- MXF -------------------------------------------------------------------
-
-    def set_state(self, state: KSState) -> None:
-        """RUN plays; PAUSE/ACQUIRE hold new events; STOP silences and returns every event."""
-        state = KSState(state)
-        with self._lock:
-            self.state = state
-            if state is KSState.STOP:
-                self._flush_events()
-                self._sound_off_all()
-
-    def put_message(self, evt: Optional[KernelEvent]) -> None:
-        """Take a chain of events (any thread).  Ownership passes to the synth."""
-        if evt is None:
-            return
-        if self.state is KSState.STOP:
-            _return_chain(evt)
-            return
-        self._inbox.append(evt)
-
-    def connect_output(self, sink: object) -> None:
-        """Accepted and ignored: a synth is the end of the MIDI graph (as in ddksynth)."""
-
-    def disconnect_output(self, sink: object = None) -> None:
-        """Accepted and ignored."""
 
     # -- control (any thread) ---------------------------------------------------
 
@@ -204,11 +125,6 @@ class Synth:
                 k = int(mask.argmax())
                 mask[k] = False
                 self._force_release(k)
-
-    def all_sound_off(self) -> None:
-        """Silence every voice within a few ms (daemon shutdown)."""
-        with self._lock:
-            self._sound_off_all()
 
     def panic(self) -> int:
         """The panic button: all sound off and all controllers reset on every channel of every group.
@@ -283,24 +199,6 @@ class Synth:
             if n > self._block:
                 self._block = n
 
-    def render_frame(self, frame_allocator: FrameSource) -> Optional[Frame]:
-        """Render the next frame from ``frame_allocator`` (a KS frame of float32 stereo).
-
-        Returns the frame, or ``None`` (counted) when the allocator has none free.
-        """
-        frame = frame_allocator.allocate()
-        if frame is None:
-            self.frames_refused += 1
-            return None
-        audio_view = getattr(frame_allocator, "audio_view", None)
-        if audio_view is not None:
-            view = audio_view(frame, 2)
-        else:
-            view = frame.view(np.float32).reshape(-1, 2)
-        self.render(view)
-        self.frames_rendered += 1
-        return frame
-
     def _render_chunk(self, out: npt.NDArray[np.float32], t0: int) -> None:
         m = out.shape[0]
         t_end = t0 + m
@@ -331,48 +229,6 @@ class Synth:
             del pending_at[: self._head]
             self._head = 0
         self.master.process(bus[:, :m], out)
-
-    def _drain(self, block_start: int) -> None:
-        inbox = self._inbox
-        while inbox:
-            e: Optional[KernelEvent] = inbox.popleft()
-            while e is not None:
-                nxt = e.next_evt
-                e.next_evt = None
-                if e.flags & PACKAGE_EVENT:
-                    pkg = e.package_evt
-                    e.package_evt = None
-                    e.allocator.put_message(e)
-                    if pkg is not None:
-                        inbox.appendleft(pkg)
-                else:
-                    self._schedule(e, block_start)
-                e = nxt
-
-    def _schedule(self, e: KernelEvent, block_start: int) -> None:
-        at = self.wave_sink.ref_to_sample(e.pres_time_100ns)
-        if at < block_start:
-            at = block_start
-            self.late_events += 1
-        pa = self._pending_at
-        if not pa or at >= pa[-1]:
-            pa.append(at)
-            self._pending.append(e)
-        else:
-            k = bisect.bisect_right(pa, at, self._head)
-            pa.insert(k, at)
-            self._pending.insert(k, e)
-
-    def _flush_events(self) -> None:
-        while self._inbox:
-            _return_chain(self._inbox.popleft())
-        for k in range(self._head, len(self._pending)):
-            self._pending[k].allocator.put_message(self._pending[k])
-        self._pending.clear()
-        self._pending_at.clear()
-        self._head = 0
-        self._sysex_len = 0
-        self._sysex_owner = None
 
     # -- MIDI ------------------------------------------------------------------
 
@@ -651,7 +507,7 @@ class Synth:
     def _sysex_chunk(self, e: KernelEvent, buf: bytearray, n: int) -> None:
         keep = self._sysex
         k = self._sysex_len
-        take = min(n, _SYSEX_KEEP - k)
+        take = min(n, SYSEX_KEEP - k)
         if take > 0:
             keep[k : k + take] = buf[:take]
         self._sysex_len = k + n
@@ -661,7 +517,7 @@ class Synth:
         self._sysex_owner = None
         total = self._sysex_len
         self._sysex_len = 0
-        if total <= _SYSEX_KEEP and self._is_reset(keep, total):
+        if total <= SYSEX_KEEP and self._is_reset(keep, total):
             self._reset_group(e.channel_group)
         else:
             self.ignored["sysex"] += 1
@@ -693,12 +549,3 @@ class Synth:
         for c in range(first, first + CHANNELS):
             self.channels.reset_channel(c)
         voices.mark_pan_dirty()
-
-
-def _return_chain(evt: Optional[KernelEvent]) -> None:
-    """Give every event of a chain back to its own allocator."""
-    while evt is not None:
-        nxt = evt.next_evt
-        evt.next_evt = None
-        evt.allocator.put_message(evt)
-        evt = nxt

@@ -2,12 +2,9 @@
 
 Theory of operation
 -------------------
-It plays the same part as :class:`mxfd.synth.Synth`: ``put_message``
-takes event chains from any thread (appended to a deque, nothing else on
-the caller's thread); :meth:`render` runs on the render thread, drains the
-deque, places each event at ``wave_sink.ref_to_sample(pres_time)`` (events
-in the past play at the block start, counted late) and keeps the rest in a
-list ordered by sample.  Per block, the events due in it are written into
+It plays the same part as :class:`mxfd.synth.Synth`, on the same
+:class:`~mxfd.synth.sink.MiniportSink` (event intake from any thread, a
+pending list ordered by sample, states and KS frames).  Per block, the events due in it are written into
 the engine's preallocated event arrays (offset, channel group, bytes; a
 raw run with running status split by :mod:`mxfd.core.midi`'s table; a GM,
 GS or XG reset SysEx becomes a System Reset of its group) and one compiled
@@ -23,35 +20,30 @@ are counted.
 
 from __future__ import annotations
 
-import bisect
-import threading
-from collections import deque
-from typing import TYPE_CHECKING, Any, Final, Optional
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from mxfd.core import midi
-from mxfd.core.clock import UNITS_PER_SECOND
-from mxfd.core.event import EVENT_INCOMPLETE, PACKAGE_EVENT, KernelEvent
+from mxfd.core.event import EVENT_INCOMPLETE, KernelEvent
 from mxfd.core.mxf import KSState
 from mxfd.synth.engine import layout as L
 from mxfd.synth.engine.block import render_block
 from mxfd.synth.engine.channels import CHANNELS_PER_GROUP, SYSTEM_RESET, reset_all, reset_group
 from mxfd.synth.master import Master
-from mxfd.synth.miniport import FrameSource, Synth, _return_chain
+from mxfd.synth.miniport import Synth
+from mxfd.synth.sink import SYSEX_KEEP, MiniportSink
 from mxfd.synth.soundfont.font import SoundFont
-from mxfd.synth.wavesink import WaveSink
 
 if TYPE_CHECKING:
-    from mxfd.core.frames import Frame
+    pass
 
 #: FluidSynth's default synth.gain: a font sounds as loud here as there.
 FLUIDSYNTH_GAIN: Final = 0.2
-_SYSEX_KEEP: Final = 32
 
 
-class SoundFontSynth:
+class SoundFontSynth(MiniportSink):
     """The synth miniport playing a SoundFont through the compiled voice engine."""
 
     def __init__(
@@ -67,14 +59,12 @@ class SoundFontSynth:
         groups: int = 16,
         events_per_block: int = 512,
     ) -> None:
-        if not 8000 <= sample_rate <= 192000:
-            raise ValueError(f"sample rate must be 8000..192000 Hz, got {sample_rate}")
+        super().__init__(sample_rate, block_frames)
         self.font = font
-        self.sample_rate = int(sample_rate)
         self.polyphony = int(polyphony)
         self._chunk = max(int(block_frames), 16)
         gain = FLUIDSYNTH_GAIN * 10.0 ** (gain_db / 20.0)
-        self.state, self._a = L.new_state(
+        self.engine_state, self._a = L.new_state(
             font,
             voices=self.polyphony,
             channels=groups * CHANNELS_PER_GROUP,
@@ -85,77 +75,18 @@ class SoundFontSynth:
         )
         self._a["config"][L.G_REVERB] = 1.0 if reverb else 0.0
         self._a["config"][L.G_CHORUS] = 1.0 if chorus else 0.0
-        reset_all(self.state)
-        self.wave_sink = WaveSink(self.sample_rate)
+        reset_all(self.engine_state)
         self.master = Master(self.sample_rate, self._chunk, reverb or chorus)
         if not reverb:
             self.master.reverb = None
         if not chorus:
             self.master.chorus = None
-        self.state_ = KSState.RUN
-        self._block = int(block_frames)
-        self._inbox: deque[KernelEvent] = deque()
-        self._lock = threading.Lock()
-        self._pending: list[KernelEvent] = []
-        self._pending_at: list[int] = []
-        self._head = 0
-        self._sample = 0
         self._slots: dict[int, int] = {}
         self._groups = groups
-        self._sysex = bytearray(_SYSEX_KEEP)
-        self._sysex_len = 0
-        self._sysex_owner: object = None
-        self._sysex_time = 0
-        self.events_applied = 0
-        self.late_events = 0
         self.groups_overflow = 0
-        self.frames_rendered = 0
-        self.frames_refused = 0
         self.sysex_ignored = 0
 
-    # -- timing ------------------------------------------------------------------------------
-
-    @property
-    def schedule_prefetch(self) -> int:
-        """How far ahead of its presentation time the synth wants an event (100 ns): one block."""
-        return -(-self._block * UNITS_PER_SECOND // self.sample_rate)
-
-    @property
-    def block_frames(self) -> int:
-        return self._block
-
-    @property
-    def sample_position(self) -> int:
-        return self._sample
-
-    # -- MXF ---------------------------------------------------------------------------------
-
-    def set_state(self, state: KSState) -> None:
-        state = KSState(state)
-        with self._lock:
-            self.state_ = state
-            if state is KSState.STOP:
-                self._flush_events()
-                self._sound_off_all()
-
-    def put_message(self, evt: Optional[KernelEvent]) -> None:
-        """Take a chain of events (any thread); ownership passes to the synth."""
-        if evt is None:
-            return
-        if self.state_ is KSState.STOP:
-            _return_chain(evt)
-            return
-        self._inbox.append(evt)
-
-    def connect_output(self, sink: object) -> None:
-        """Accepted and ignored: a synth is the end of the MIDI graph."""
-
-    def disconnect_output(self, sink: object = None) -> None:
-        """Accepted and ignored."""
-
-    def all_sound_off(self) -> None:
-        with self._lock:
-            self._sound_off_all()
+    # -- control ---------------------------------------------------------------------------
 
     def release_channel_group(self, group: int) -> None:
         """Release the notes and pedals of ``group`` (what a vanished source left held)."""
@@ -170,11 +101,11 @@ class SoundFontSynth:
                     a["ev_base"][0] = slot * CHANNELS_PER_GROUP
                     a["ev_length"][0] = 3
                     a["ev_data"][0, :] = (0xB0 | (c % CHANNELS_PER_GROUP), num, value)
-                    render_block(self.state, 1, 0)
+                    render_block(self.engine_state, 1, 0)
 
     def _sound_off_all(self) -> None:
         for slot in range(self._groups):
-            reset_group(slot * CHANNELS_PER_GROUP, self.state)
+            reset_group(slot * CHANNELS_PER_GROUP, self.engine_state)
 
     # -- status ------------------------------------------------------------------------------
 
@@ -210,7 +141,7 @@ class SoundFontSynth:
             "sample_position": self._sample,
             "limited_chunks": self.master.limited,
             "soft_clipped_chunks": self.master.clipped,
-            "state": self.state_.name,
+            "state": self.state.name,
         }
 
     # -- rendering ---------------------------------------------------------------------------
@@ -220,7 +151,7 @@ class SoundFontSynth:
         n = out.shape[0]
         with self._lock:
             start = self._sample
-            run = self.state_ is KSState.RUN
+            run = self.state is KSState.RUN
             if run:
                 self._drain(start)
             done = 0
@@ -231,18 +162,6 @@ class SoundFontSynth:
             self._sample = start + n
             if n > self._block:
                 self._block = n
-
-    def render_frame(self, frame_allocator: FrameSource) -> Optional[Frame]:
-        """Render the next frame from ``frame_allocator``; None (counted) when it has none free."""
-        frame = frame_allocator.allocate()
-        if frame is None:
-            self.frames_refused += 1
-            return None
-        audio_view = getattr(frame_allocator, "audio_view", None)
-        view = audio_view(frame, 2) if audio_view is not None else frame.view(np.float32).reshape(-1, 2)
-        self.render(view)
-        self.frames_rendered += 1
-        return frame
 
     def _render_chunk(self, out: npt.NDArray[np.float32], t0: int, m: int, run: bool) -> int:
         """Render up to ``m`` frames from sample ``t0``; fewer if the block's event arrays fill up. Frames done."""
@@ -270,7 +189,7 @@ class SoundFontSynth:
             out[:m] = 0.0  # nothing sounds: no DSP at all
             k[L.K_SOUNDING] = 0
             return m
-        render_block(self.state, n_events, m)
+        render_block(self.engine_state, n_events, m)
         self.master.process(a["out"][:, :m], out[:m])
         return m
 
@@ -348,7 +267,7 @@ class SoundFontSynth:
     def _sysex_chunk(self, e: KernelEvent, buf: bytearray, n: int, offset: int, base: int, row: int) -> int:
         keep = self._sysex
         k = self._sysex_len
-        take = min(n, _SYSEX_KEEP - k)
+        take = min(n, SYSEX_KEEP - k)
         if take > 0:
             keep[k : k + take] = buf[:take]
         self._sysex_len = k + n
@@ -358,52 +277,10 @@ class SoundFontSynth:
         self._sysex_owner = None
         total = self._sysex_len
         self._sysex_len = 0
-        if total <= _SYSEX_KEEP and Synth._is_reset(keep, total):
+        if total <= SYSEX_KEEP and Synth._is_reset(keep, total):
             return self._put(offset, base, bytes((SYSTEM_RESET,)), 0, 1, row)
         self.sysex_ignored += 1
         return row
-
-    def _drain(self, block_start: int) -> None:
-        inbox = self._inbox
-        while inbox:
-            e: Optional[KernelEvent] = inbox.popleft()
-            while e is not None:
-                nxt = e.next_evt
-                e.next_evt = None
-                if e.flags & PACKAGE_EVENT:
-                    pkg = e.package_evt
-                    e.package_evt = None
-                    e.allocator.put_message(e)
-                    if pkg is not None:
-                        inbox.appendleft(pkg)
-                else:
-                    self._schedule(e, block_start)
-                e = nxt
-
-    def _schedule(self, e: KernelEvent, block_start: int) -> None:
-        at = self.wave_sink.ref_to_sample(e.pres_time_100ns)
-        if at < block_start:
-            at = block_start
-            self.late_events += 1
-        pa = self._pending_at
-        if not pa or at >= pa[-1]:
-            pa.append(at)
-            self._pending.append(e)
-        else:
-            k = bisect.bisect_right(pa, at, self._head)
-            pa.insert(k, at)
-            self._pending.insert(k, e)
-
-    def _flush_events(self) -> None:
-        while self._inbox:
-            _return_chain(self._inbox.popleft())
-        for k in range(self._head, len(self._pending)):
-            self._pending[k].allocator.put_message(self._pending[k])
-        self._pending.clear()
-        self._pending_at.clear()
-        self._head = 0
-        self._sysex_len = 0
-        self._sysex_owner = None
 
     def arrays(self) -> dict[str, Any]:
         """The engine's arrays by field name (for tests and inspection)."""

@@ -36,7 +36,7 @@ def block(s: SoundFontSynth, n: int, events: list[tuple[int, bytes]] = ()) -> np
         a["ev_base"][row] = 0
         a["ev_length"][row] = len(data)
         a["ev_data"][row, : len(data)] = np.frombuffer(data, np.uint8)
-    render_block(s.state, len(events), n)
+    render_block(s.engine_state, len(events), n)
     return a["out"][:2, :n].copy()
 
 

@@ -34,7 +34,7 @@ def test_the_volume_envelope_walks_delay_attack_hold_decay_sustain_in_control_pe
     )
     seen = []
     for _ in range(14):
-        vc._env_step(0, s.state, L.VOL_ENV, L.VOL_SECTION, L.VOL_COUNT, L.VOL_VAL)
+        vc._env_step(0, s.engine_state, L.VOL_ENV, L.VOL_SECTION, L.VOL_COUNT, L.VOL_VAL)
         seen.append((int(vi[L.VOL_SECTION, 0]), round(float(vf[L.VOL_VAL, 0]), 6)))
     assert seen[:2] == [(L.DELAY, 0.0), (L.DELAY, 0.0)]  # delay: two periods at zero
     assert [v for _, v in seen[2:6]] == [0.25, 0.5, 0.75, 1.0]  # attack: linear to 1
@@ -51,7 +51,7 @@ def test_a_release_from_the_attack_keeps_the_amplitude_continuous() -> None:
     vi, vf = s.arrays()["vi"], s.arrays()["vf"]
     vi[L.VOL_SECTION, v] = L.ATTACK
     vf[L.VOL_VAL, v] = 0.1
-    vc.release(v, s.state)
+    vc.release(v, s.engine_state)
     # In release the amplitude is cB-to-gain(960 x (1 - value)): the same 0.1 as in the attack.
     gain = 10.0 ** (-960.0 * (1.0 - vf[L.VOL_VAL, v]) / 200.0)
     assert gain == pytest.approx(0.1, rel=1e-6)
