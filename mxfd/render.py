@@ -45,7 +45,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Optional
+from typing import IO, Any, BinaryIO, Optional, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -135,6 +135,8 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {
         "MP3", "MP3", {}, 40_000, frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000})
     ),
 }
+IntT = TypeVar("IntT", np.int16, np.int32)
+
 #: Bytes per stereo frame of each --format, for the free-space estimate.
 FRAME_BYTES = {"pcm16": 4, "pcm24": 6, "float": 8}
 
@@ -235,21 +237,19 @@ class SampleConverter:
         return f
 
     def pcm16(self, audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:
-        f = self.clipped(audio)
-        np.multiply(f, 32767.0, out=f)
-        np.rint(f, out=f)
-        i16 = self._i16[: audio.shape[0]]
-        np.copyto(i16, f, casting="unsafe")
-        return i16
+        return self._scaled(audio, 32767.0, self._i16)
 
     def pcm24(self, audio: npt.NDArray[np.float32]) -> npt.NDArray[np.int32]:
         """24-bit values, in int32."""
+        return self._scaled(audio, 8388607.0, self._i32)
+
+    def _scaled(self, audio: npt.NDArray[np.float32], full_scale: float, into: npt.NDArray[IntT]) -> npt.NDArray[IntT]:
         f = self.clipped(audio)
-        np.multiply(f, 8388607.0, out=f)
+        np.multiply(f, full_scale, out=f)
         np.rint(f, out=f)
-        i32 = self._i32[: audio.shape[0]]
-        np.copyto(i32, f, casting="unsafe")
-        return i32
+        out = into[: audio.shape[0]]
+        np.copyto(out, f, casting="unsafe")
+        return out
 
 
 class WavWriter(AudioWriter):
