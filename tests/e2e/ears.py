@@ -12,12 +12,54 @@ import re
 import select
 import subprocess
 import sys
-import threading
 import time
-from typing import IO, Callable, Optional
+from typing import IO, Any, Callable, Optional
 
 import jack
 import numpy as np
+from numba import carray, cfunc
+
+from mxfd.io.libjack import (
+    PROCESS_SIGNATURE,
+    as_ptr,
+    client_address,
+    last_frame_time,
+    port_address,
+    port_get_buffer,
+    set_process_callback,
+)
+
+# The ear's process callback: compiled, so it never waits for the GIL that the test's own thread
+# holds (a Python callback there made the ear itself one of the clients JACK counted xruns against).
+# arg: [0] left port, [1] right port, [2] the ring's address, [3] its length in frames,
+# [4] frames recorded so far, [5] the client, [6] the JACK frame time the next cycle should start at,
+# [7] cycles missed so far, [8] where they were missed (an array of MISSED_MAX frame counts).
+# The callback is the only writer of [4], [6], [7] and of the array.
+MISSED_MAX = 4096
+
+
+@cfunc(PROCESS_SIGNATURE, nopython=True)  # type: ignore[misc]
+def _record(nframes: int, arg: Any) -> int:
+    st = carray(arg, 9, dtype=np.int64)
+    t = np.int64(last_frame_time(as_ptr(st[5])))
+    if st[6] >= 0 and t != st[6]:
+        missed = carray(as_ptr(st[8]), MISSED_MAX, dtype=np.int64)
+        missed[st[7] % MISSED_MAX] = st[4]
+        st[7] += 1
+    st[6] = (t + nframes) & 0xFFFFFFFF
+    n = st[3]
+    ring = carray(as_ptr(st[2]), n * 2, dtype=np.float32)
+    pos = st[4] % n
+    for ch in range(2):
+        buf = carray(as_ptr(port_get_buffer(as_ptr(st[ch]), nframes)), nframes, dtype=np.float32)
+        k = pos
+        for i in range(nframes):
+            ring[k * 2 + ch] = buf[i]
+            k += 1
+            if k == n:
+                k = 0
+    st[4] += nframes
+    return 0
 
 
 class Ear:
@@ -27,7 +69,11 @@ class Ear:
     missed its cycle, or the server itself woke late), how many frames the ear
     had recorded when it heard of it (where in the recording the timeline may
     have lost periods) and the monotonic time.  JACK tells of an xrun a
-    little after it happened.
+    little after it happened.  ``missed`` lists where the ear itself missed
+    JACK cycles (each one cuts a period out of its recording).
+
+    The recording runs in a compiled callback that never takes the GIL, so
+    whatever the test's own threads do cannot make the ear miss a cycle.
     """
 
     def __init__(self, name: str = "mxfd-test-ear", seconds: float = 30.0) -> None:
@@ -35,26 +81,34 @@ class Ear:
         self.rate = self.client.samplerate
         self.ports = [self.client.inports.register(f"in_{i + 1}") for i in range(2)]
         self.ring = np.zeros((int(seconds * self.rate), 2), dtype=np.float32)
-        self.written = 0  # total frames recorded
+        self._missed = np.zeros(MISSED_MAX, dtype=np.int64)
+        self._state = np.array(
+            [*(port_address(p) for p in self.ports), self.ring.ctypes.data, self.ring.shape[0], 0,
+             client_address(self.client), -1, 0, self._missed.ctypes.data],
+            dtype=np.int64,
+        )
         self.xruns: list[tuple[int, float]] = []
-        self._lock = threading.Lock()
-        self.client.set_process_callback(self._process)
+        set_process_callback(self.client, _record, self._state.ctypes.data)
         self.client.set_xrun_callback(self._on_xrun)
         self.client.activate()
 
-    def _process(self, frames: int) -> None:
-        n = self.ring.shape[0]
-        pos = self.written % n
-        end = min(pos + frames, n)
-        for ch, port in enumerate(self.ports):
-            buf = port.get_array()
-            self.ring[pos:end, ch] = buf[: end - pos]
-            if end - pos < frames:
-                self.ring[: frames - (end - pos), ch] = buf[end - pos :]
-        self.written += frames
+    @property
+    def written(self) -> int:
+        """Frames recorded so far."""
+        return int(self._state[4])
+
+    @property
+    def missed(self) -> list[int]:
+        """Frame counts of the recording where the ear missed JACK cycles (the latest MISSED_MAX)."""
+        n = int(self._state[7])
+        return sorted(int(self._missed[i % MISSED_MAX]) for i in range(max(0, n - MISSED_MAX), n))
 
     def _on_xrun(self, delayed_usecs: float) -> None:
         self.xruns.append((self.written, time.monotonic()))
+
+    def disturbances(self, mark: int) -> list[int]:
+        """Frames after ``mark`` where the recording's timeline may have lost periods: xruns and missed cycles."""
+        return sorted(p - mark for p in (*(x for x, _ in self.xruns), *self.missed) if p >= mark)
 
     def connect(self, pattern: str, timeout: float = 10.0) -> list[str]:
         """Connect to the output ports whose names match ``pattern``; return their names."""

@@ -121,17 +121,13 @@ def daemon(jack_server: JackServer) -> Iterator[Daemon]:
 
 
 @pytest.fixture(scope="module")
-def ear(daemon: Daemon) -> Iterator[CheckedEar]:
-    # the ear's JACK callback needs the GIL within a period (2.7 ms), not the default 5 ms switch interval
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
-    e = CheckedEar("mxfd-test-client-ear")
+def ear(daemon: Daemon) -> Iterator[Ear]:
+    e = Ear("mxfd-test-client-ear")
     e.connect(r"^mxfd-out:")
     try:
         yield e
     finally:
         e.close()
-        sys.setswitchinterval(interval)
 
 
 @pytest.fixture(scope="module")
@@ -178,26 +174,6 @@ def _heard_out(x: np.ndarray, rate: int, notes: int, gap: float = 0.05) -> bool:
     return len(onsets(x, rate)) >= notes and len(x) > n and not np.any(np.abs(x[-n:]) > 1e-6)
 
 
-class CheckedEar(Ear):
-    """An ``Ear`` that also notes where it missed JACK cycles (each one cuts a period out of its recording)."""
-
-    def __init__(self, name: str) -> None:
-        self.missed: list[int] = []
-        self._next: Optional[int] = None
-        super().__init__(name)
-
-    def _process(self, frames: int) -> None:
-        t = self.client.last_frame_time
-        if self._next is not None and t != self._next:
-            self.missed.append(self.written)
-        self._next = t + frames
-        super()._process(frames)
-
-    def disturbances(self, mark: int) -> list[int]:
-        """Frames after ``mark`` where the recording's timeline may have lost periods: xruns and missed cycles."""
-        return sorted(p - mark for p in (*(x for x, _ in self.xruns), *self.missed) if p >= mark)
-
-
 def make_midi(path: str, notes: list[tuple[float, float, int]], program: int = 80) -> None:
     """A type 0 file at 120 bpm (480 PPQN): ``notes`` as (start s, length s, note); no reverb."""
     mid = mido.MidiFile(type=0, ticks_per_beat=480)
@@ -229,7 +205,7 @@ SETTLE_S = 0.1
 REPORT_DELAY_S = 0.05
 
 
-def test_play_sounds_each_note_at_the_files_time_and_pitch(daemon: Daemon, ear: CheckedEar, tmp_path: Any) -> None:
+def test_play_sounds_each_note_at_the_files_time_and_pitch(daemon: Daemon, ear: Ear, tmp_path: Any) -> None:
     path = str(tmp_path / "melody.mid")
     # notes of different pitches, each followed by silence once its release has died away
     notes = [(0.5, 0.1, 81), (0.9375, 0.1, 76), (1.40625, 0.12, 84), (1.84375, 0.1, 79)]
@@ -344,6 +320,8 @@ RECORD_SCRIPT: list[tuple[float, list[int]]] = [
 #: sync reports after an xrun) to t + AFTER (the message is played in the next cycle), seconds.
 NEAR_XRUN_BEFORE_S = 0.1
 NEAR_XRUN_AFTER_S = 0.06
+#: At most this many takes for every message to be judged once away from an xrun.
+RECORD_TAKES = 12
 
 
 Track = list[tuple[float, bytes]]
@@ -401,11 +379,13 @@ def test_record_writes_what_the_keyboard_played(daemon: Daemon, ear: Ear, keyboa
     # it too), and the output's clock that stamps them steps until it is re-anchored.  That is the
     # machine, not mxfd.  So each message is judged in a take where JACK reported no xrun near it: there
     # it must be in the file exactly once, in order, at the time it was played (± 3 ms, about a period).
-    # A message an xrun came near is judged again in the next take.
+    # A message an xrun came near is judged again in the next take.  (This machine's dummy driver
+    # alone, with nothing else connected, has shown from 0 to 25 xruns in 20 s depending on what
+    # else the machine runs, so the takes are many; a quiet machine judges everything in one or two.)
     script = [bytes(m) for _, m in RECORD_SCRIPT]
     judged: set[int] = set()
     takes: list[str] = []
-    for take in range(4):
+    for take in range(RECORD_TAKES):
         n0 = len(ear.xruns)
         sent, got = _record_take(daemon, ear, keyboard, str(tmp_path / f"take{take}.mid"))
         xruns = [t for _, t in ear.xruns[n0:]]

@@ -1,0 +1,113 @@
+"""libjack for compiled process callbacks: JACK's real-time thread runs machine code, never Python.
+
+Theory of operation
+-------------------
+A JACK client's process callback must finish within the period (2.67 ms at
+48 kHz / 128).  A Python callback (JACK-Client's ``set_process_callback``)
+first takes the GIL, and any other thread of the process may hold it for a
+switch interval or for the whole of a C call; JACK then counts an xrun
+against the client ("was not finished").  So the callbacks that run in
+JACK's thread here are numba ``@cfunc``s: they call libjack directly through
+the ctypes function pointers below, touch only preallocated memory, and
+never take the GIL.  Everything else about a client (opening it, ports,
+connections, notifications, which run in JACK's non-real-time thread) stays
+with JACK-Client; :func:`set_process_callback` installs the compiled
+callback on a JACK-Client client before it is activated.
+
+State reaches a compiled callback only through its ``arg`` pointer: by
+convention an ``int64`` array whose entries are numbers and the addresses of
+further numpy arrays, turned back into arrays inside the callback with
+``numba.carray(as_ptr(address), shape, dtype)``.  (Global numpy arrays are
+frozen into compiled code as constants, so they cannot carry state.)  The
+arrays must outlive the client: keep a reference until it is closed.
+
+A ``@cfunc`` that calls these ctypes pointers cannot go in numba's cache
+("dynamic globals"), so it is compiled at each start: keep it small (it
+compiles in well under a second) and put bulk work in cached ``@njit``
+functions it calls with arrays.
+
+JACK-Client and this module load the same shared library (the system's
+libjack, or PipeWire's under ``pw-jack``), so a client handle from one is
+valid in the other.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from typing import Any
+
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+#: The signature of a JACK process callback: ``int process(jack_nframes_t nframes, void *arg)``.
+PROCESS_SIGNATURE = types.int32(types.uint32, types.voidptr)
+
+#: ``jack_midi_event_t`` as three 64-bit words: the frame offset (low 32 bits), the size, the data's address.
+MIDI_EVENT_WORDS = 3
+
+
+@intrinsic
+def as_ptr(typingctx: Any, src: Any) -> Any:
+    """An integer address as a ``void *`` (for ``numba.carray`` and C calls), inside compiled code."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(src), codegen
+
+
+def _load() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
+
+
+_lib = _load()
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# -- called from compiled callbacks ------------------------------------------------------------
+
+#: ``void *jack_port_get_buffer(jack_port_t *, jack_nframes_t)``
+port_get_buffer = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32)(("jack_port_get_buffer", _lib))
+#: ``uint32_t jack_midi_get_event_count(void *port_buffer)``
+midi_get_event_count = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p)(("jack_midi_get_event_count", _lib))
+#: ``int jack_midi_event_get(jack_midi_event_t *event, void *port_buffer, uint32_t index)``
+midi_event_get = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32)(
+    ("jack_midi_event_get", _lib)
+)
+#: ``jack_nframes_t jack_last_frame_time(const jack_client_t *)``: the frame time of this cycle's first frame.
+last_frame_time = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p)(("jack_last_frame_time", _lib))
+#: ``int jack_get_cycle_times(client, uint32_t *frames, uint64_t *usecs, uint64_t *next_usecs, float *period)``
+get_cycle_times = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p
+)(("jack_get_cycle_times", _lib))
+#: ``ssize_t write(int, const void *, size_t)``: a wake-up for a thread that sleeps on a descriptor.
+fd_write = ctypes.CFUNCTYPE(ctypes.c_ssize_t, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)(("write", _libc))
+
+# -- called from Python -----------------------------------------------------------------------
+
+_lib.jack_set_process_callback.restype = ctypes.c_int
+_lib.jack_set_process_callback.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+
+
+def client_address(client: Any) -> int:
+    """The ``jack_client_t *`` of a JACK-Client ``Client``."""
+    import jack
+
+    return int(jack._ffi.cast("uintptr_t", client._ptr))
+
+
+def port_address(port: Any) -> int:
+    """The ``jack_port_t *`` of a JACK-Client port."""
+    import jack
+
+    return int(jack._ffi.cast("uintptr_t", port._ptr))
+
+
+def set_process_callback(client: Any, callback: Any, arg: int) -> None:
+    """Make the compiled ``callback`` (a ``@cfunc`` of :data:`PROCESS_SIGNATURE`) the inactive ``client``'s.
+
+    ``arg`` is the address the callback receives (see the module docstring).
+    """
+    if _lib.jack_set_process_callback(client_address(client), callback.address, arg) != 0:
+        raise RuntimeError("jack_set_process_callback failed (is the client already active?)")
