@@ -48,14 +48,15 @@ PROCESS_SIGNATURE = types.int32(types.uint32, types.voidptr)
 MIDI_EVENT_WORDS = 3
 
 
-@intrinsic
-def as_ptr(typingctx: Any, src: Any) -> Any:
-    """An integer address as a ``void *`` (for ``numba.carray`` and C calls), inside compiled code."""
-
+def _as_ptr(typingctx: Any, src: Any) -> Any:
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         return builder.inttoptr(args[0], cgutils.voidptr_t)
 
     return types.voidptr(src), codegen
+
+
+#: ``as_ptr(address)``: an integer address as a ``void *`` (for ``numba.carray`` and C calls), in compiled code.
+as_ptr: Any = intrinsic(_as_ptr)
 
 
 def _load() -> ctypes.CDLL:

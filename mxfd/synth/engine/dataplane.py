@@ -1,0 +1,283 @@
+"""The data plane: one compiled call per audio cycle, fed by a lock-free event ring.
+
+Theory of operation
+-------------------
+The control plane (Python: the transport, the sequencer, the miniport's
+intake) and the data plane (compiled, called from the audio callback, where
+no Python may run) share a :class:`DataPlane`: a numba structref holding the
+voice engine's state, the master section's arrays and two queues.
+
+* The **event ring** carries what the control plane releases, in order:
+  each record is two ``int64`` words, the sample frame it is due at on the
+  output's clock and a packed message (kind, first channel of the group,
+  length, three bytes; see :func:`pack`).  Kind :data:`MSG` is a MIDI
+  message; :data:`SOUND_OFF` silences every voice (stop, shutdown).  The
+  control plane is the only writer of ``write`` and of the records ahead of
+  it, the callback the only writer of ``read``: one producer, one consumer,
+  aligned 8-byte counters, records written before the counter that
+  publishes them (x86-64 keeps stores in order; see
+  :mod:`mxfd.io.shm_frames` for the same argument).  A full ring drops the
+  record and counts it; nothing waits.
+* The **thru queue** holds what the callback itself read from its MIDI
+  inputs at the start of the cycle (:func:`hold_thru`), to be played in
+  this very cycle at the frame it came at.  The cycle's output leaves one
+  period later, so a key is heard exactly one period after it was played:
+  the physical limit of constant latency through JACK.
+
+:func:`run_cycle` renders ``n`` frames from frame ``frame``: per engine
+chunk it takes the ring's records and the held thru events due before the
+chunk's end, merged by frame (a record already late plays at the chunk's
+start and is counted), renders the voices with every event at its own
+sample, runs the master section, and writes the two output buffers.  With
+no voice sounding, no event due and the effect tails silent it writes zeros
+and does nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numba
+import numpy as np
+import numpy.typing as npt
+from numba.core import cgutils, types
+from numba.experimental import structref
+from numba.extending import intrinsic
+
+from mxfd.synth.engine import layout as L
+from mxfd.synth.engine.block import render_block
+from mxfd.synth.engine.channels import CHANNELS_PER_GROUP, reset_group
+from mxfd.synth.master import L_CHORUS_TAIL, L_REVERB_TAIL, Master, master_process
+
+#: Record kinds.
+MSG: Final = 0
+SOUND_OFF: Final = 1
+
+# producer-side counters (the control plane writes them)
+P_WRITE: Final = 0
+P_DROPS: Final = 1
+# consumer-side counters (the callback writes them)
+C_READ: Final = 0
+C_LATE: Final = 1  # records that came after their frame had been rendered
+C_CYCLES: Final = 2
+C_POSITION: Final = 3  # the frame the next cycle starts at
+C_HIGH: Final = 4  # the most records waiting in the ring at the start of a cycle
+C_THRU: Final = 5  # thru events played
+C_THRU_DROPS: Final = 6  # thru events beyond the queue's room
+C_EVENTS: Final = 7  # records applied
+N_COUNTERS: Final = 8
+
+
+def pack(kind: int, base: int, length: int, b0: int, b1: int, b2: int) -> int:
+    """One ring record's message word."""
+    return (kind << 56) | (base << 40) | (length << 32) | (b0 << 16) | (b1 << 8) | b2
+
+
+@structref.register
+class DataPlaneType(types.StructRef):
+    def preprocess_fields(self, fields: Any) -> Any:
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)  # type: ignore[no-untyped-call]
+
+
+class DataPlane(structref.StructRefProxy):
+    """What the audio callback renders with (see the module docstring)."""
+
+
+FIELDS: Final = (
+    "engine",
+    # the master section's arguments after (bus, out, m), as Master.arguments() gives them
+    "mix", "lim", "reverb_on", "combs", "comb_len", "comb_pos", "comb_store", "allpasses", "ap_len", "ap_pos",
+    "rstate", "chorus_on", "line", "cstate",
+    # the event ring, its counters, the thru queue (frame offset, first channel, length, bytes) and its length
+    "ring", "prod", "cons", "thru", "thru_n", "frames", "groups",
+)  # fmt: skip
+
+structref.define_proxy(DataPlane, DataPlaneType, list(FIELDS))  # type: ignore[no-untyped-call]
+
+
+@numba.njit(cache=True)
+def _construct(  # type: ignore[no-untyped-def]
+    engine, mix, lim, reverb_on, combs, comb_len, comb_pos, comb_store, allpasses, ap_len, ap_pos, rstate,
+    chorus_on, line, cstate, ring, prod, cons, thru, thru_n, frames, groups,
+):
+    return DataPlane(  # type: ignore[no-untyped-call]
+        engine, mix, lim, reverb_on, combs, comb_len, comb_pos, comb_store, allpasses, ap_len, ap_pos, rstate,
+        chorus_on, line, cstate, ring, prod, cons, thru, thru_n, frames, groups,
+    )
+
+
+def _meminfo_address_of(typingctx: Any, ref: Any) -> Any:
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        proxy = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=args[0])  # type: ignore[no-untyped-call]
+        return builder.ptrtoint(proxy.meminfo, cgutils.intp_t)
+
+    return types.intp(ref), codegen
+
+
+_meminfo_address: Any = intrinsic(_meminfo_address_of)
+
+
+@numba.njit(cache=True)
+def _address(dp):  # type: ignore[no-untyped-def]
+    return _meminfo_address(dp)
+
+
+def address(dp: DataPlane) -> int:
+    """The address compiled code turns back into ``dp`` with :func:`from_address` (``dp`` must stay alive)."""
+    return int(_address(dp))
+
+
+def from_address_of(typ: Any) -> Any:
+    """A compiled function ``f(address) -> DataPlane`` of type ``typ`` (``numba.typeof`` of a plane)."""
+
+    def from_address(typingctx: Any, addr: Any) -> Any:
+        def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+            proxy = cgutils.create_struct_proxy(typ)(context, builder)  # type: ignore[no-untyped-call]
+            proxy.meminfo = builder.inttoptr(args[0], proxy.meminfo.type)
+            value = proxy._getvalue()
+            context.nrt.incref(builder, typ, value)  # the caller's reference, released at its end
+            return value
+
+        return typ(addr), codegen
+
+    return intrinsic(from_address)
+
+
+def new_dataplane(engine: Any, master: Master, *, frames: int, groups: int, ring_records: int = 8192,
+                  thru_events: int = 1024) -> tuple[DataPlane, dict[str, npt.NDArray[Any]]]:
+    """A plane over ``engine`` (an EngineState) and ``master``'s arrays; also its own arrays by name."""
+    arrays: dict[str, npt.NDArray[Any]] = {
+        "ring": np.zeros((ring_records, 2), np.int64),
+        "prod": np.zeros(8, np.int64),
+        "cons": np.zeros(N_COUNTERS, np.int64),
+        "thru": np.zeros((thru_events, 4), np.int64),
+        "thru_n": np.zeros(1, np.int64),
+        "frames": np.zeros((frames, 2), np.float32),
+    }
+    names = ("ring", "prod", "cons", "thru", "thru_n", "frames")
+    dp = _construct(engine, *master.arguments(), *(arrays[k] for k in names), groups)  # type: ignore[call-arg]
+    return dp, arrays
+
+
+@numba.njit(nogil=True, cache=True)
+def hold_thru(dp, offset: int, base: int, data, length: int) -> None:  # type: ignore[no-untyped-def]
+    """Queue a short message read at ``offset`` of this cycle, to play at that offset of it (in order)."""
+    q = dp.thru
+    row = dp.thru_n[0]
+    if row >= q.shape[0]:
+        dp.cons[C_THRU_DROPS] += 1
+        return
+    n = min(length, 3)
+    q[row, 0] = offset
+    q[row, 1] = base
+    q[row, 2] = n
+    q[row, 3] = (data[0] << 16) | ((data[1] if n > 1 else 0) << 8) | (data[2] if n > 2 else 0)
+    dp.thru_n[0] = row + 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _put(eng, row: int, offset: int, base: int, length: int, packed: int) -> None:  # type: ignore[no-untyped-def]
+    eng.ev_offset[row] = offset
+    eng.ev_base[row] = base
+    eng.ev_length[row] = length
+    eng.ev_data[row, 0] = (packed >> 16) & 0xFF
+    eng.ev_data[row, 1] = (packed >> 8) & 0xFF
+    eng.ev_data[row, 2] = packed & 0xFF
+
+
+@numba.njit(nogil=True, cache=True)
+def run_cycle(dp, n: int, left, right) -> None:  # type: ignore[no-untyped-def]
+    """Render the next ``n`` frames into ``left`` and ``right`` (see the module docstring)."""
+    eng = dp.engine
+    cons = dp.cons
+    ring = dp.ring
+    cap = ring.shape[0]
+    frame = cons[C_POSITION]
+    w = dp.prod[P_WRITE]
+    r = cons[C_READ]
+    if w - r > cons[C_HIGH]:
+        cons[C_HIGH] = w - r
+    q = dp.thru
+    held = dp.thru_n[0]
+    h = 0
+    chunk = eng.out.shape[1]
+    room = eng.ev_offset.shape[0]
+    out = dp.frames
+    pos = 0
+    while pos < n:
+        m = min(chunk, n - pos)
+        start = frame + pos
+        end = start + m
+        k = 0
+        while k < room:
+            due_ring = r < w and ring[r % cap, 0] < end
+            due_thru = h < held and q[h, 0] < pos + m
+            if not due_ring and not due_thru:
+                break
+            if due_ring and (not due_thru or ring[r % cap, 0] - frame <= q[h, 0]):
+                at = ring[r % cap, 0]
+                word = ring[r % cap, 1]
+                r += 1
+                kind = (word >> 56) & 0xFF
+                if at < start:
+                    cons[C_LATE] += 1
+                    at = start
+                if kind == SOUND_OFF:
+                    for g in range(dp.groups):
+                        reset_group(g * CHANNELS_PER_GROUP, eng)
+                    continue
+                _put(eng, k, at - start, (word >> 40) & 0xFFFF, (word >> 32) & 0xFF, word)
+                cons[C_EVENTS] += 1
+            else:
+                row = h
+                h += 1
+                _put(eng, k, max(q[row, 0] - pos, 0), q[row, 1], q[row, 2], q[row, 3])
+                cons[C_THRU] += 1
+            k += 1
+        cons[C_READ] = r  # the records are copied: their slots are the producer's again
+        silent = eng.counters[L.K_HIGH_WATER] == 0 and k == 0 and dp.lim[L_REVERB_TAIL] == 0.0 and (
+            dp.lim[L_CHORUS_TAIL] == 0.0
+        )
+        if silent:
+            for i in range(m):
+                left[pos + i] = 0.0
+                right[pos + i] = 0.0
+        else:
+            render_block(eng, k, m)
+            master_process(eng.out, out, m, dp.mix, dp.lim, dp.reverb_on, dp.combs, dp.comb_len, dp.comb_pos,
+                           dp.comb_store, dp.allpasses, dp.ap_len, dp.ap_pos, dp.rstate, dp.chorus_on, dp.line,
+                           dp.cstate)
+            for i in range(m):
+                left[pos + i] = out[i, 0]
+                right[pos + i] = out[i, 1]
+        pos += m
+    dp.thru_n[0] = 0
+    cons[C_POSITION] = frame + n
+    cons[C_CYCLES] += 1
+
+
+class EventRing:
+    """The control plane's end of a plane's event ring (one producer thread)."""
+
+    def __init__(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        self._ring = arrays["ring"]
+        self._prod = arrays["prod"]
+        self._cons = arrays["cons"]
+        self._cap = self._ring.shape[0]
+
+    def push(self, frame: int, word: int) -> bool:
+        """Queue a record due at ``frame``; False (counted) when the ring is full."""
+        w = int(self._prod[P_WRITE])
+        if w - int(self._cons[C_READ]) >= self._cap:
+            self._prod[P_DROPS] += 1
+            return False
+        slot = self._ring[w % self._cap]
+        slot[0] = frame
+        slot[1] = word
+        self._prod[P_WRITE] = w + 1  # publishes the record written above
+        return True
+
+    @property
+    def position(self) -> int:
+        """The frame the data plane renders next."""
+        return int(self._cons[C_POSITION])
