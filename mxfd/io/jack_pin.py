@@ -44,7 +44,9 @@ from mxfd.io.libjack import (
     MIDI_EVENT_WORDS,
     PROCESS_SIGNATURE,
     as_ptr,
+    client_address,
     fd_write,
+    last_frame_time,
     midi_event_get,
     midi_get_event_count,
     port_address,
@@ -72,7 +74,8 @@ _A_STATS = 6  # address of the stats vector
 _A_RATE = 7
 _A_WAKE_FD = 8  # -1: none
 _A_WAKE_BYTE = 9
-_A_N = 10
+_A_CLIENT = 10
+_A_N = 11
 
 # the stats vector
 S_CYCLES = 0
@@ -81,6 +84,7 @@ S_MAX_NS = 2
 S_START_NS = 3  # CLOCK_MONOTONIC at the start of the latest cycle
 S_START_FRAME = 4  # the frame that cycle rendered first
 S_PERIOD = 5  # that cycle's length
+S_JACK_FRAME = 6  # JACK's frame time of that cycle's first frame
 S_TIMES = 8  # TIMES durations (ns) follow
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -125,6 +129,7 @@ def _make_callback(plane: DataPlane) -> Any:
         stats[S_START_NS] = t0
         stats[S_START_FRAME] = dp.cons[3]
         stats[S_PERIOD] = nframes
+        stats[S_JACK_FRAME] = last_frame_time(as_ptr(a[_A_CLIENT]))
         run_cycle(dp, nframes, left, right)
         _clock_gettime(_CLOCK_MONOTONIC, as_ptr(a[_A_CLOCK]))
         took = clock[0] * 1_000_000_000 + clock[1] - t0
@@ -188,6 +193,7 @@ class JackPin:
             self._arg[_A_LEFT] = port_address(outs[0])
             self._arg[_A_RIGHT] = port_address(outs[1])
             self._arg[_A_RATE] = client.samplerate
+            self._arg[_A_CLIENT] = client_address(client)
             set_process_callback(client, self._callback, self._arg.ctypes.data)
             client.set_xrun_callback(self._on_xrun)
             client.activate()
@@ -232,10 +238,13 @@ class JackPin:
     def output_ports(self) -> list[str]:
         return [p.name for p in self.client.outports] if self.client is not None else []
 
-    def cycle_start(self) -> tuple[int, int, int]:
-        """(CLOCK_MONOTONIC ns, first frame, length) of the latest cycle (a torn read is possible, and rare)."""
+    def cycle_start(self) -> tuple[int, int, int, int]:
+        """(CLOCK_MONOTONIC ns, first frame, length, JACK frame time) of the latest cycle.
+
+        The fields are written one by one: read twice and compare where a torn read matters.
+        """
         s = self._stats
-        return int(s[S_START_NS]), int(s[S_START_FRAME]), int(s[S_PERIOD])
+        return int(s[S_START_NS]), int(s[S_START_FRAME]), int(s[S_PERIOD]), int(s[S_JACK_FRAME])
 
     def status(self) -> dict[str, Any]:
         """``overruns``, ``xruns`` and ``callback_us`` (p50, p99, max) as ``mxfd status`` reports them."""

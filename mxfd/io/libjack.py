@@ -76,6 +76,12 @@ midi_get_event_count = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p)(("jack
 midi_event_get = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32)(
     ("jack_midi_event_get", _lib)
 )
+#: ``void jack_midi_clear_buffer(void *port_buffer)``
+midi_clear_buffer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(("jack_midi_clear_buffer", _lib))
+#: ``int jack_midi_event_write(void *port_buffer, jack_nframes_t time, const jack_midi_data_t *data, size_t size)``
+midi_event_write = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t)(
+    ("jack_midi_event_write", _lib)
+)
 #: ``jack_nframes_t jack_last_frame_time(const jack_client_t *)``: the frame time of this cycle's first frame.
 last_frame_time = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p)(("jack_last_frame_time", _lib))
 #: ``int jack_get_cycle_times(client, uint32_t *frames, uint64_t *usecs, uint64_t *next_usecs, float *period)``

@@ -24,6 +24,8 @@ from mxfd.io.libjack import (
     as_ptr,
     client_address,
     last_frame_time,
+    midi_clear_buffer,
+    midi_event_write,
     port_address,
     port_get_buffer,
     set_process_callback,
@@ -142,6 +144,81 @@ class Ear:
         m = self.mark()
         time.sleep(seconds)
         return self.since(m)
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+# The key probe's process callback: plays scheduled MIDI at exact JACK frames and records its audio
+# input by JACK frame, both compiled (no GIL), so what it measures is exact to the sample however
+# the test's threads run.  arg: [0] client, [1] MIDI out port, [2] audio in port, [3] the schedule
+# (rows of frame time, length), [4] its bytes (rows of 4), [5] rows scheduled, [6] rows sent,
+# [7] the recording's address, [8] its length (frames), [9] the frame time of the latest cycle.
+@cfunc(PROCESS_SIGNATURE, nopython=True)  # type: ignore[misc]
+def _probe(nframes: int, arg: Any) -> int:
+    st = carray(arg, 10, dtype=np.int64)
+    t = np.int64(last_frame_time(as_ptr(st[0])))
+    st[9] = t
+    midi = as_ptr(port_get_buffer(as_ptr(st[1]), nframes))
+    midi_clear_buffer(midi)
+    rows = st[5]
+    sched = carray(as_ptr(st[3]), (max(rows, 1), 2), dtype=np.int64)
+    while st[6] < rows and sched[st[6], 0] < t + nframes:
+        k = st[6]
+        midi_event_write(midi, max(sched[k, 0] - t, 0), as_ptr(st[4] + 4 * k), sched[k, 1])
+        st[6] = k + 1
+    n = st[8]
+    ring = carray(as_ptr(st[7]), n, dtype=np.float32)
+    audio = carray(as_ptr(port_get_buffer(as_ptr(st[2]), nframes)), nframes, dtype=np.float32)
+    for i in range(nframes):
+        ring[(t + i) % n] = audio[i]
+    return 0
+
+
+class KeyProbe:
+    """Plays MIDI into a synth at exact JACK frames and hears its audio output by JACK frame.
+
+    Key-to-sound latency is then the frame of the first sound after a note-on
+    minus the note-on's frame, exact to the sample (as the latency probe of the
+    project's tools measures it).  JACK frame times wrap at 2**32 (a day at
+    48 kHz): a test never lasts that long.
+    """
+
+    def __init__(self, midi_in: str, audio_out: str, name: str = "mxfd-test-probe", seconds: float = 20.0) -> None:
+        self.client = jack.Client(name, no_start_server=True)
+        self.rate = self.client.samplerate
+        self.period = self.client.blocksize
+        out = self.client.midi_outports.register("keys")
+        ear = self.client.inports.register("ear")
+        self._sched = np.zeros((4096, 2), np.int64)
+        self._bytes = np.zeros((4096, 4), np.uint8)
+        self.ring = np.zeros(int(seconds * self.rate), np.float32)
+        self._state = np.array(
+            [client_address(self.client), port_address(out), port_address(ear), self._sched.ctypes.data,
+             self._bytes.ctypes.data, 0, 0, self.ring.ctypes.data, len(self.ring), 0],
+            dtype=np.int64,
+        )
+        set_process_callback(self.client, _probe, self._state.ctypes.data)
+        self.client.activate()
+        self.client.connect(out, midi_in)
+        self.client.connect(audio_out, ear)
+
+    @property
+    def now(self) -> int:
+        """The frame time of the latest cycle."""
+        return int(self._state[9])
+
+    def schedule(self, frame: int, *message: int) -> None:
+        """Send ``message`` at JACK frame ``frame`` (in order with what is already scheduled)."""
+        k = int(self._state[5])
+        self._sched[k] = (frame, len(message))
+        self._bytes[k, : len(message)] = message
+        self._state[5] = k + 1  # published last: the callback reads the row from now on
+
+    def heard(self, start: int, frames: int) -> np.ndarray:
+        """What came in from JACK frame ``start`` on, ``frames`` of it."""
+        return self.ring[np.arange(start, start + frames) % len(self.ring)]
 
     def close(self) -> None:
         self.client.deactivate()

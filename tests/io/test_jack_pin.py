@@ -1,0 +1,101 @@
+"""The JACK-native pin: a key is heard exactly one period after it was played; queued events at their frames."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from mxfd.io.jack_pin import JackPin
+from mxfd.synth.engine.dataplane import MSG, EventRing, new_dataplane, pack
+from tests.e2e.ears import KeyProbe, wait_until
+from tests.jackserver import JackServer
+from tests.synth.engine.helpers import synth
+
+pytestmark = pytest.mark.e2e
+
+#: Takes of a latency run: one in which JACK reported no xrun must show every note exact.
+TAKES = 5
+
+
+class Rig:
+    def __init__(self) -> None:
+        self.synth = synth(block=128)
+        self.plane, self.arrays = new_dataplane(self.synth.engine_state, self.synth.master, frames=128, groups=16)
+        self.ring = EventRing(self.arrays)
+        self.ring.push(0, pack(MSG, 0, 2, 0xC0, 80, 0))  # square lead: sound from a note's first sample
+        self.pin = JackPin(self.plane, client_name="mxfdt-pin")
+        self.pin.open()
+        self.midi_in = self.pin.add_input("in")
+        self.probe = KeyProbe(self.midi_in, self.pin.output_ports[0], name="mxfdt-probe")
+
+    def close(self) -> None:
+        self.probe.close()
+        self.pin.close()
+
+
+@pytest.fixture(scope="module")
+def rig(jack_server: JackServer) -> Iterator[Rig]:
+    r = Rig()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def first_sound(x: np.ndarray) -> int:
+    hits = np.flatnonzero(np.abs(x) > 1e-6)
+    return int(hits[0]) if hits.size else -1
+
+
+def test_a_key_is_heard_exactly_one_period_after_it_was_played(rig: Rig) -> None:
+    probe = rig.probe
+    period = probe.period
+    gap = probe.rate * 3 // 10
+    takes = []
+    for _take in range(TAKES):
+        xruns = rig.pin.xruns
+        start = probe.now + probe.rate // 10
+        notes = [start + k * gap + (k * 37) % period for k in range(8)]  # off the period grid
+        for f in notes:
+            probe.schedule(f, 0x90, 69, 110)
+            probe.schedule(f + gap // 3, 0x80, 69, 0)
+            probe.schedule(f + gap * 2 // 3, 0xB0, 120, 0)  # all sound off: silence before the next
+        assert wait_until(lambda: probe.now > notes[-1] + gap, 10)
+        latencies = [first_sound(probe.heard(f, gap // 3)) for f in notes]
+        clean = rig.pin.xruns == xruns
+        takes.append(f"{'no xrun' if clean else f'{rig.pin.xruns - xruns} xrun(s)'}: {latencies}")
+        if clean:
+            assert latencies == [period] * len(notes), takes
+            return
+    pytest.fail("JACK reported xruns in every take:\n" + "\n".join(takes))
+
+
+def test_a_queued_event_is_heard_at_its_own_frame(rig: Rig) -> None:
+    probe = rig.probe
+    for _take in range(TAKES):
+        xruns = rig.pin.xruns
+        _ns, position, _n, jack_frame = rig.pin.cycle_start()
+        due = position + rig.pin.client.samplerate // 5 + 45  # a fifth of a second ahead, off the grid
+        rig.ring.push(due, pack(MSG, 0, 3, 0x90, 72, 100))
+        rig.ring.push(due + 4800, pack(MSG, 0, 3, 0x80, 72, 0))
+        heard_at = jack_frame + (due - position) + probe.period  # the probe hears the pin a period later
+        assert wait_until(lambda: probe.now > heard_at + 9600, 10)
+        onset = first_sound(probe.heard(heard_at - 2000, 6000)) - 2000
+        if rig.pin.xruns == xruns:
+            assert onset == 0
+            return
+        time.sleep(0.2)
+    pytest.fail("JACK reported xruns in every take")
+
+
+def test_status_reports_the_callbacks_own_times(rig: Rig) -> None:
+    before = rig.pin.status()["cycles"]
+    time.sleep(0.1)
+    st = rig.pin.status()
+    assert st["cycles"] > before
+    assert set(st) >= {"overruns", "xruns", "callback_us"}
+    us = st["callback_us"]
+    assert 0 < us["p50"] <= us["p99"] <= us["max"]
