@@ -10,13 +10,16 @@ Starts a private ``jackd -d dummy`` (48 kHz, period 128), then:
    in ``mxfd-out:out_0``, exact to the sample; ``--runs`` runs of 20 notes,
    for each JACK reader (``jack-client``: frame-accurate stamps; ``rtmidi``:
    stamped when the period is processed);
-3. the same probe against FluidSynth (``fluidsynth -a jack -m jack``, same
+3. the same probe against the JACK-native pin (``mxfd.io.jack_pin``: the
+   data plane rendered in JACK's thread by compiled code) over TimGM6mb, in
+   a child process of its own, and its idle cost;
+4. the same probe against FluidSynth (``fluidsynth -a jack -m jack``, same
    program) in the same run;
-4. CPU and resident memory of the idle daemon (and its audio worker) over
+5. CPU and resident memory of the idle daemon (and its audio worker) over
    ``--idle`` seconds.
 
 Prints tables; the latency of every note is in the probe's JSON (``-v``).
-Run: ``.venv/bin/python benchmarks/bench_latency.py [--runs 3] [--starts 3] [--idle 10]``.
+Run: ``.venv/bin/python benchmarks/bench_latency.py [--runs 3] [--starts 3] [--idle 10] [--period 128]``.
 The CPU is shared with whatever else runs on the machine; repeat on a quiet one.
 """
 
@@ -43,7 +46,7 @@ PERIOD = 128
 SOUNDFONTS = ("/usr/share/sounds/sf2/TimGM6mb.sf2", "/usr/share/sounds/sf2/FluidR3_GM.sf2")
 
 
-def start_jackd(name: str, log_path: str) -> subprocess.Popen[bytes]:
+def start_jackd(name: str, log_path: str, period: int = PERIOD) -> subprocess.Popen[bytes]:
     """A private ``jackd -d dummy``; real-time (``-R``) unless MXFD_BENCH_JACK_NO_RT is set.
 
     The dummy driver's own xruns come from scheduling: without real-time
@@ -55,7 +58,7 @@ def start_jackd(name: str, log_path: str) -> subprocess.Popen[bytes]:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [jackd, "--no-realtime" if os.environ.get("MXFD_BENCH_JACK_NO_RT") else "-R", "-n", name,
-             "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)],
+             "-d", "dummy", "-r", str(RATE), "-p", str(period)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -115,6 +118,27 @@ class Mxfd:
         stop(self.proc)
         self.notify.close()
         self.log.close()
+
+
+def pin_child(soundfont: str) -> int:
+    """The JACK-native pin over ``soundfont`` (program 80 on channel 1), until stdin closes."""
+    sys.path.insert(0, str(ROOT))
+    from mxfd.io.jack_pin import JackPin
+    from mxfd.synth.engine import SoundFontSynth
+    from mxfd.synth.engine.dataplane import MSG, EventRing, new_dataplane, pack
+    from mxfd.synth.soundfont import load_soundfont
+
+    synth = SoundFontSynth(load_soundfont(soundfont), RATE, block_frames=PERIOD, reverb=False, chorus=False)
+    plane, arrays = new_dataplane(synth.engine_state, synth.master, frames=PERIOD, groups=16)
+    EventRing(arrays).push(0, pack(MSG, 0, 2, 0xC0, 80, 0))
+    pin = JackPin(plane, client_name="mxfd-pin")
+    pin.open()
+    pin.add_input("in")
+    print("READY", flush=True)
+    sys.stdin.read()
+    print(json.dumps(pin.status()), flush=True)
+    pin.close()
+    return 0
 
 
 def probe(midi_in: str, audio_out: str, env: dict[str, str], notes: int = 20) -> dict[str, Any]:
@@ -195,8 +219,12 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="probe runs (20 notes each) per synth")
     ap.add_argument("--starts", type=int, default=3, help="start-ups timed")
     ap.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU/RSS sampling")
+    ap.add_argument("--period", type=int, default=PERIOD, help="the JACK server's period (frames)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every probe's JSON")
+    ap.add_argument("--pin-child", metavar="SF2", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.pin_child:
+        return pin_child(a.pin_child)
     if not PROBE.exists():
         raise SystemExit(f"{PROBE} not found")
 
@@ -205,7 +233,10 @@ def main() -> int:
     (tmp / "run").mkdir()
     env = dict(os.environ, JACK_DEFAULT_SERVER=name, XDG_RUNTIME_DIR=str(tmp / "run"))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    jackd = start_jackd(name, str(tmp / "jackd.log"))
+    jackd = start_jackd(name, str(tmp / "jackd.log"), a.period)
+    pin_idle: Optional[tuple[float, float]] = None
+    fluid_idle: Optional[tuple[float, float]] = None
+    pin_status = ""
     rows: list[tuple[str, dict[str, float]]] = []
     starts: list[float] = []
     idle: Optional[tuple[float, float, float, float]] = None
@@ -237,6 +268,28 @@ def main() -> int:
                 d.close()
 
         sf2 = next((p for p in SOUNDFONTS if os.path.exists(p)), None)
+        if sf2:
+            child = subprocess.Popen(
+                [sys.executable, __file__, "--pin-child", sf2], env=env, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            try:
+                assert child.stdout is not None and child.stdin is not None
+                if child.stdout.readline().strip() != "READY":
+                    raise SystemExit("the JACK pin did not start")
+                runs = []
+                for _ in range(a.runs):
+                    r = probe(r"^mxfd-pin:in$", r"^mxfd-pin:out_0$", env)
+                    runs.append(r)
+                    if a.verbose:
+                        print(f"JACK pin: {json.dumps(r)}")
+                rows.append((f"JACK pin ({os.path.basename(sf2)})", summarise(runs)))
+                cpu, rss, _, _ = idle_cost(child.pid, a.idle)
+                pin_idle = (cpu, rss)
+                child.stdin.close()
+                pin_status = child.stdout.readline().strip()
+            finally:
+                stop(child)
         fluid = shutil.which("fluidsynth")
         if sf2 and fluid:
             # Its shell reads the pipe, which keeps it running until we close it.
@@ -253,6 +306,8 @@ def main() -> int:
                     if a.verbose:
                         print(f"fluidsynth: {json.dumps(r)}")
                 rows.append((f"FluidSynth ({os.path.basename(sf2)})", summarise(runs)))
+                fs_cpu, fs_rss, _, _ = idle_cost(fs.pid, a.idle)
+                fluid_idle = (fs_cpu, fs_rss)
             finally:
                 assert fs.stdin is not None
                 fs.stdin.close()
@@ -264,7 +319,7 @@ def main() -> int:
         xruns = sum("XRun" in ln for ln in (tmp / "jackd.log").read_text(errors="replace").splitlines())
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"Key-to-sound latency, JACK dummy {RATE} Hz, period {PERIOD}, program 80, {a.runs} x 20 notes")
+    print(f"Key-to-sound latency, JACK dummy {RATE} Hz, period {a.period}, program 80, {a.runs} x 20 notes")
     print(f"{'synth':34} {'median ms':>9} {'min ms':>7} {'max ms':>7} {'jitter ms':>9} {'heard':>7}")
     for label, s in rows:
         print(
@@ -274,6 +329,11 @@ def main() -> int:
     print(f"(target: max <= 8.000 ms, jitter no worse than FluidSynth's; JACK xruns during the run: {xruns})")
     if latency_ms:
         print(f"mxfd's own report at READY: {latency_ms}")
+    if pin_idle is not None:
+        print(f"JACK pin idle over {a.idle:g} s: {pin_idle[0]:.1f}% CPU, {pin_idle[1]:.0f} MiB RSS; its own status: "
+              f"{pin_status}")
+    if fluid_idle is not None:
+        print(f"FluidSynth idle over {a.idle:g} s: {fluid_idle[0]:.1f}% CPU, {fluid_idle[1]:.0f} MiB RSS")
     print()
     print(f"Start-up to READY=1 ({len(starts)} starts): median {statistics.median(starts):.2f} s, "
           f"max {max(starts):.2f} s (target < 2 s)")  # fmt: skip

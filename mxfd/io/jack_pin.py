@@ -21,7 +21,10 @@ inputs.  Its process callback is a numba ``@cfunc`` (see
    feeds the ring can wake once a cycle.
 
 No Python runs in the callback and it never takes the GIL, so nothing the
-rest of the process does can make it late.  Everything the callback reads
+rest of the process does can make it late.  It calls libjack and libc by
+address (:data:`mxfd.io.libjack.ADDRESSES`), and is compiled for the one
+type every data plane has (:data:`PLANE_TYPE`), so it comes from numba's
+cache: no compiler runs at start-up.  Everything the callback reads
 or writes is preallocated and owned here (``self._keep``) until the client
 is closed.  Port management, connections and the xrun count use
 JACK-Client from ordinary threads.
@@ -29,7 +32,6 @@ JACK-Client from ordinary threads.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 from typing import Any, Final, Optional
 
@@ -41,20 +43,21 @@ from numba.np import numpy_support
 
 from mxfd.io.jacklog import connecting, route_jack_messages
 from mxfd.io.libjack import (
+    ADDRESSES,
     MIDI_EVENT_WORDS,
     PROCESS_SIGNATURE,
     as_ptr,
+    call_i_ip,
+    call_i_ppu,
+    call_l_ipl,
+    call_p_pu,
+    call_u_p,
     client_address,
-    fd_write,
-    last_frame_time,
-    midi_event_get,
-    midi_get_event_count,
     port_address,
-    port_get_buffer,
     set_process_callback,
 )
 from mxfd.synth.engine import dataplane
-from mxfd.synth.engine.dataplane import DataPlane, address, from_address_of
+from mxfd.synth.engine.dataplane import DataPlane, address, from_address_of, plane_type
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,8 @@ _A_RATE = 7
 _A_WAKE_FD = 8  # -1: none
 _A_WAKE_BYTE = 9
 _A_CLIENT = 10
-_A_N = 11
+_A_FUNCTIONS = 11  # address of the C functions' addresses (_F_*)
+_A_N = 12
 
 # the stats vector
 S_CYCLES = 0
@@ -87,64 +91,73 @@ S_PERIOD = 5  # that cycle's length
 S_JACK_FRAME = 6  # JACK's frame time of that cycle's first frame
 S_TIMES = 8  # TIMES durations (ns) follow
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_clock_gettime = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)(("clock_gettime", _libc))
+# C functions the callback calls, by address (see mxfd.io.libjack: that keeps the callback cacheable)
+_F_GET_BUFFER = 0
+_F_EVENT_COUNT = 1
+_F_EVENT_GET = 2
+_F_LAST_FRAME_TIME = 3
+_F_CLOCK_GETTIME = 4
+_F_WRITE = 5
+_F_N = 6
+_FUNCTIONS = ("jack_port_get_buffer", "jack_midi_get_event_count", "jack_midi_event_get", "jack_last_frame_time",
+              "clock_gettime", "write")  # fmt: skip
 _CLOCK_MONOTONIC = 1
+
+#: The type of every data plane, so the callback is compiled (and cached) once for all of them.
+PLANE_TYPE: Final = plane_type()
+_plane_at: Any = from_address_of(PLANE_TYPE)
 # What the callback calls, as compiled code sees them (typed Any: mypy cannot follow numba's types).
 carray: Any = numpy_support.carray
 hold_thru: Any = dataplane.hold_thru
 run_cycle: Any = dataplane.run_cycle
 
 
-def _make_callback(plane: DataPlane) -> Any:
-    from_address = from_address_of(numba.typeof(plane))  # type: ignore[no-untyped-call]
-
-    @cfunc(PROCESS_SIGNATURE)
-    def process(nframes: int, arg: Any) -> int:
-        a = carray(arg, _A_N, dtype=np.int64)
-        clock = carray(as_ptr(a[_A_CLOCK]), 2, dtype=np.int64)
-        stats = carray(as_ptr(a[_A_STATS]), S_TIMES + TIMES, dtype=np.int64)
-        _clock_gettime(_CLOCK_MONOTONIC, as_ptr(a[_A_CLOCK]))
-        t0 = clock[0] * 1_000_000_000 + clock[1]
-        dp = from_address(a[_A_PLANE])
-        left = carray(as_ptr(port_get_buffer(as_ptr(a[_A_LEFT]), nframes)), nframes, dtype=np.float32)
-        right = carray(as_ptr(port_get_buffer(as_ptr(a[_A_RIGHT]), nframes)), nframes, dtype=np.float32)
-        inputs = carray(as_ptr(a[_A_INPUTS]), (MAX_INPUTS, 2), dtype=np.int64)
-        ev = carray(as_ptr(a[_A_EVENT]), MIDI_EVENT_WORDS, dtype=np.uint64)
-        for p in range(MAX_INPUTS):
-            port = inputs[p, 0]
-            if port == 0:
+@cfunc(PROCESS_SIGNATURE, cache=True)
+def _process(nframes: int, arg: Any) -> int:
+    a = carray(arg, _A_N, dtype=np.int64)
+    fn = carray(as_ptr(a[_A_FUNCTIONS]), _F_N, dtype=np.int64)
+    clock = carray(as_ptr(a[_A_CLOCK]), 2, dtype=np.int64)
+    stats = carray(as_ptr(a[_A_STATS]), S_TIMES + TIMES, dtype=np.int64)
+    call_i_ip(fn[_F_CLOCK_GETTIME], _CLOCK_MONOTONIC, as_ptr(a[_A_CLOCK]))
+    t0 = clock[0] * 1_000_000_000 + clock[1]
+    dp = _plane_at(a[_A_PLANE])
+    get_buffer = fn[_F_GET_BUFFER]
+    left = carray(as_ptr(call_p_pu(get_buffer, as_ptr(a[_A_LEFT]), nframes)), nframes, dtype=np.float32)
+    right = carray(as_ptr(call_p_pu(get_buffer, as_ptr(a[_A_RIGHT]), nframes)), nframes, dtype=np.float32)
+    inputs = carray(as_ptr(a[_A_INPUTS]), (MAX_INPUTS, 2), dtype=np.int64)
+    ev = carray(as_ptr(a[_A_EVENT]), MIDI_EVENT_WORDS, dtype=np.uint64)
+    for p in range(MAX_INPUTS):
+        port = inputs[p, 0]
+        if port == 0:
+            continue
+        buf = call_p_pu(get_buffer, as_ptr(port), nframes)
+        for i in range(call_u_p(fn[_F_EVENT_COUNT], buf)):
+            if call_i_ppu(fn[_F_EVENT_GET], as_ptr(a[_A_EVENT]), buf, i) != 0:
                 continue
-            buf = as_ptr(port_get_buffer(as_ptr(port), nframes))
-            for i in range(midi_get_event_count(buf)):
-                if midi_event_get(as_ptr(a[_A_EVENT]), buf, i) != 0:
-                    continue
-                size = np.int64(ev[1])
-                if size < 1 or size > 3:
-                    continue  # SysEx and longer: the capture path's, not thru's
-                data = carray(as_ptr(np.int64(ev[2])), size, dtype=np.uint8)
-                if data[0] < 0x80 or data[0] >= 0xF0:
-                    continue
-                hold_thru(dp, np.int64(ev[0] & np.uint64(0xFFFFFFFF)), inputs[p, 1], data, size)
-        stats[S_START_NS] = t0
-        stats[S_START_FRAME] = dp.cons[3]
-        stats[S_PERIOD] = nframes
-        stats[S_JACK_FRAME] = last_frame_time(as_ptr(a[_A_CLIENT]))
-        run_cycle(dp, nframes, left, right)
-        _clock_gettime(_CLOCK_MONOTONIC, as_ptr(a[_A_CLOCK]))
-        took = clock[0] * 1_000_000_000 + clock[1] - t0
-        n = stats[S_CYCLES]
-        stats[S_TIMES + n % TIMES] = took
-        stats[S_CYCLES] = n + 1
-        if took > stats[S_MAX_NS]:
-            stats[S_MAX_NS] = took
-        if took * a[_A_RATE] > nframes * 1_000_000_000:
-            stats[S_OVERRUNS] += 1
-        if a[_A_WAKE_FD] >= 0:
-            fd_write(a[_A_WAKE_FD], as_ptr(a[_A_WAKE_BYTE]), 1)
-        return 0
-
-    return process
+            size = np.int64(ev[1])
+            if size < 1 or size > 3:
+                continue  # SysEx and longer: the capture path's, not thru's
+            data = carray(as_ptr(np.int64(ev[2])), size, dtype=np.uint8)
+            if data[0] < 0x80 or data[0] >= 0xF0:
+                continue
+            hold_thru(dp, np.int64(ev[0] & np.uint64(0xFFFFFFFF)), inputs[p, 1], data, size)
+    stats[S_START_NS] = t0
+    stats[S_START_FRAME] = dp.cons[3]
+    stats[S_PERIOD] = nframes
+    stats[S_JACK_FRAME] = call_u_p(fn[_F_LAST_FRAME_TIME], as_ptr(a[_A_CLIENT]))
+    run_cycle(dp, nframes, left, right)
+    call_i_ip(fn[_F_CLOCK_GETTIME], _CLOCK_MONOTONIC, as_ptr(a[_A_CLOCK]))
+    took = clock[0] * 1_000_000_000 + clock[1] - t0
+    n = stats[S_CYCLES]
+    stats[S_TIMES + n % TIMES] = took
+    stats[S_CYCLES] = n + 1
+    if took > stats[S_MAX_NS]:
+        stats[S_MAX_NS] = took
+    if took * a[_A_RATE] > nframes * 1_000_000_000:
+        stats[S_OVERRUNS] += 1
+    if a[_A_WAKE_FD] >= 0:
+        call_l_ipl(fn[_F_WRITE], a[_A_WAKE_FD], as_ptr(a[_A_WAKE_BYTE]), 1)
+    return 0
 
 
 class JackPin:
@@ -163,7 +176,9 @@ class JackPin:
         self.servername = servername
         self.client: Any = None
         self.xruns = 0
-        self._callback = _make_callback(plane)
+        if numba.typeof(plane) != PLANE_TYPE:  # type: ignore[no-untyped-call]
+            raise TypeError("the plane's arrays are not of the types new_dataplane makes")
+        self._functions = np.array([ADDRESSES[name] for name in _FUNCTIONS], np.int64)
         self._inputs = np.zeros((MAX_INPUTS, 2), np.int64)
         self._event = np.zeros(MIDI_EVENT_WORDS, np.uint64)
         self._clock = np.zeros(2, np.int64)
@@ -177,6 +192,7 @@ class JackPin:
         self._arg[_A_STATS] = self._stats.ctypes.data
         self._arg[_A_WAKE_FD] = wake_fd
         self._arg[_A_WAKE_BYTE] = self._byte.ctypes.data
+        self._arg[_A_FUNCTIONS] = self._functions.ctypes.data
         self._ports: dict[str, tuple[int, Any]] = {}
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -194,7 +210,7 @@ class JackPin:
             self._arg[_A_RIGHT] = port_address(outs[1])
             self._arg[_A_RATE] = client.samplerate
             self._arg[_A_CLIENT] = client_address(client)
-            set_process_callback(client, self._callback, self._arg.ctypes.data)
+            set_process_callback(client, _process, self._arg.ctypes.data)
             client.set_xrun_callback(self._on_xrun)
             client.activate()
         except Exception:

@@ -21,10 +21,14 @@ further numpy arrays, turned back into arrays inside the callback with
 frozen into compiled code as constants, so they cannot carry state.)  The
 arrays must outlive the client: keep a reference until it is closed.
 
-A ``@cfunc`` that calls these ctypes pointers cannot go in numba's cache
-("dynamic globals"), so it is compiled at each start: keep it small (it
-compiles in well under a second) and put bulk work in cached ``@njit``
-functions it calls with arrays.
+A ``@cfunc`` that calls ctypes pointers cannot go in numba's cache
+("dynamic globals"), and compiling one at each start links every compiled
+function it calls into it (seconds, and the compiler's memory for the life
+of the process).  So a callback that must start fast calls C through
+:data:`ADDRESSES` instead: the functions' addresses, passed in at run time
+like any other state, and called with the ``call_*`` intrinsics below (one
+per C signature).  Such a callback has no dynamic globals and is cached
+like any compiled function.
 
 JACK-Client and this module load the same shared library (the system's
 libjack, or PipeWire's under ``pw-jack``), so a client handle from one is
@@ -90,6 +94,79 @@ get_cycle_times = ctypes.CFUNCTYPE(
 )(("jack_get_cycle_times", _lib))
 #: ``ssize_t write(int, const void *, size_t)``: a wake-up for a thread that sleeps on a descriptor.
 fd_write = ctypes.CFUNCTYPE(ctypes.c_ssize_t, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t)(("write", _libc))
+
+# -- C calls through addresses known only at run time (cacheable) ----------------------------------
+
+
+def _foreign(restype: Any, *argtypes: Any) -> Any:
+    """An intrinsic ``f(address, *args)`` calling the C function at ``address`` as ``restype(*argtypes)``."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        from llvmlite import ir
+
+        ret = ir.VoidType() if restype == types.void else context.get_value_type(restype)
+        fnty = ir.FunctionType(ret, [context.get_value_type(t) for t in argtypes])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        result = builder.call(fn, list(args[1:]))
+        return context.get_dummy_value() if restype == types.void else result
+
+    sig = restype(types.int64, *argtypes)
+    if len(argtypes) == 1:
+
+        def typer1(typingctx: Any, addr: Any, a: Any) -> Any:
+            return sig, codegen
+
+        return intrinsic(typer1)
+    if len(argtypes) == 2:
+
+        def typer2(typingctx: Any, addr: Any, a: Any, b: Any) -> Any:
+            return sig, codegen
+
+        return intrinsic(typer2)
+    if len(argtypes) == 3:
+
+        def typer3(typingctx: Any, addr: Any, a: Any, b: Any, c: Any) -> Any:
+            return sig, codegen
+
+        return intrinsic(typer3)
+
+    def typer4(typingctx: Any, addr: Any, a: Any, b: Any, c: Any, d: Any) -> Any:
+        return sig, codegen
+
+    return intrinsic(typer4)
+
+
+#: ``call_p_pu(address, ptr, u32) -> ptr``: jack_port_get_buffer
+call_p_pu: Any = _foreign(types.voidptr, types.voidptr, types.uint32)
+#: ``call_u_p(address, ptr) -> u32``: jack_midi_get_event_count, jack_last_frame_time
+call_u_p: Any = _foreign(types.uint32, types.voidptr)
+#: ``call_i_ppu(address, ptr, ptr, u32) -> i32``: jack_midi_event_get
+call_i_ppu: Any = _foreign(types.int32, types.voidptr, types.voidptr, types.uint32)
+#: ``call_i_ip(address, i32, ptr) -> i32``: clock_gettime
+call_i_ip: Any = _foreign(types.int32, types.int32, types.voidptr)
+#: ``call_l_ipl(address, i32, ptr, i64) -> i64``: write
+call_l_ipl: Any = _foreign(types.int64, types.int32, types.voidptr, types.int64)
+#: ``call_v_p(address, ptr)``: jack_midi_clear_buffer
+call_v_p: Any = _foreign(types.void, types.voidptr)
+#: ``call_i_pupl(address, ptr, u32, ptr, i64) -> i32``: jack_midi_event_write
+call_i_pupl: Any = _foreign(types.int32, types.voidptr, types.uint32, types.voidptr, types.int64)
+
+
+def _address(fn: Any) -> int:
+    return int(ctypes.cast(fn, ctypes.c_void_p).value or 0)
+
+
+#: Addresses of the C functions a cached callback calls, by name.
+ADDRESSES: dict[str, int] = {
+    "jack_port_get_buffer": _address(_lib.jack_port_get_buffer),
+    "jack_midi_get_event_count": _address(_lib.jack_midi_get_event_count),
+    "jack_midi_event_get": _address(_lib.jack_midi_event_get),
+    "jack_midi_clear_buffer": _address(_lib.jack_midi_clear_buffer),
+    "jack_midi_event_write": _address(_lib.jack_midi_event_write),
+    "jack_last_frame_time": _address(_lib.jack_last_frame_time),
+    "clock_gettime": _address(_libc.clock_gettime),
+    "write": _address(_libc.write),
+}
 
 # -- called from Python -----------------------------------------------------------------------
 

@@ -209,6 +209,10 @@ class KeyProbe:
         """The frame time of the latest cycle."""
         return int(self._state[9])
 
+    def wait_past(self, frame: int, timeout: float = 10.0) -> bool:
+        """Wait until JACK's cycles have gone past ``frame``; False after ``timeout`` seconds."""
+        return wait_until(lambda: self.now > frame, timeout)
+
     def schedule(self, frame: int, *message: int) -> None:
         """Send ``message`` at JACK frame ``frame`` (in order with what is already scheduled)."""
         k = int(self._state[5])

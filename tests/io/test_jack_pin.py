@@ -10,13 +10,14 @@ import pytest
 
 from mxfd.io.jack_pin import JackPin
 from mxfd.synth.engine.dataplane import MSG, EventRing, new_dataplane, pack
-from tests.e2e.ears import KeyProbe, wait_until
+from tests.e2e.ears import KeyProbe
 from tests.jackserver import JackServer
 from tests.synth.engine.helpers import synth
 
 pytestmark = pytest.mark.e2e
 
-#: Takes of a latency run: one in which JACK reported no xrun must show every note exact.
+#: Takes of a run: an xrun can make the pin or the probe miss a cycle and a note with it, so a take
+#: that JACK reported an xrun in may be taken again; one with every note exact, or with no xrun, decides.
 TAKES = 5
 
 
@@ -63,14 +64,14 @@ def test_a_key_is_heard_exactly_one_period_after_it_was_played(rig: Rig) -> None
             probe.schedule(f, 0x90, 69, 110)
             probe.schedule(f + gap // 3, 0x80, 69, 0)
             probe.schedule(f + gap * 2 // 3, 0xB0, 120, 0)  # all sound off: silence before the next
-        assert wait_until(lambda: probe.now > notes[-1] + gap, 10)
+        assert probe.wait_past(notes[-1] + gap)
         latencies = [first_sound(probe.heard(f, gap // 3)) for f in notes]
         clean = rig.pin.xruns == xruns
         takes.append(f"{'no xrun' if clean else f'{rig.pin.xruns - xruns} xrun(s)'}: {latencies}")
-        if clean:
+        if clean or latencies == [period] * len(notes):
             assert latencies == [period] * len(notes), takes
             return
-    pytest.fail("JACK reported xruns in every take:\n" + "\n".join(takes))
+    pytest.fail("some note was late in every take, and JACK reported xruns in each:\n" + "\n".join(takes))
 
 
 def test_a_queued_event_is_heard_at_its_own_frame(rig: Rig) -> None:
@@ -82,13 +83,13 @@ def test_a_queued_event_is_heard_at_its_own_frame(rig: Rig) -> None:
         rig.ring.push(due, pack(MSG, 0, 3, 0x90, 72, 100))
         rig.ring.push(due + 4800, pack(MSG, 0, 3, 0x80, 72, 0))
         heard_at = jack_frame + (due - position) + probe.period  # the probe hears the pin a period later
-        assert wait_until(lambda: probe.now > heard_at + 9600, 10)
+        assert probe.wait_past(heard_at + 9600)
         onset = first_sound(probe.heard(heard_at - 2000, 6000)) - 2000
-        if rig.pin.xruns == xruns:
+        if rig.pin.xruns == xruns or onset == 0:
             assert onset == 0
             return
         time.sleep(0.2)
-    pytest.fail("JACK reported xruns in every take")
+    pytest.fail("the note was off its frame in every take, and JACK reported xruns in each")
 
 
 def test_status_reports_the_callbacks_own_times(rig: Rig) -> None:

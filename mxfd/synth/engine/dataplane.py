@@ -143,6 +143,23 @@ def from_address_of(typ: Any) -> Any:
     return intrinsic(from_address)
 
 
+def plane_type() -> Any:
+    """The numba type of every plane :func:`new_dataplane` makes (for code compiled before any plane exists)."""
+    from types import SimpleNamespace
+
+    from mxfd.synth.soundfont.generators import N_GENERATORS
+
+    one = np.zeros(0)
+    tables = SimpleNamespace(max_voices=1, generators=np.zeros((0, N_GENERATORS)))
+    for name in L.FIELDS:
+        if not hasattr(tables, name):
+            setattr(tables, name, one)
+    empty = SimpleNamespace(tables=tables, samples=SimpleNamespace(data=np.zeros(0, np.int16), low=None))
+    engine, _ = L.new_state(empty, voices=1, channels=16, events=1, block=16, rate=48000.0, gain=1.0)  # type: ignore[arg-type]
+    dp, _ = new_dataplane(engine, Master(48000, 16, True), frames=16, groups=1, ring_records=1, thru_events=1)
+    return numba.typeof(dp)  # type: ignore[no-untyped-call]
+
+
 def new_dataplane(engine: Any, master: Master, *, frames: int, groups: int, ring_records: int = 8192,
                   thru_events: int = 1024) -> tuple[DataPlane, dict[str, npt.NDArray[Any]]]:
     """A plane over ``engine`` (an EngineState) and ``master``'s arrays; also its own arrays by name."""

@@ -1,0 +1,95 @@
+"""``PlaneSynth``: the SoundFont miniport whose render happens in the audio callback, not in Python.
+
+Theory of operation
+-------------------
+It is a :class:`~mxfd.synth.engine.synth.SoundFontSynth` on the control
+plane's side only: events arrive as before (``put_message`` from any
+thread, scheduled by sample on the wave sink's clock), but instead of
+rendering blocks, :meth:`feed` writes the messages due before a frame into
+its :class:`~mxfd.synth.engine.dataplane.DataPlane`'s event ring, each
+stamped with its own frame; the callback (:mod:`mxfd.io.jack_pin`) renders
+them there.  Feeding runs on one control-plane thread (the ring has one
+producer), typically once a cycle, a cycle ahead of the callback.
+
+What used to change the engine directly from the control plane (release a
+vanished source's held notes, silence everything) travels in the same ring
+as records, so the callback, the only owner of the voice arrays while it
+runs, applies them in order with the events around them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from mxfd.core.mxf import KSState
+from mxfd.synth.engine.channels import CHANNELS_PER_GROUP
+from mxfd.synth.engine.dataplane import MSG, SOUND_OFF, EventRing, new_dataplane, pack
+from mxfd.synth.engine.synth import SoundFontSynth
+from mxfd.synth.soundfont.font import SoundFont
+
+#: Records the event ring holds: ten periods of a 10 000-events-a-second stream, many times over.
+RING_RECORDS: Final = 16384
+
+
+class PlaneSynth(SoundFontSynth):
+    """A SoundFont miniport whose events feed a data plane (see the module docstring)."""
+
+    def __init__(self, font: SoundFont, sample_rate: int = 48000, **kwargs: Any) -> None:
+        super().__init__(font, sample_rate, **kwargs)
+        self.plane, self.plane_arrays = new_dataplane(
+            self.engine_state, self.master, frames=self._chunk, groups=self._groups, ring_records=RING_RECORDS
+        )
+        self.ring = EventRing(self.plane_arrays)
+
+    def feed(self, until: int) -> None:
+        """Queue every event due before frame ``until`` in the ring (the one feeding thread)."""
+        with self._lock:
+            position = self.ring.position
+            self._sample = position
+            if self.state is not KSState.RUN:
+                return
+            self._drain(position)
+            pending, pending_at = self._pending, self._pending_at
+            while self._head < len(pending_at) and pending_at[self._head] < until:
+                at = pending_at[self._head]
+                evt = pending[self._head]
+                self._head += 1
+                self._encode(evt, at, 0, RING_RECORDS)
+                self.events_applied += 1
+                evt.allocator.put_message(evt)
+            if self._head > 64 and self._head * 2 > len(pending_at):
+                del pending[: self._head]
+                del pending_at[: self._head]
+                self._head = 0
+
+    def _put(self, offset: int, base: int, data: bytes | bytearray, start: int, length: int, row: int) -> int:
+        # ``offset`` is the event's frame: the ring takes absolute frames
+        b1 = data[start + 1] if length > 1 else 0
+        b2 = data[start + 2] if length > 2 else 0
+        self.ring.push(offset, pack(MSG, base, length, data[start], b1, b2))
+        return row + 1
+
+    def render(self, out: npt.NDArray[np.float32]) -> None:
+        raise RuntimeError("a PlaneSynth is rendered by its data plane (mxfd.synth.engine.dataplane.run_cycle)")
+
+    def release_channel_group(self, group: int) -> None:
+        """Release the notes and pedals of ``group``, in order with what the ring already holds."""
+        slot = self._slots.get(group)
+        if slot is None:
+            return
+        with self._lock:
+            at = self.ring.position
+            base = slot * CHANNELS_PER_GROUP
+            for c in range(CHANNELS_PER_GROUP):
+                for num in (64, 66, 123):
+                    self.ring.push(at, pack(MSG, base, 3, 0xB0 | c, num, 0))
+
+    def _sound_off_all(self) -> None:
+        self.ring.push(self.ring.position, pack(SOUND_OFF, 0, 0, 0, 0, 0))
+
+    @property
+    def idle(self) -> bool:
+        return super().idle and int(self.plane_arrays["prod"][0]) == int(self.plane_arrays["cons"][0])
