@@ -111,14 +111,16 @@ SWAP_WAIT_S = 2.0
 def _make_synth(config: Config, choice: SynthChoice) -> Any:
     """The synth playing ``choice`` for ``config``, its sample clock anchored to the master clock now.
 
-    One block is rendered first: the compiled engine is built (or numba's
-    cache loaded) here and not on the audio thread.  The audio pin re-anchors
+    The compiled engine is built (or numba's cache loaded) here, by the
+    synth's ``warm_up``, and not on the audio thread.  The audio pin re-anchors
     the clock on its first sync; until then events already map to sensible
     sample positions instead of to a clock that starts at 0.
     """
     a = config.audio
     synth = make_synth(choice, a.rate, config.synth.polyphony, a.period)
-    synth.render(np.zeros((a.period, 2), np.float32))
+    warm_up = getattr(synth, "warm_up", None)
+    if warm_up is not None:
+        warm_up()
     queue = a.periods * a.period * UNITS_PER_SECOND // a.rate
     synth.wave_sink.sync_to_master(master_time() + queue, synth.sample_position, start=True)
     # A device clock that steps by a period or more (an xrun: the server skipped

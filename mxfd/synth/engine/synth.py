@@ -140,6 +140,17 @@ class SoundFontSynth(MiniportSink):
             master.chorus = None
         return master
 
+    def warm_up(self) -> None:
+        """Compile (or load from numba's cache) every compiled call the render and a font swap make, now.
+
+        The first call of each costs seconds on a cold cache: the daemon makes them before it
+        reports ready, so neither its audio thread nor a reload waits for the compiler.  Nothing
+        sounds or moves: an empty block of no frames, and the presets looked up again.
+        """
+        with self._lock:
+            render_block(self.engine_state, 0, 0)
+            resolve_all(self.engine_state)
+
     # -- replacing the font ------------------------------------------------------------------
 
     def replace_font(self, font: SoundFont, *, gain_db: float = 0.0, reverb: bool = True, chorus: bool = True) -> None:
