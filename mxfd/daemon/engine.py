@@ -863,6 +863,7 @@ class Engine:
         with self._bank_lock:
             key = bank_key(config.synth)
             if key == self._bank_key:
+                self.bank_error = None  # the config asks for the bank that plays: nothing is refused
                 return {"bank": self.bank_name, "changed": False, "error": None}
             try:
                 choice = self._choose_bank(config)
