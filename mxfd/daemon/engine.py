@@ -80,7 +80,7 @@ import numpy as np
 from mxfd.core.allocator import AllocatorExhausted
 from mxfd.core.clock import UNITS_PER_SECOND, ReferenceTime, master_time
 from mxfd.core.wire import BadBufferError
-from mxfd.daemon.bank import BankError, bank_key, bank_name, choose_bank, describe_bank
+from mxfd.daemon.bank import BankError, bank_key, bank_name, choose_bank, describe_bank, yielding_gil
 from mxfd.daemon.config import Config
 from mxfd.daemon.streams import CaptureStream, PlaybackStream, RenderStream
 from mxfd.io.base import CaptureTarget, MidiBackend, Wake
@@ -866,8 +866,9 @@ class Engine:
                 self.bank_error = None  # the config asks for the bank that plays: nothing is refused
                 return {"bank": self.bank_name, "changed": False, "error": None}
             try:
-                choice = self._choose_bank(config)
-                self._swap_bank(config, choice)
+                with yielding_gil():  # the render thread, beside, never waits long for the GIL
+                    choice = self._choose_bank(config)
+                    self._swap_bank(config, choice)
             except BankError as exc:
                 self.bank_error = str(exc)
                 log.error("soundfont not loaded, %s plays on: %s", self.bank_name, exc)

@@ -326,7 +326,11 @@ class Daemon:
             flag = getattr(self.args, "soundfont", None)
             if flag is not None:
                 log.info("mxfd run --soundfont %s wins over [synth] soundfont of the config", flag)
-            gc.unfreeze()
+            # No collection during a reload: loading a soundfont makes hundreds of thousands of objects, and
+            # the collections they trigger (or a gc.unfreeze() and a full one) hold the GIL for tens of ms, a
+            # gap in the sound.  What the reload makes is frozen as it is; what it drops is freed by reference
+            # counting all the same (only garbage in cycles stays).
+            gc.disable()
             try:
                 bank = self.engine.reload(config)
                 self.config = config
@@ -336,8 +340,9 @@ class Daemon:
             except Exception as exc:
                 log.exception("reload failed")
                 report["error"] = f"reload failed: {type(exc).__name__}: {exc}"
-            gc.collect()
-            gc.freeze()
+            finally:
+                gc.freeze()
+                gc.enable()
         report.setdefault("bank", self.engine.bank_name)
         self.notifier.notify("READY=1", f"STATUS={describe(self.engine)}")
         for done in waiters:
