@@ -1,4 +1,4 @@
-"""The ``mxfd`` command: run, ports, play, record, render, status, panic, instruments.
+"""The ``mxfd`` command: run, ports, play, record, render, status, panic, reload, instruments.
 
 This module only parses arguments; each command lives with the part of
 mxfd it belongs to and is imported when it runs, so ``mxfd render`` never
@@ -13,11 +13,12 @@ import os
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-from mxfd.limits import DEFAULT_MAX_RENDER_SECONDS, MAX_POLYPHONY
+from mxfd.limits import DEFAULT_MAX_RENDER_SECONDS, MAX_GAIN_DB, MAX_POLYPHONY, MIN_GAIN_DB
 
 #: command -> module whose ``main(args) -> int`` runs it
 COMMANDS = {
     "run": "mxfd.daemon.service",
+    "reload": "mxfd.client.commands",
     "ports": "mxfd.daemon.ports",
     "play": "mxfd.client.commands",
     "record": "mxfd.client.commands",
@@ -63,6 +64,28 @@ def _ranged(kind: type, low: float, high: float, what: str) -> Callable[[str], A
     return parse
 
 
+def add_synth_options(p: argparse.ArgumentParser, *, config_keys: bool) -> None:
+    """--soundfont, --gain, --reverb and --chorus, as ``mxfd render`` and ``mxfd run`` both take them.
+
+    With ``config_keys`` (``mxfd run``) a flag left out is None, so the config's ``[synth]`` key decides.
+    """
+
+    def default(key: str, value: str) -> str:
+        return f"[synth] {key}, else {value}" if config_keys else value
+
+    p.add_argument("--soundfont", metavar="PATH",
+                   help='SoundFont 2 or 3 file, or "builtin" for the built-in bank (default: '
+                        + default("soundfont", "the system's General MIDI soundfont, "
+                                  "/usr/share/sounds/sf2/default-GM.sf2 and the other usual paths, else builtin") + ")")
+    p.add_argument("--gain", type=_ranged(float, MIN_GAIN_DB, MAX_GAIN_DB, "--gain"), metavar="DB",
+                   default=None if config_keys else 0.0,
+                   help=f"output gain in dB, {MIN_GAIN_DB:g} to {MAX_GAIN_DB:g} (default: "
+                        + default("gain", "0, as loud as FluidSynth at its default gain") + ")")
+    for effect in ("reverb", "chorus"):
+        p.add_argument(f"--{effect}", choices=("on", "off"), default=None if config_keys else "on",
+                       help=f"{effect} (default: " + default(effect, "on") + ")")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mxfd.client.client import default_socket_path
     from mxfd.client.commands import RECORD_BPM, RECORD_PPQN
@@ -89,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"sample rate (default: [audio] rate, {defaults.audio.rate})")
     run.add_argument("--period", type=_positive_int, metavar="FRAMES",
                      help=f"audio period size (default: [audio] period, {defaults.audio.period})")
+    add_synth_options(run, config_keys=True)
     run.add_argument("--no-clients", action="store_true",
                      help="run without the client socket (even when another daemon holds it)")
     run.add_argument("-v", "--verbose", action="count", default=0,
@@ -108,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("record", "record what is played to a MIDI file"),
         ("status", "show the daemon's state and counters"),
         ("panic", "all notes and sound off now (notes a lost note-off left hanging)"),
+        ("reload", "have the daemon re-read its config and soundfont, as SIGHUP does"),
     ):
         c = sub.add_parser(name, help=helptext)
         c.add_argument("--socket", metavar="PATH", help=socket_help)
@@ -151,12 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"refuse a MIDI file longer than this (default {DEFAULT_MAX_RENDER_SECONDS:g} s,"
                         " 2 hours)")
     render.add_argument("--no-progress", action="store_true", help="no progress bar")
-    render.add_argument("--soundfont", metavar="PATH",
-                        help='SoundFont 2 file, or "builtin" (default: the system\'s GM soundfont, else builtin)')
-    render.add_argument("--gain", type=float, default=0.0, metavar="DB",
-                        help="output gain in dB (0: as loud as FluidSynth at its default gain)")
-    render.add_argument("--reverb", choices=("on", "off"), default="on", help="reverb")
-    render.add_argument("--chorus", choices=("on", "off"), default="on", help="chorus")
+    add_synth_options(render, config_keys=False)
 
     instruments = sub.add_parser("instruments", help="list the presets of a SoundFont or of the built-in bank")
     instruments.add_argument("--soundfont", metavar="PATH",

@@ -13,3 +13,7 @@ MAX_POLYPHONY: Final = 1024
 #: The longest MIDI file ``mxfd render`` renders unless told otherwise, seconds (2 hours):
 #: more than real music lasts, and a bound on what a corrupt delta time can ask for.
 DEFAULT_MAX_RENDER_SECONDS: Final = 7200.0
+#: The range of the synth's output gain in dB (``--gain``, ``[synth] gain``): 0 is as loud as
+#: FluidSynth at its default gain; beyond these a level is a mistake, not a setting.
+MIN_GAIN_DB: Final = -60.0
+MAX_GAIN_DB: Final = 24.0

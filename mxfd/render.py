@@ -429,6 +429,14 @@ def make_synth(choice: SynthChoice, rate: int, polyphony: int, block: int) -> An
     )
 
 
+def output_gain(choice: SynthChoice) -> float:
+    """The factor the synth's output is scaled by for ``choice.gain_db``.
+
+    The SoundFont engine applies the gain itself (1.0); the built-in synth's output is scaled by its caller.
+    """
+    return 10.0 ** (choice.gain_db / 20.0) if choice.soundfont is None else 1.0
+
+
 def render_file(
     song: Song,
     out: BinaryIO,
@@ -447,8 +455,7 @@ def render_file(
     """
     started = time.monotonic()
     synth = make_synth(synth_choice, rate, polyphony, block)
-    # The SoundFont engine applies --gain itself; the built-in synth's output is scaled here.
-    post_gain = 10.0 ** (synth_choice.gain_db / 20.0) if synth_choice.soundfont is None else 1.0
+    post_gain = output_gain(synth_choice)
     allocator = Allocator(pool_size=1024, max_pool_size=1024 * 64)
     unpacker = Unpacker(allocator)
     sequencer = Sequencer(allocator, schedule_prefetch=synth.schedule_prefetch)

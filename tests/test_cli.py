@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,44 @@ def test_midi_api_offers_what_the_config_allows(command: str) -> None:
     assert build_parser().parse_args([command, "--midi-api", "auto"]).midi_api == "auto"
 
 
-@pytest.mark.parametrize("command", ["play", "record", "status"])
+def test_run_takes_the_synth_flags_of_render_and_leaves_what_is_not_given_to_the_config() -> None:
+    a = build_parser().parse_args(["run"])
+    assert (a.soundfont, a.gain, a.reverb, a.chorus) == (None, None, None, None)
+    argv = ["run", "--soundfont", "builtin", "--gain", "-6", "--reverb", "off", "--chorus", "on"]
+    a = build_parser().parse_args(argv)
+    assert (a.soundfont, a.gain, a.reverb, a.chorus) == ("builtin", -6.0, "off", "on")
+    r = build_parser().parse_args(["render", "in.mid", "out.wav"])
+    assert (r.soundfont, r.gain, r.reverb, r.chorus) == (None, 0.0, "on", "on")
+    for flag in ("--soundfont", "--gain", "--reverb", "--chorus"):  # one definition serves both
+        assert _option("run", flag).help and _option("render", flag).help
+        assert "[synth]" in (_option("run", flag).help or "") and "[synth]" not in (_option("render", flag).help or "")
+
+
+def test_run_loads_the_synth_flags_over_the_config(tmp_path: Path) -> None:
+    from mxfd.daemon.service import load_config
+
+    cfg = tmp_path / "mxfd.toml"
+    cfg.write_text('[synth]\nsoundfont = "/x.sf2"\ngain = 2\nreverb = true\nchorus = true\n')
+    args = build_parser().parse_args(["run", "--config", str(cfg), "--gain", "-3", "--chorus", "off"])
+    c = load_config(args).synth
+    assert (c.soundfont, c.gain, c.reverb, c.chorus) == (("/x.sf2",), -3.0, True, False)
+    args = build_parser().parse_args(["run", "--config", str(cfg), "--soundfont", "/y.sf2", "--reverb", "off"])
+    assert (load_config(args).synth.soundfont, load_config(args).synth.reverb) == (("/y.sf2",), False)
+
+
+@pytest.mark.parametrize("command", ["run", "render"])
+@pytest.mark.parametrize("argv", [["--gain", "25"], ["--gain", "-61"], ["--gain", "x"], ["--reverb", "no"]])
+def test_a_gain_or_effect_the_synth_cannot_take_is_refused(
+    command: str, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = ["in.mid", "out.wav"] if command == "render" else []
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([command, *argv, *paths])
+    assert exc.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["play", "record", "status", "reload"])
 def test_client_commands_name_every_place_the_socket_may_be(command: str) -> None:
     text = _option(command, "--socket").help or ""
     assert "[client] socket" in text and "$XDG_RUNTIME_DIR/mxfd/mxfd.sock" in text and "/tmp/mxfd-UID" in text

@@ -51,6 +51,8 @@ from mxfd.core.wire import MAX_BUFFER_SIZE, encode_buffer, event_size
 
 #: Socket file name inside the runtime directory.
 SOCKET_NAME = "mxfd.sock"
+#: How long :meth:`Client.reload` waits for its answer: a soundfont is loaded meanwhile.
+RELOAD_TIMEOUT = 60.0
 
 
 def default_socket_path() -> str:
@@ -321,6 +323,14 @@ class Client:
     def panic(self) -> dict[str, Any]:
         """All notes and sound off on every channel group (not only this client's): ``applied``, ``voices``."""
         return self.request("panic")
+
+    def reload(self, timeout: float = RELOAD_TIMEOUT) -> dict[str, Any]:
+        """Have the daemon re-read its config and soundfont, as SIGHUP does.
+
+        Answered once it is done: ``ok``, ``bank`` (the one playing now), ``bank_changed``
+        and ``error`` (why the config or the soundfont was refused, the running one kept; or None).
+        """
+        return self.request("reload", timeout=timeout)
 
     # -- playback ------------------------------------------------------------
 

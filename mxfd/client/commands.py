@@ -1,4 +1,4 @@
-"""``mxfd play``, ``mxfd record``, ``mxfd status`` and ``mxfd panic``: the daemon's clients on the command line.
+"""``mxfd play``, ``record``, ``status``, ``panic`` and ``reload``: the daemon's clients on the command line.
 
 Theory of operation
 -------------------
@@ -69,7 +69,7 @@ RECORD_DRAIN = 0.05
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``mxfd play``, ``mxfd record``, ``mxfd status`` or ``mxfd panic``."""
+    """Run ``mxfd play``, ``mxfd record``, ``mxfd status``, ``mxfd panic`` or ``mxfd reload``."""
     from mxfd.daemon.config import ConfigError
 
     try:
@@ -81,6 +81,8 @@ def main(args: argparse.Namespace) -> int:
             return status(args)
         if args.command == "panic":
             return panic(args)
+        if args.command == "reload":
+            return reload(args)
     except (ClientError, HelloRefused, ServerError) as e:
         print(f"mxfd {args.command}: {e}", file=sys.stderr)
         return 1
@@ -494,6 +496,21 @@ def panic(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- reload ------------------------------------------------------------------------------
+
+
+def reload(args: argparse.Namespace) -> int:
+    """Have the daemon re-read its config and soundfont: 0 when all of it took, 1 when something was refused."""
+    with Client(socket_path(args), name="mxfd-reload") as client:
+        reply = client.reload()
+    if reply.get("error"):
+        print(f"mxfd reload: {reply['error']}; bank in use: {reply.get('bank')}", file=sys.stderr)
+        return 1
+    said = "loaded" if reply.get("bank_changed") else "unchanged"
+    print(f"reloaded {reply.get('config') or 'the built-in defaults'}; bank {said}: {reply.get('bank')}")
+    return 0
+
+
 # -- status ------------------------------------------------------------------------------
 
 
@@ -535,7 +552,13 @@ def format_status(st: dict[str, Any], own_id: Optional[int] = None) -> str:
     if isinstance(bank, dict):
         bank = bank.get("name")
     if bank:
-        lines.append(f"bank: {bank}")
+        info = st.get("bank_info")
+        info = info if isinstance(info, dict) else {}
+        name = info.get("name")
+        line = f"bank: {bank}" + (f" ({name})" if name and name != bank else "")
+        if info.get("reload_error"):
+            line += f"; the last reload kept it: {info['reload_error']}"
+        lines.append(line)
 
     keyboards = [i for i in st.get("inputs", []) if i.get("connected") and not is_mxfd_port(str(i.get("name")))]
     if keyboards:
@@ -707,6 +730,7 @@ __all__ = [
     "output_problem",
     "panic",
     "play",
+    "reload",
     "record",
     "socket_path",
     "status",

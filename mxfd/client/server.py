@@ -218,6 +218,8 @@ class EngineLike(Protocol):
 
     def panic(self, timeout: float = 1.0) -> dict[str, Any]: ...
 
+    def request_reload(self, done: Callable[[dict[str, Any]], None]) -> None: ...
+
 
 # -- configuration -------------------------------------------------------------------
 
@@ -896,6 +898,32 @@ def _panic(session: Session, msg: dict[str, Any]) -> dict[str, Any]:
 
 
 _HANDLERS["panic"] = _panic
+
+#: What a ``reloaded`` reply carries of the daemon's reload report.
+RELOAD_FIELDS = ("ok", "config", "bank", "bank_changed", "error")
+
+
+def _reload(session: Session, msg: dict[str, Any]) -> None:
+    """Re-read the config as SIGHUP does; answered when the daemon's main loop has done it (the loop goes on)."""
+    rid = msg.get("id")
+    server = session.server
+
+    def answer(report: dict[str, Any]) -> None:  # the daemon's main thread
+        reply: dict[str, Any] = {"type": "reloaded", **{k: report.get(k) for k in RELOAD_FIELDS}}
+        if rid is not None:
+            reply["id"] = rid
+
+        def send() -> None:  # the loop thread
+            if not session.closed:
+                session.send(reply)
+                session.flush()
+
+        server._call_soon(send)
+
+    session.engine.request_reload(answer)
+
+
+_HANDLERS["reload"] = _reload
 
 
 # -- the server --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from mxfd.client.client import default_socket_path
-from mxfd.limits import MAX_POLYPHONY
+from mxfd.limits import MAX_GAIN_DB, MAX_POLYPHONY, MIN_GAIN_DB
 
 #: Sample rates the synth renders at.
 RATES = (44100, 48000, 88200, 96000)
@@ -107,6 +107,13 @@ class ThruConfig:
 @dataclass(frozen=True)
 class SynthConfig:
     polyphony: int = 256
+    #: Fonts to try in order, the first that loads is played; () the system's General MIDI font, else
+    #: the built-in bank; an entry ``"builtin"`` chooses the built-in bank (see :mod:`mxfd.daemon.bank`).
+    soundfont: tuple[str, ...] = ()
+    #: Output gain in dB (0: a font as loud as FluidSynth plays it at its default gain).
+    gain: float = 0.0
+    reverb: bool = True
+    chorus: bool = True
 
 
 @dataclass(frozen=True)
@@ -250,6 +257,21 @@ def _path(v: Any) -> str:
     raise _Bad("an absolute path")
 
 
+_SOUNDFONT_ALLOWED = '"builtin", the absolute path of an SF2 or SF3 file (or ~/...), or a list of them'
+
+
+def _soundfont_entry(v: Any) -> str:
+    if isinstance(v, str) and (v == "builtin" or v.startswith("/") or v.startswith("~/")):
+        return v
+    raise _Bad(_SOUNDFONT_ALLOWED)
+
+
+def _soundfont(v: Any) -> tuple[str, ...]:
+    if isinstance(v, list) and v:
+        return tuple(_soundfont_entry(x) for x in v)
+    return (_soundfont_entry(v),)
+
+
 def _optional_name(v: Any) -> Optional[str]:
     if isinstance(v, str):
         return v or None
@@ -287,6 +309,10 @@ SCHEMA: dict[str, dict[str, Check]] = {
     },
     "synth": {
         "polyphony": _int_range(1, MAX_POLYPHONY),
+        "soundfont": _soundfont,
+        "gain": _number_range(MIN_GAIN_DB, MAX_GAIN_DB),
+        "reverb": _boolean,
+        "chorus": _boolean,
     },
     "client": {
         "socket": _path,
@@ -419,10 +445,27 @@ def apply_overrides(
     audio_device: Optional[str] = None,
     rate: Optional[int] = None,
     period: Optional[int] = None,
+    soundfont: Optional[str] = None,
+    gain: Optional[float] = None,
+    reverb: Optional[bool] = None,
+    chorus: Optional[bool] = None,
 ) -> Config:
-    """Command-line flags win over the file; they pass the same checks."""
+    """Command-line flags win over the file; they pass the same checks.
+
+    A relative ``soundfont`` path is taken from the current directory (the file's must be absolute).
+    """
     midi = config.midi
     audio = config.audio
+    synth: dict[str, Any] = {}
+    if soundfont is not None:
+        if soundfont.strip() and soundfont.strip() != "builtin" and not soundfont.startswith("~"):
+            soundfont = os.path.abspath(soundfont)
+        synth["soundfont"] = _checked("--", "soundfont", soundfont.strip(), SCHEMA["synth"]["soundfont"])
+    if gain is not None:
+        synth["gain"] = _checked("--", "gain", gain, SCHEMA["synth"]["gain"])
+    for key, on in (("reverb", reverb), ("chorus", chorus)):
+        if on is not None:
+            synth[key] = _checked("--", key, on, SCHEMA["synth"][key])
     if midi_api is not None:
         midi = dataclasses.replace(midi, api=_checked("--", "midi-api", midi_api, SCHEMA["midi"]["api"]))
     changes: dict[str, Any] = {}
@@ -434,7 +477,7 @@ def apply_overrides(
         changes["period"] = _checked("--", "period", period, SCHEMA["audio"]["period"])
     if changes:
         audio = dataclasses.replace(audio, **changes)
-    return dataclasses.replace(config, midi=midi, audio=audio)
+    return dataclasses.replace(config, midi=midi, audio=audio, synth=dataclasses.replace(config.synth, **synth))
 
 
 __all__ = [

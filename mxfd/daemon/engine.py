@@ -44,6 +44,21 @@ Groups are handed out round-robin, so a released group is not reused at once.
 *Stopping* fades the output to silence over 30 ms after all sound off, so
 neither a voice nor the reverb's tail is cut with a click.
 
+*The bank* (:mod:`mxfd.daemon.bank`) is loaded and the synth built, and its
+first block rendered (numba compiles the engine or loads its cache then), before
+the engine starts, so the audio thread never waits for a compiler.  A reload
+that asks for another bank loads it on the reloading thread; a font replacing
+a font goes to the running :class:`~mxfd.synth.engine.SoundFontSynth`, which
+swaps it in between two blocks and lets held notes sound on from the old font
+until they are released.  Between the built-in bank and a font the synth
+itself changes: the new one is built off the audio thread and takes over on
+the render thread between two blocks (a control request), getting every event
+the old one had not applied yet; the old one's notes are released there and it
+is rendered alongside until its release tails end.  A bank that cannot be
+loaded leaves the running one as it was.  Synths and font states that stopped
+sounding are let go by :meth:`Engine.collect_retired` on a control thread,
+never on the audio thread.
+
 *Threads.*  Capture runs on the adapters' threads and touches only its own
 stream, the subscribers (which must be quick), the history ring (a lock)
 and its thru stream (the sequencer's lock).  Stream sets are immutable
@@ -65,9 +80,11 @@ import numpy as np
 from mxfd.core.allocator import AllocatorExhausted
 from mxfd.core.clock import UNITS_PER_SECOND, ReferenceTime, master_time
 from mxfd.core.wire import BadBufferError
+from mxfd.daemon.bank import BankError, bank_key, bank_name, choose_bank, describe_bank, yielding_gil
 from mxfd.daemon.config import Config
 from mxfd.daemon.streams import CaptureStream, PlaybackStream, RenderStream
 from mxfd.io.base import CaptureTarget, MidiBackend, Wake
+from mxfd.render import SynthChoice, make_synth, output_gain
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +104,23 @@ HISTORY_MAX_BUFFERS = 500_000
 CaptureCallback = Callable[[str, int, bytes], None]
 
 
-def _make_synth(config: Config) -> Any:
-    """The synth for ``config``, its sample clock anchored to the master clock now.
+#: Longest a reload waits for the render thread to take a new synth over.
+SWAP_WAIT_S = 2.0
 
-    The audio pin re-anchors it on its first sync; until then events already
-    map to sensible sample positions instead of to a clock that starts at 0.
+
+def _make_synth(config: Config, choice: SynthChoice) -> Any:
+    """The synth playing ``choice`` for ``config``, its sample clock anchored to the master clock now.
+
+    The compiled engine is built (or numba's cache loaded) here, by the
+    synth's ``warm_up``, and not on the audio thread.  The audio pin re-anchors
+    the clock on its first sync; until then events already map to sensible
+    sample positions instead of to a clock that starts at 0.
     """
-    from mxfd.synth import Synth
-
     a = config.audio
-    synth = Synth(a.rate, polyphony=config.synth.polyphony, block_frames=a.period)
+    synth = make_synth(choice, a.rate, config.synth.polyphony, a.period)
+    warm_up = getattr(synth, "warm_up", None)
+    if warm_up is not None:
+        warm_up()
     queue = a.periods * a.period * UNITS_PER_SECOND // a.rate
     synth.wave_sink.sync_to_master(master_time() + queue, synth.sample_position, start=True)
     # A device clock that steps by a period or more (an xrun: the server skipped
@@ -243,8 +267,28 @@ class Engine:
         self.frame_latency_frames = 0
         self.frame_latency_100ns = 0
         self._set_latency(0)
+        self._bank_key = bank_key(config.synth)
         if synth is None:
-            synth = _make_synth(config)
+            choice = self._choose_bank(config)  # BankError: no bank the config names loads
+            synth = _make_synth(config, choice)
+        else:
+            font = getattr(synth, "font", None)
+            choice = SynthChoice(getattr(font, "path", None), font=font)
+        #: The bank playing (its font loaded, None for the built-in bank).
+        self.bank = choice
+        self.bank_reloads = 0
+        #: Why the last reload kept the old bank (None: it did not).
+        self.bank_error: Optional[str] = None
+        self._gain = output_gain(choice)
+        # A synth replaced by one of another kind, rendered until its tails end; the next one, ready.
+        self._outgoing: Any = None
+        self._outgoing_gain = 1.0
+        self._incoming: Optional[tuple[Any, float]] = None
+        self._mix = np.zeros((config.audio.period, 2), np.float32)
+        self._retired: list[Any] = []
+        self._bank_lock = threading.Lock()
+        #: Set by the daemon: ``reloader(done)`` re-reads the config and calls ``done(report)``.
+        self.reloader: Optional[Callable[[Callable[[dict[str, Any]], None]], None]] = None
         self.synth = synth
         self.audio = audio
         self._prefetch = int(synth.schedule_prefetch)
@@ -313,6 +357,17 @@ class Engine:
     def history(self, seconds: float) -> list[tuple[str, int, bytes]]:
         """The last ``seconds`` (up to the ring's length) of captured input, in time order."""
         return self._history.since(seconds, master_time())
+
+    def request_reload(self, done: Callable[[dict[str, Any]], None]) -> None:
+        """Have the daemon re-read its config as SIGHUP does; ``done(report)`` is called when it is over.
+
+        The report holds ``ok``, ``bank``, ``bank_changed`` and ``error``.  An engine without a
+        daemon around it (no :attr:`reloader`) answers at once that it cannot.
+        """
+        if self.reloader is None:
+            done({"ok": False, "bank": self.bank_name, "error": "this engine has no config file to reload"})
+        else:
+            self.reloader(done)
 
     def register_status(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
         """Add ``fn()``'s dict to :meth:`status` under ``name``."""
@@ -462,6 +517,8 @@ class Engine:
                     self._panic_voices = synth.panic()
                 elif what == "fade_out":
                     self._fade_at = 0
+                elif what == "swap":
+                    self._take_over()
             except Exception:
                 log.exception("render control %s(%d) failed", what, arg)
             applied += 1
@@ -513,10 +570,10 @@ class Engine:
     def render(self, out: Any, sample_position: int) -> None:
         """The audio pin's render callback: due events of every stream, then the synth."""
         self._wait_for_reader(sample_position)
-        synth = self.synth
-        self._pos_offset = synth.sample_position - sample_position
         if self._control:
             self._apply_control()
+        synth = self.synth  # after the requests: a swap may have brought another synth in
+        self._pos_offset = synth.sample_position - sample_position
         if self._deferred:
             self._run_deferred(synth.sample_position)
         # Everything due by the block's start; the sequencers add the synth's
@@ -525,9 +582,56 @@ class Engine:
         for s in self._render_streams:
             s.release(until)
         synth.render(out)
+        if self._gain != 1.0:
+            np.multiply(out, self._gain, out=out)
+        if self._outgoing is not None:
+            self._render_outgoing(out)
         if self._fade_at >= 0:
             self._fade(out)
         self.renders += 1
+
+    def _render_outgoing(self, out: Any) -> None:
+        """The synth a swap replaced, mixed in until its releases and tails have ended (render thread)."""
+        old = self._outgoing
+        n = out.shape[0]
+        if self._mix.shape[0] < n:
+            self._mix = np.zeros((n, 2), np.float32)  # a longer block than the period: once
+        mix = self._mix[:n]
+        old.render(mix)
+        if self._outgoing_gain != 1.0:
+            np.multiply(mix, self._outgoing_gain, out=mix)
+        np.add(out, mix, out=out)
+        if old.idle:
+            self._outgoing = None
+            self._retired.append(old)  # let go of on a control thread (collect_retired)
+
+    def _take_over(self) -> None:
+        """The prepared synth takes over between two blocks (render thread, a "swap" request)."""
+        incoming, self._incoming = self._incoming, None
+        if incoming is None:
+            return
+        new, gain = incoming
+        old = self.synth
+        # The new synth's next sample is the old one's: events keep their samples across the swap.
+        new.wave_sink.sync_to_master(old.wave_sink.sample_to_ref(old.sample_position), new.sample_position, start=True)
+        new.wave_sink.resync_threshold = old.wave_sink.resync_threshold
+        shift = new.sample_position - old.sample_position
+        self._deferred = [(due + shift, group) for due, group in self._deferred]
+        m = self._out_map
+        if m is not None:
+            self._out_map = (m[0] + shift, m[1], m[2])
+        self._point_streams_at(new)
+        old.hand_over(new)
+        if self._outgoing is not None:
+            self._retired.append(self._outgoing)  # a swap during a swap: the older tails end here
+        self._outgoing, self._outgoing_gain = old, self._gain
+        self._gain = gain
+
+    def collect_retired(self) -> int:
+        """Let go of synths and font states that stopped sounding (a control thread, never the audio one)."""
+        done, self._retired = self._retired, []
+        collect = getattr(self.synth, "collect_retired", None)
+        return len(done) + (int(collect()) if collect is not None else 0)
 
     def _fade(self, out: Any) -> None:
         """Scale the block by the fade-out ramp; silence once it is over (stopping only)."""
@@ -735,12 +839,68 @@ class Engine:
             time.sleep(self.render_latency_100ns / UNITS_PER_SECOND)  # the queued frames play out
             self.audio.stop()
 
-    def reload(self, config: Config) -> None:
-        """Apply a new config (SIGHUP): inputs and routes at once; audio only if its settings changed."""
+    def _choose_bank(self, config: Config) -> SynthChoice:
+        """The bank ``config`` asks for, loaded (on this thread); :class:`BankError` if none it names loads."""
+        choice, skipped = choose_bank(config.synth)
+        for reason in skipped:
+            if config.synth.soundfont:
+                log.warning("soundfont skipped, trying the next: %s", reason)
+            else:
+                log.warning("the system's General MIDI soundfont did not load (%s); playing the built-in bank", reason)
+        return choice
+
+    @property
+    def bank_name(self) -> str:
+        """The bank in use as status names it: the font's path, or the built-in bank's name."""
+        return bank_name(self.bank)
+
+    def reload_bank(self, config: Config) -> dict[str, Any]:
+        """Load the bank ``config`` asks for, if it is another, and swap it in without a gap in the sound.
+
+        Returns ``bank`` (the one playing after it), ``changed`` and ``error`` (why the old bank was
+        kept, or None).  Loads on the calling thread; only the swap itself waits for the render thread.
+        """
+        with self._bank_lock:
+            key = bank_key(config.synth)
+            if key == self._bank_key:
+                self.bank_error = None  # the config asks for the bank that plays: nothing is refused
+                return {"bank": self.bank_name, "changed": False, "error": None}
+            try:
+                with yielding_gil():  # the render thread, beside, never waits long for the GIL
+                    choice = self._choose_bank(config)
+                    self._swap_bank(config, choice)
+            except BankError as exc:
+                self.bank_error = str(exc)
+                log.error("soundfont not loaded, %s plays on: %s", self.bank_name, exc)
+                return {"bank": self.bank_name, "changed": False, "error": self.bank_error}
+            self.bank = choice
+            self._bank_key = key
+            self.bank_reloads += 1
+            self.bank_error = None
+            log.info("bank: %s", describe_bank(choice))
+            return {"bank": self.bank_name, "changed": True, "error": None}
+
+    def _swap_bank(self, config: Config, choice: SynthChoice) -> None:
+        synth = self.synth
+        if choice.font is not None and hasattr(synth, "replace_font"):
+            synth.replace_font(choice.font, gain_db=choice.gain_db, reverb=choice.reverb, chorus=choice.chorus)
+            self._gain = output_gain(choice)
+            return
+        self._incoming = (_make_synth(config, choice), output_gain(choice))
+        if not self.wait_control(self._request("swap"), SWAP_WAIT_S):
+            log.warning("the render thread has not taken the new synth over in %.0f s; it will", SWAP_WAIT_S)
+
+    def reload(self, config: Config) -> dict[str, Any]:
+        """Apply a new config (SIGHUP): inputs, routes and the bank at once; audio only if its settings changed.
+
+        Returns what :meth:`reload_bank` says of the bank.
+        """
         old = self.config
         self.config = config
         self._history.horizon = int(config.record.history_seconds * UNITS_PER_SECOND)
-        audio_changed = old.audio != config.audio or old.synth != config.synth
+        audio_changed = old.audio != config.audio or old.synth.polyphony != config.synth.polyphony
+        geometry = (config.audio.rate, config.audio.period, config.synth.polyphony)
+        new_synth = (old.audio.rate, old.audio.period, old.synth.polyphony) != geometry
         if audio_changed or old.thru != config.thru:
             self.rate = config.audio.rate
             self._set_latency(self._device_frames)
@@ -750,12 +910,14 @@ class Engine:
             if audio is not None:
                 audio.stop()
             self.audio = None
-            if (old.audio.rate, old.audio.period, old.synth) != (config.audio.rate, config.audio.period, config.synth):
-                self._replace_synth()
+            if new_synth:
+                bank = self._replace_synth()
             self.rate = config.audio.rate
             self.period = config.audio.period
             self._queue_frames = config.audio.periods * config.audio.period
             self._start_audio(1.5)
+        if not new_synth:
+            bank = self.reload_bank(config)
         m, o = config.midi, old.midi
         if (m.api, m.jack_reader, m.raw, m.raw_baud, m.poll_interval) != (
             o.api,
@@ -775,19 +937,46 @@ class Engine:
                 rec = self._inputs.get(stream.name)
                 if rec is not None:
                     rec.thru = stream.thru is not None
+        return bank
 
-    def _replace_synth(self) -> None:
-        """A new synth (new rate, period or polyphony): every stream's sequencer is moved over to it."""
-        synth = _make_synth(self.config)
+    def _point_streams_at(self, synth: Any) -> None:
+        """Every render stream's sequencer feeds ``synth`` from now on."""
         with self._lock:
             for s in self._render_streams:
                 s.sequencer.disconnect_output()
                 s.sequencer.connect_output(synth)
             self.synth = synth
             self._prefetch = int(synth.schedule_prefetch)
-            self._deferred = []
             for s in self._render_streams:
                 s.sequencer.schedule_prefetch = self._prefetch
+
+    def _replace_synth(self) -> dict[str, Any]:
+        """A new synth (new rate, period or polyphony; the audio is closed): the streams move over to it.
+
+        It plays the bank the config asks for, if that loads, else the bank that played.
+        """
+        report = {"bank": self.bank_name, "changed": False, "error": None}
+        choice = self.bank
+        key = bank_key(self.config.synth)
+        if key != self._bank_key:
+            try:
+                choice = self._choose_bank(self.config)
+            except BankError as exc:
+                self.bank_error = report["error"] = str(exc)
+                log.error("soundfont not loaded, %s plays on: %s", self.bank_name, exc)
+            else:
+                self._bank_key = key
+                report["changed"] = True
+        synth = _make_synth(self.config, choice)
+        self.bank = choice
+        self._gain = output_gain(choice)
+        report["bank"] = self.bank_name
+        with self._lock:
+            self._point_streams_at(synth)
+            self._deferred = []
+            if self._outgoing is not None:
+                self._retired.append(self._outgoing)
+                self._outgoing = None
             with self._control_done:
                 # The new synth holds nothing to release or silence: what was asked of
                 # the old one counts as done, or every later wait_control would wait in vain.
@@ -795,6 +984,7 @@ class Engine:
                 self._control.clear()
                 self._control_done.notify_all()
         self._sync_start = True
+        return report
 
     # -- status -----------------------------------------------------------------------------
 
@@ -828,6 +1018,19 @@ class Engine:
         out["ms"] = round(out["ms"], 1)
         return out
 
+    def bank_info(self) -> dict[str, Any]:
+        """The bank in use: its font (None: the built-in bank), its own name, gain, effects and reloads."""
+        font = self.bank.font
+        return {
+            "soundfont": self.bank.soundfont,
+            "name": str(getattr(font, "name", "") or "") if font is not None else bank_name(self.bank),
+            "gain_db": self.bank.gain_db,
+            "reverb": self.bank.reverb,
+            "chorus": self.bank.chorus,
+            "reloads": self.bank_reloads,
+            "reload_error": self.bank_error,
+        }
+
     def status(self) -> dict[str, Any]:
         """Everything ``mxfd status`` shows (JSON-serialisable)."""
         with self._lock:
@@ -852,7 +1055,8 @@ class Engine:
             "capture_streams": captures,
             "render_streams": streams,
             "synth": self.synth.stats(),
-            "bank": str(getattr(getattr(self.synth, "bank", None), "name", "unknown")),
+            "bank": self.bank_name,
+            "bank_info": self.bank_info(),
             "events": {
                 "in": sum(r["events"] for r in self.inputs()),
                 "capture_buffers": self.buffers_captured,

@@ -14,7 +14,8 @@ Life cycle and what systemd hears (``sd_notify``, a datagram to
 
     start ─▶ devices opened (or found missing: degraded) ─▶ READY=1, STATUS=...
       │                                                        │
-      │   SIGHUP: RELOADING=1, config re-read and applied ─────┤ (a bad file is refused, the old one kept)
+      │   SIGHUP or a client's reload request: RELOADING=1,    │
+      │     config re-read and applied, bank swapped ──────────┤ (a bad file is refused, the old one kept)
       │   state change: STATUS=running|degraded: ... ──────────┤
       │   every WATCHDOG_USEC/2: WATCHDOG=1 ───────────────────┤
       ▼                                                        ▼
@@ -22,7 +23,11 @@ Life cycle and what systemd hears (``sd_notify``, a datagram to
                     all sound off; device closed; exit 0
 
 Signal handlers only set flags and wake the main thread; the work happens
-in the main loop, outside the handler.  Logs go to stderr, one line per
+in the main loop, outside the handler.  A client's ``reload`` request does
+the same through :meth:`Daemon.request_reload`, and is answered with what
+the reload did once the main loop has done it.  Between wake-ups the main
+loop also lets go of the synths and fonts a bank swap retired, so the audio
+thread never frees them.  Logs go to stderr, one line per
 record; under journald (``$JOURNAL_STREAM``) each line carries the ``<N>``
 priority prefix journald reads and no time stamp of its own.
 
@@ -43,8 +48,9 @@ import socket
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from mxfd.daemon.bank import BankError, describe_bank
 from mxfd.daemon.config import Config, ConfigError, apply_overrides, load
 from mxfd.io.base import is_mxfd_port
 
@@ -154,7 +160,12 @@ def setup_logging(level: str, verbose: int) -> None:
 # -- the daemon ---------------------------------------------------------------------------------
 
 
+def _on_off(value: Optional[str]) -> Optional[bool]:
+    return None if value is None else value == "on"
+
+
 def load_config(args: argparse.Namespace) -> Config:
+    """The config file with ``mxfd run``'s flags applied over it (:class:`ConfigError` if either is bad)."""
     config = load(getattr(args, "config", None))
     return apply_overrides(
         config,
@@ -162,6 +173,10 @@ def load_config(args: argparse.Namespace) -> Config:
         audio_device=getattr(args, "audio_device", None),
         rate=getattr(args, "rate", None),
         period=getattr(args, "period", None),
+        soundfont=getattr(args, "soundfont", None),
+        gain=getattr(args, "gain", None),
+        reverb=_on_off(getattr(args, "reverb", None)),
+        chorus=_on_off(getattr(args, "chorus", None)),
     )
 
 
@@ -205,8 +220,18 @@ class Daemon:
         self.wakeup = threading.Event()
         self.stop_signal: Optional[int] = None
         self.reload_requested = False
+        #: Callbacks of clients' reload requests, answered by the next reload (main thread).
+        self._reload_waiters: list[Callable[[dict[str, Any]], None]] = []
+        self._waiters_lock = threading.Lock()
         self.engine: Any = None
         self.server: Optional[Server] = None
+
+    def request_reload(self, done: Callable[[dict[str, Any]], None]) -> None:
+        """Reload as SIGHUP does (any thread); ``done(report)`` is called from the main thread when it is over."""
+        with self._waiters_lock:
+            self._reload_waiters.append(done)
+        self.reload_requested = True
+        self.wakeup.set()
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum == signal.SIGHUP:
@@ -226,7 +251,13 @@ class Daemon:
         log.info(
             "starting (pid %d, config %s, JACK server %r)", os.getpid(), self.config.path or "built-in", server_name
         )
-        self.engine = engine = Engine(self.config)
+        try:
+            self.engine = engine = Engine(self.config)
+        except BankError as exc:
+            log.error("config error: [synth] soundfont: %s", exc)
+            self.notifier.notify(f"STATUS=soundfont not loaded: {exc}", "ERRNO=2")
+            return 2
+        engine.reloader = self.request_reload
         if getattr(self.args, "no_clients", False):
             log.warning("running without clients (--no-clients): mxfd play, record and status cannot reach it")
         else:
@@ -247,9 +278,10 @@ class Daemon:
         status = describe(engine)
         # Logged first: whoever hears READY=1 finds the line in the log already.
         log.info(
-            "ready in %.2f s: %s; thru latency %.2f ms (JACK input), %.2f ms (other input)",
+            "ready in %.2f s: %s; bank %s; thru latency %.2f ms (JACK input), %.2f ms (other input)",
             time.monotonic() - t0,
             status,
+            describe_bank(engine.bank),
             engine.frame_latency_100ns / 10_000,
             engine.render_latency_100ns / 10_000,
         )
@@ -268,6 +300,7 @@ class Daemon:
             if self.reload_requested:
                 self.reload_requested = False
                 self._reload()
+            self.engine.collect_retired()
             if watchdog:
                 self.notifier.notify("WATCHDOG=1")
             now = describe(self.engine)
@@ -276,25 +309,48 @@ class Daemon:
                 log.info("status: %s", status)
                 self.notifier.notify(f"STATUS={status}")
 
-    def _reload(self) -> None:
+    def _reload(self) -> dict[str, Any]:
+        """Re-read the config and apply it; the report a client's reload request is answered with."""
+        with self._waiters_lock:
+            waiters, self._reload_waiters = self._reload_waiters, []
         self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        report: dict[str, Any] = {"ok": False, "config": self.config.path, "error": None}
         try:
             config = load_config(self.args)
         except ConfigError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
+            report["error"] = f"config refused, the running one kept: {exc}"
         else:
             if config.client != self.config.client:
                 log.warning("[client] settings take effect when mxfd is restarted; the socket stays as it is")
-            gc.unfreeze()
+            flag = getattr(self.args, "soundfont", None)
+            if flag is not None:
+                log.info("mxfd run --soundfont %s wins over [synth] soundfont of the config", flag)
+            # No collection during a reload: loading a soundfont makes hundreds of thousands of objects, and
+            # the collections they trigger (or a gc.unfreeze() and a full one) hold the GIL for tens of ms, a
+            # gap in the sound.  What the reload makes is frozen as it is; what it drops is freed by reference
+            # counting all the same (only garbage in cycles stays).
+            gc.disable()
             try:
-                self.engine.reload(config)
+                bank = self.engine.reload(config)
                 self.config = config
+                report.update(ok=bank["error"] is None, config=config.path, bank=bank["bank"],
+                              bank_changed=bank["changed"], error=bank["error"])
                 log.info("config reloaded from %s", config.path or "built-in defaults")
-            except Exception:
+            except Exception as exc:
                 log.exception("reload failed")
-            gc.collect()
-            gc.freeze()
+                report["error"] = f"reload failed: {type(exc).__name__}: {exc}"
+            finally:
+                gc.freeze()
+                gc.enable()
+        report.setdefault("bank", self.engine.bank_name)
         self.notifier.notify("READY=1", f"STATUS={describe(self.engine)}")
+        for done in waiters:
+            try:
+                done(report)
+            except Exception:
+                log.exception("answering a reload request failed")
+        return report
 
     def _shutdown(self) -> int:
         sig = self.stop_signal

@@ -126,6 +126,11 @@ class Synth(MiniportSink):
                 mask[k] = False
                 self._force_release(k)
 
+    def release_all(self) -> None:
+        """Release every note and pedal of every channel group (the synth is being replaced)."""
+        for group in list(self.channels.groups):
+            self.release_channel_group(group)
+
     def panic(self) -> int:
         """The panic button: all sound off and all controllers reset on every channel of every group.
 

@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 SYSEX_KEEP: Final = 32
 
 
+class MXFSink(Protocol):
+    """Where :meth:`MiniportSink.hand_over` gives its events (another synth)."""
+
+    def put_message(self, evt: Optional[KernelEvent]) -> None: ...
+
+
 class FrameSource(Protocol):
     """What :meth:`MiniportSink.render_frame` needs of a KS frame allocator."""
 
@@ -130,6 +136,29 @@ class MiniportSink:
         """Silence every voice within a few ms (daemon shutdown)."""
         with self._lock:
             self._sound_off_all()
+
+    def release_all(self) -> None:
+        """Release every note and pedal of every channel group."""
+        raise NotImplementedError
+
+    def hand_over(self, successor: MXFSink) -> None:
+        """Another synth takes over (a bank swap): it gets every event not yet applied, and every note here is released.
+
+        The events keep their presentation times, so they sound at the same samples on
+        ``successor`` when its wave sink follows the same clock.  What sounds here goes on
+        sounding through its release, for as long as this synth is still rendered.
+        """
+        with self._lock:
+            while self._inbox:
+                successor.put_message(self._inbox.popleft())
+            for k in range(self._head, len(self._pending)):
+                successor.put_message(self._pending[k])
+            self._pending.clear()
+            self._pending_at.clear()
+            self._head = 0
+            self._sysex_len = 0
+            self._sysex_owner = None
+        self.release_all()
 
     # -- KS frames -----------------------------------------------------------------------
 

@@ -132,6 +132,7 @@ class CoreEngine:
         self.ring = History(300.0)
         self.status_parts: dict[str, Callable[[], dict[str, Any]]] = {}
         self.panics = 0
+        self.reloads = 0
         self.lock = threading.Lock()
         self.pool = pool
         self.cap = cap
@@ -186,6 +187,12 @@ class CoreEngine:
         """Counted only: panic itself is tested against the real Engine (tests/client/test_commands.py)."""
         self.panics += 1
         return {"applied": True, "voices": 0}
+
+    def request_reload(self, done: Callable[[dict[str, Any]], None]) -> None:
+        """Answered from another thread, as the daemon's main loop answers."""
+        self.reloads += 1
+        report = {"ok": True, "config": "/test.toml", "bank": "built-in GM", "bank_changed": False, "error": None}
+        threading.Thread(target=done, args=(report,)).start()
 
 
 def _keeps_the_contract(engine: CoreEngine) -> EngineLike:

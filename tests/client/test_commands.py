@@ -23,7 +23,7 @@ from mxfd.client.server import Server, ServerConfig, start_server
 from mxfd.core.clock import master_time
 from mxfd.core.event import EVENT_COMPLETE
 from mxfd.core.wire import encode_buffer
-from mxfd.daemon.config import Config
+from mxfd.daemon.config import loads
 from mxfd.daemon.engine import Engine
 from mxfd.midifile import read_midi_file
 from tests.client.helpers import CoreEngine, Ticking, socket_dir, wait_for
@@ -459,7 +459,7 @@ class Pin:
 
 
 def test_panic_silences_every_stream_of_the_daemon_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    engine = Engine(Config())
+    engine = Engine(loads('[synth]\nsoundfont = "builtin"'))  # voices counted as the built-in bank starts them
     with socket_dir() as d, start_server(engine, ServerConfig(socket=os.path.join(d, "s"))) as server, Pin(engine):
         kbd = engine.open_capture("kbd:out")
         now = master_time()

@@ -481,3 +481,16 @@ def test_closing_the_server_closes_every_client_and_removes_the_socket(engine: C
         with pytest.raises(ClientError):
             c.time()
         c.close()
+
+
+def test_a_reload_request_is_answered_when_the_daemon_has_done_it_and_the_loop_serves_on(
+    server: Server, engine: CoreEngine
+) -> None:
+    with Client(server.path, name="reloader") as c, Client(server.path, name="other") as other:
+        reply = c.reload()
+        assert other.time()  # the loop was never held up
+    assert reply == {
+        "type": "reloaded", "id": reply["id"], "ok": True, "config": "/test.toml", "bank": "built-in GM",
+        "bank_changed": False, "error": None,
+    }  # fmt: skip
+    assert engine.reloads == 1

@@ -87,6 +87,13 @@ def test_a_file_that_is_not_toml_is_refused_with_its_path(tmp_path: Path) -> Non
         ("[thru]\nmargin_ms = -1", "margin_ms", "-1", "from 0 to 100"),
         ("[synth]\npolyphony = 0", "polyphony", "0", "from 1 to 1024"),
         ("[synth]\npolyphony = true", "polyphony", "True", "a whole number"),
+        ('[synth]\nsoundfont = "fonts/GM.sf2"', "soundfont", "'fonts/GM.sf2'", '"builtin", the absolute path'),
+        ('[synth]\nsoundfont = ["/a.sf2", 3]', "soundfont", "['/a.sf2', 3]", "or a list of them"),
+        ("[synth]\nsoundfont = []", "soundfont", "[]", '"builtin", the absolute path'),
+        ("[synth]\ngain = 30", "gain", "30", "a number from -60 to 24"),
+        ('[synth]\ngain = "loud"', "gain", "'loud'", "a number from -60 to 24"),
+        ('[synth]\nreverb = "off"', "reverb", "'off'", "true or false"),
+        ("[synth]\nchorus = 0", "chorus", "0", "true or false"),
         ('[client]\nsocket = "rel/path"', "socket", "'rel/path'", "an absolute path"),
         ("[client]\ngroup = 5", "group", "5", "a group name"),
         ("[client]\nallowed_uids = [-1]", "allowed_uids", "[-1]", "user ids"),
@@ -109,7 +116,7 @@ def test_every_schema_key_has_a_bad_value_test() -> None:
     covered = {
         "api", "jack_reader", "include", "exclude", "virtual_port", "thru", "raw", "raw_baud", "poll_interval",
         "device", "rate", "period", "periods", "latency_ms", "margin_ms", "polyphony", "socket", "group",
-        "allowed_uids", "history_seconds", "level",
+        "allowed_uids", "history_seconds", "level", "soundfont", "gain", "reverb", "chorus",
         "max_clients", "allow_shared_directory",
     }
     assert {k for keys in cfg.SCHEMA.values() for k in keys} == covered
@@ -170,6 +177,33 @@ def test_flags_override_the_file_after_the_same_checks() -> None:
     with pytest.raises(ConfigError, match="--rate = 1234: expected one of"):
         apply_overrides(Config(), rate=1234)
     assert apply_overrides(Config()) == Config()
+
+
+def test_the_synth_section_names_the_bank_its_gain_and_effects() -> None:
+    assert Config().synth.soundfont == ()  # the system's General MIDI font, else the built-in bank
+    c = loads('[synth]\nsoundfont = "/usr/share/sounds/sf2/TimGM6mb.sf2"\ngain = -6\nreverb = false\nchorus = false')
+    assert (c.synth.soundfont, c.synth.gain, c.synth.reverb, c.synth.chorus) == (
+        ("/usr/share/sounds/sf2/TimGM6mb.sf2",), -6.0, False, False
+    )
+    stack = loads('[synth]\nsoundfont = ["~/mine.sf2", "/usr/share/sounds/sf2/FluidR3_GM.sf2", "builtin"]')
+    assert stack.synth.soundfont == ("~/mine.sf2", "/usr/share/sounds/sf2/FluidR3_GM.sf2", "builtin")
+    assert loads('[synth]\nsoundfont = "builtin"').synth.soundfont == ("builtin",)
+
+
+def test_the_synth_flags_override_the_file_after_the_same_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = loads('[synth]\nsoundfont = "/a.sf2"\ngain = 3\nreverb = false')
+    c = apply_overrides(base, soundfont="/b.sf2", gain=-12.5, reverb=True, chorus=False)
+    assert (c.synth.soundfont, c.synth.gain, c.synth.reverb, c.synth.chorus) == (("/b.sf2",), -12.5, True, False)
+    assert apply_overrides(base, soundfont="builtin").synth.soundfont == ("builtin",)
+    monkeypatch.chdir(tmp_path)  # a relative path on the command line is the shell's, made absolute
+    assert apply_overrides(base, soundfont="GM.sf2").synth.soundfont == (str(tmp_path / "GM.sf2"),)
+    assert apply_overrides(base).synth == base.synth  # a flag left out leaves the file's value
+    with pytest.raises(ConfigError, match="--gain = 99.0: expected a number from -60 to 24"):
+        apply_overrides(base, gain=99.0)
+    with pytest.raises(ConfigError, match="--soundfont = '': expected"):
+        apply_overrides(base, soundfont="")
 
 
 def test_the_client_section_has_what_the_server_reads() -> None:

@@ -6,6 +6,7 @@ with frames and ``engine.on_sync`` with the clock, so every time is exact.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -29,6 +30,14 @@ PERIOD = 128
 T0 = 10 * UNITS_PER_SECOND
 
 
+def builtin(config: Config | None = None) -> Config:
+    """``config`` on the built-in bank (these tests are written against its sounds), unless it names a font."""
+    config = config or Config()
+    if config.synth.soundfont:
+        return config
+    return dataclasses.replace(config, synth=dataclasses.replace(config.synth, soundfont=("builtin",)))
+
+
 def frames_to_100ns(frames: int) -> int:
     return frames * UNITS_PER_SECOND // RATE
 
@@ -37,7 +46,7 @@ class Rig:
     """An engine and the audio pin's side of it: a sample clock and a recording."""
 
     def __init__(self, config: Config | None = None) -> None:
-        self.engine = Engine(config or Config())
+        self.engine = Engine(builtin(config))
         self.t0 = master_time()  # the master time of sample 0: now, so "the last seconds" are these
         self.engine.on_sync(self.t0, 0)
         self.position = 0
@@ -102,7 +111,7 @@ def test_frame_accurate_input_plays_a_period_sooner_than_input_stamped_on_arriva
 
 
 def test_the_device_latency_is_added_to_both_latencies() -> None:
-    e = Engine(Config())
+    e = Engine(builtin())
     e._set_latency(256)
     assert e.frame_latency_frames == 2 * PERIOD + 256
     assert e.render_latency_frames == 3 * PERIOD + 256
@@ -110,7 +119,7 @@ def test_the_device_latency_is_added_to_both_latencies() -> None:
 
 
 def test_a_fixed_latency_from_the_config_wins() -> None:
-    e = Engine(loads("[thru]\nlatency_ms = 20"))
+    e = Engine(builtin(loads("[thru]\nlatency_ms = 20")))
     assert e.render_latency_frames == e.frame_latency_frames == 960
 
 
@@ -379,9 +388,9 @@ def test_a_reload_turns_thru_on_and_off_for_open_sources() -> None:
     e = Rig().engine
     kbd = e.open_capture("kbd:out")
     assert isinstance(kbd, CaptureStream) and kbd.thru is not None
-    e.reload(loads("[midi]\nthru = false"))
+    e.reload(builtin(loads("[midi]\nthru = false")))
     assert kbd.thru is None
-    e.reload(Config())
+    e.reload(builtin())
     assert kbd.thru is not None
 
 
@@ -461,3 +470,87 @@ def test_capture_and_thru_allocate_nothing_in_steady_state() -> None:
 def test_status_names_the_bank_in_use() -> None:
     # mxfd status shows which bank sounds; the built-in one until a SoundFont is loaded
     assert Rig().engine.status()["bank"] == "built-in GM"
+
+
+TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+FLUIDR3 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+
+
+def on_font(path: str, extra: str = "") -> Config:
+    return loads(f'[synth]\nsoundfont = "{path}"\nreverb = false\nchorus = false\n{extra}')
+
+
+def test_status_names_the_soundfont_in_use_by_its_path_and_its_own_name() -> None:
+    from mxfd.client.commands import format_status
+
+    st = Rig(on_font(TIMGM)).engine.status()
+    assert st["bank"] == TIMGM
+    info = st["bank_info"]
+    assert (info["soundfont"], info["reloads"], info["reload_error"]) == (TIMGM, 0, None)
+    assert info["name"] and f"bank: {TIMGM} ({info['name']})" in format_status(st)
+
+
+def held_organ(rig: Rig, frame: int = 10) -> Any:
+    kbd = rig.engine.open_capture("kbd:out")
+    organ_note(rig, kbd, 69, frame)
+    return kbd
+
+
+def silent_blocks(audio: np.ndarray) -> int:
+    return int(np.sum(np.max(np.abs(audio.reshape(-1, PERIOD)), axis=1) < 1e-4))
+
+
+def test_a_reload_to_another_font_keeps_the_held_note_sounding_and_plays_new_notes_from_the_new_one() -> None:
+    rig = Rig(on_font(TIMGM))
+    kbd = held_organ(rig)
+    rig.render(PERIOD * 40)
+    report = rig.engine.reload(on_font(FLUIDR3))
+    assert report == {"bank": FLUIDR3, "changed": True, "error": None}
+    assert silent_blocks(rig.render(PERIOD * 100)) == 0
+    assert rig.engine.status()["synth"]["retiring_voices"] > 0
+    rig.play(kbd, bytes([0x80, 69, 0]), rig.position)
+    rig.render(PERIOD * 400)
+    assert rig.engine.synth.retiring_voices == 0 and rig.engine.collect_retired() == 1
+    assert rig.engine.status()["bank_info"]["reloads"] == 1
+    assert rig.engine.reload(on_font(FLUIDR3))["changed"] is False  # the same file: nothing loaded again
+
+
+def test_a_soundfont_that_does_not_load_on_reload_keeps_the_bank_and_says_why(tmp_path: Any) -> None:
+    broken = tmp_path / "broken.sf2"
+    broken.write_bytes(b"RIFF\x04\x00\x00\x00sfbk")
+    rig = Rig(on_font(TIMGM))
+    held_organ(rig)
+    report = rig.engine.reload(on_font(str(broken)))
+    assert report["changed"] is False and report["bank"] == TIMGM and str(broken) in report["error"]
+    assert silent_blocks(rig.render(PERIOD * 60)[PERIOD * 20 :]) == 0  # the old bank plays on
+    st = rig.engine.status()
+    assert st["bank"] == TIMGM and str(broken) in st["bank_info"]["reload_error"]
+    assert rig.engine.reload(on_font(TIMGM))["error"] is None  # the running bank asked for again: all well
+    assert rig.engine.status()["bank_info"]["reload_error"] is None
+
+
+def test_from_the_built_in_bank_to_a_font_the_new_synth_takes_over_between_two_blocks() -> None:
+    from mxfd.synth.engine import SoundFontSynth
+
+    rig = Rig()  # the built-in bank
+    kbd = held_organ(rig)
+    rig.render(PERIOD * 40)
+    old = rig.engine.synth
+    done: dict[str, Any] = {}
+    reloading = threading.Thread(target=lambda: done.update(rig.engine.reload(on_font(TIMGM))))
+    reloading.start()
+    heard = []
+    while reloading.is_alive() or rig.engine._control:  # the render thread's part: blocks go on meanwhile
+        heard.append(rig.render(PERIOD))
+    reloading.join()
+    heard.append(rig.render(PERIOD * 20))
+    assert done == {"bank": TIMGM, "changed": True, "error": None}
+    assert isinstance(rig.engine.synth, SoundFontSynth) and rig.engine._outgoing is old
+    assert silent_blocks(np.concatenate(heard)) == 0  # no gap: the old synth's note releases under the new one
+    rig.play(kbd, bytes([0x90, 72, 100]), rig.position + 10)  # new notes play the font
+    for _ in range(100):  # the old synth's release and reverb tail, then it is let go of
+        if rig.engine._outgoing is None:
+            break
+        rig.render(PERIOD * 100)
+    assert rig.engine._outgoing is None and rig.engine.collect_retired() == 1
+    assert rig.engine.synth.stats()["voices"] > 0 and old.stats()["voices"] == 0

@@ -112,6 +112,10 @@ def test_stderr_is_the_journal_only_when_journal_stream_names_it(
         f.close()
 
 
+#: ``mxfd run`` on the built-in bank: these tests are about the socket, not about loading a soundfont.
+MXFD_RUN = (sys.executable, "-m", "mxfd", "run", "--soundfont", "builtin")
+
+
 def run_args(**kw: object) -> argparse.Namespace:
     base = {"config": None, "midi_api": None, "audio_device": None, "rate": None, "period": None, "verbose": 0}
     base.update(kw)
@@ -131,6 +135,17 @@ def test_a_bad_config_makes_run_exit_2_with_the_reason(tmp_path: Path, caplog: p
     with pytest.raises(ConfigError):
         service.load_config(run_args(config=str(p)))
     assert service.main(run_args(config=str(p))) == 2
+
+
+def test_a_soundfont_that_does_not_load_makes_run_exit_2_with_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(f'[client]\nsocket = "{tmp_path / "mxfd.sock"}"\n[synth]\nsoundfont = "{tmp_path / "none.sf2"}"\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "mxfd", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2, run.stderr
+    errors = [line for line in run.stderr.splitlines() if " ERROR " in line or "Traceback" in line]
+    assert len(errors) == 1 and "[synth] soundfont" in errors[0] and "none.sf2" in errors[0], run.stderr
 
 
 # -- the systemd unit -----------------------------------------------------------------------
@@ -201,7 +216,7 @@ def test_a_second_daemon_refuses_to_start_and_names_the_first_ones_pid(tmp_path:
     server, cfg = start_holder(tmp_path)
     try:
         run = subprocess.run(
-            [sys.executable, "-m", "mxfd", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+            [*MXFD_RUN, "--config", str(cfg)], capture_output=True, text=True, timeout=60
         )
         assert run.returncode == 1
         errors = [line for line in run.stderr.splitlines() if " ERROR " in line or "Traceback" in line]
@@ -216,7 +231,7 @@ def test_a_second_daemon_refuses_to_start_and_names_the_first_ones_pid(tmp_path:
 def test_no_clients_runs_a_second_daemon_without_the_socket(tmp_path: Path) -> None:
     server, cfg = start_holder(tmp_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mxfd", "run", "--no-clients", "--config", str(cfg)],
+        [*MXFD_RUN, "--no-clients", "--config", str(cfg)],
         stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -245,7 +260,7 @@ def test_a_socket_directory_of_another_user_stops_run_with_one_line(tmp_path: Pa
     cfg = tmp_path / "mxfd.toml"
     cfg.write_text(f'[client]\nsocket = "{theirs / "mxfd.sock"}"\n')
     run = subprocess.run(
-        [sys.executable, "-m", "mxfd", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+        [*MXFD_RUN, "--config", str(cfg)], capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 1
     errors = [line for line in run.stderr.splitlines() if " ERROR " in line or "Traceback" in line]

@@ -65,7 +65,7 @@ class Daemon:
     def start(self) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mxfd", "run", "--config", self.config, "-v"],
+            [sys.executable, "-m", "mxfd", "run", "--config", self.config, "--soundfont", "builtin", "-v"],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO, preexec_fn=die_with_parent,
         )
         log.close()

@@ -39,9 +39,13 @@ A4 = 69
 
 
 class Daemon:
-    """``mxfd run`` as a child process, with the notify socket systemd would give it."""
+    """``mxfd run`` as a child process, with the notify socket systemd would give it.
 
-    def __init__(self, tmp: Path, config: str, *args: str) -> None:
+    It plays the built-in bank (``--soundfont builtin``: these tests were written against its
+    sounds) unless ``soundfont`` names a font, or is None to leave the choice to the config.
+    """
+
+    def __init__(self, tmp: Path, config: str, *args: str, soundfont: Optional[str] = "builtin") -> None:
         self.tmp = tmp
         self.config_path = tmp / "mxfd.toml"
         self.config_path.write_text(config)
@@ -69,7 +73,8 @@ class Daemon:
         self.ready_after = 0.0
         self.ready_waited = 0.0  # of that, the time its threads and its audio worker's waited for a CPU
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "mxfd", "run", "--config", str(self.config_path), *args],
+            [PYTHON, "-m", "mxfd", "run", "--config", str(self.config_path),
+             *(("--soundfont", soundfont) if soundfont is not None else ()), *args],
             cwd=ROOT,
             env=env,
             stdout=self.log,

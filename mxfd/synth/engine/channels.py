@@ -181,6 +181,13 @@ def reset_all(st) -> None:  # type: ignore[no-untyped-def]
 
 
 @_njit
+def resolve_all(st) -> None:  # type: ignore[no-untyped-def]
+    """Every channel's preset looked up again (the channels carried over to another font's tables)."""
+    for c in range(st.ci.shape[1]):
+        resolve_preset(c, st)
+
+
+@_njit
 def _refresh_channel(c: int, st) -> None:  # type: ignore[no-untyped-def]
     """A controller of channel ``c`` changed: re-run its voices' modulators."""
     for v in range(st.counters[K_HIGH_WATER]):

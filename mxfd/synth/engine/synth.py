@@ -16,6 +16,20 @@ nothing sounds.
 Channel groups are mapped to slots of 16 channels on first use, up to
 ``groups`` slots; messages for further groups play on the last slot and
 are counted.
+
+*Replacing the font* (:meth:`SoundFontSynth.replace_font`, the daemon's
+reload) builds a whole new engine state for the new font off the audio
+thread, then swaps it in between two blocks, carrying the channels over
+(programs, banks, controllers, pedals; presets looked up again in the new
+font).  The old state *retires*: it keeps rendering the voices it has,
+from the old font's zones and mapped samples, into the same buses, and
+gets every later event of the block too, with its note-ons turned into
+note-offs (a key struck again lets go of its old voice, as FluidSynth
+does), so held notes sound on until released and no new note starts in
+it.  Once its last voice ends it is dropped from the render and kept in
+:attr:`SoundFontSynth.retired` until a control thread lets it go
+(:meth:`SoundFontSynth.collect_retired`), so the font's mapping is never
+closed on the audio thread.
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ from mxfd.core.event import EVENT_INCOMPLETE, KernelEvent
 from mxfd.core.mxf import KSState
 from mxfd.synth.engine import layout as L
 from mxfd.synth.engine.block import render_block
-from mxfd.synth.engine.channels import CHANNELS_PER_GROUP, SYSTEM_RESET, reset_all, reset_group
+from mxfd.synth.engine.channels import CHANNELS_PER_GROUP, SYSTEM_RESET, reset_all, reset_group, resolve_all
 from mxfd.synth.master import Master
 from mxfd.synth.miniport import Synth
 from mxfd.synth.sink import SYSEX_KEEP, MiniportSink
@@ -41,6 +55,29 @@ if TYPE_CHECKING:
 
 #: FluidSynth's default synth.gain: a font sounds as loud here as there.
 FLUIDSYNTH_GAIN: Final = 0.2
+#: Counters that count since the start; they carry over to a new font's state.
+_CUMULATIVE: Final = (
+    L.K_NOTES, L.K_STOLEN, L.K_NO_PRESET, L.K_VOICES_PEAK, L.K_NEXT_NOTE_ID, L.K_IGNORED, L.K_MALFORMED,
+    L.K_EXCLUSIVE_KILLS,
+)  # fmt: skip
+_EVENT_FIELDS: Final = ("ev_offset", "ev_base", "ev_length", "ev_data")
+NOTE_ON: Final = 0x90
+NOTE_OFF: Final = 0x80
+
+
+class Retiring:
+    """An engine state whose font was replaced: it renders the voices it has until they end."""
+
+    __slots__ = ("state", "arrays", "font")
+
+    def __init__(self, state: L.EngineState, arrays: dict[str, npt.NDArray[Any]], font: SoundFont) -> None:
+        self.state = state
+        self.arrays = arrays
+        self.font = font
+
+    @property
+    def voices(self) -> int:
+        return int(self.arrays["counters"][L.K_HIGH_WATER])
 
 
 class SoundFontSynth(MiniportSink):
@@ -63,28 +100,95 @@ class SoundFontSynth(MiniportSink):
         self.font = font
         self.polyphony = int(polyphony)
         self._chunk = max(int(block_frames), 16)
-        gain = FLUIDSYNTH_GAIN * 10.0 ** (gain_db / 20.0)
-        self.engine_state, self._a = L.new_state(
-            font,
-            voices=self.polyphony,
-            channels=groups * CHANNELS_PER_GROUP,
-            events=events_per_block,
-            block=self._chunk,
-            rate=float(self.sample_rate),
-            gain=gain,
-        )
-        self._a["config"][L.G_REVERB] = 1.0 if reverb else 0.0
-        self._a["config"][L.G_CHORUS] = 1.0 if chorus else 0.0
-        reset_all(self.engine_state)
-        self.master = Master(self.sample_rate, self._chunk, reverb or chorus)
-        if not reverb:
-            self.master.reverb = None
-        if not chorus:
-            self.master.chorus = None
-        self._slots: dict[int, int] = {}
         self._groups = groups
+        self._events = int(events_per_block)
+        self.effects = (reverb, chorus)
+        self.engine_state, self._a = self._new_state(font, gain_db, reverb, chorus)
+        reset_all(self.engine_state)
+        self.master = self._new_master(reverb, chorus)
+        self._slots: dict[int, int] = {}
         self.groups_overflow = 0
         self.sysex_ignored = 0
+        #: States of replaced fonts still sounding, and those done (dropped off the audio thread).
+        self._retiring: list[Retiring] = []
+        self.retired: list[Retiring] = []
+        # Scratch of the note-on rewrite for retiring states: no allocation per block.
+        self._status_scratch = np.zeros(self._events, np.uint8)
+        self._note_on_mask = np.zeros(self._events, np.bool_)
+
+    def _new_state(
+        self, font: SoundFont, gain_db: float, reverb: bool, chorus: bool
+    ) -> tuple[L.EngineState, dict[str, npt.NDArray[Any]]]:
+        state, arrays = L.new_state(
+            font,
+            voices=self.polyphony,
+            channels=self._groups * CHANNELS_PER_GROUP,
+            events=self._events,
+            block=self._chunk,
+            rate=float(self.sample_rate),
+            gain=FLUIDSYNTH_GAIN * 10.0 ** (gain_db / 20.0),
+        )
+        arrays["config"][L.G_REVERB] = 1.0 if reverb else 0.0
+        arrays["config"][L.G_CHORUS] = 1.0 if chorus else 0.0
+        return state, arrays
+
+    def _new_master(self, reverb: bool, chorus: bool) -> Master:
+        master = Master(self.sample_rate, self._chunk, reverb or chorus)
+        if not reverb:
+            master.reverb = None
+        if not chorus:
+            master.chorus = None
+        return master
+
+    def warm_up(self) -> None:
+        """Compile (or load from numba's cache) every compiled call the render and a font swap make, now.
+
+        The first call of each costs seconds on a cold cache: the daemon makes them before it
+        reports ready, so neither its audio thread nor a reload waits for the compiler.  Nothing
+        sounds or moves: an empty block of no frames, and the presets looked up again.
+        """
+        with self._lock:
+            render_block(self.engine_state, 0, 0)
+            resolve_all(self.engine_state)
+
+    # -- replacing the font ------------------------------------------------------------------
+
+    def replace_font(self, font: SoundFont, *, gain_db: float = 0.0, reverb: bool = True, chorus: bool = True) -> None:
+        """Play ``font`` (at ``gain_db``, with these effects) from the next block on; what sounds keeps sounding.
+
+        Call it from a control thread: the new state is built here, and only the swap itself
+        (copying the channels over, a preset lookup per channel) waits for the render between two
+        blocks.  Voices sounding retire with the old font (see the module's notes).  A change of
+        the effects builds a new master section, so the old reverb's tail is cut then.
+        """
+        state, arrays = self._new_state(font, gain_db, reverb, chorus)
+        master = self._new_master(reverb, chorus) if (reverb, chorus) != self.effects else None
+        with self._lock:
+            old = Retiring(self.engine_state, self._a, self.font)
+            np.copyto(arrays["ci"], old.arrays["ci"])
+            np.copyto(arrays["cc"], old.arrays["cc"])
+            for k in _CUMULATIVE:
+                arrays["counters"][k] = old.arrays["counters"][k]
+            resolve_all(state)
+            self.engine_state, self._a, self.font = state, arrays, font
+            if master is not None:
+                self.master = master
+                self.effects = (reverb, chorus)
+            if old.voices:
+                self._retiring = [*self._retiring, old]
+            else:
+                self.retired.append(old)
+
+    @property
+    def retiring_voices(self) -> int:
+        """Voices still sounding from replaced fonts (after the last block)."""
+        return sum(int(r.arrays["counters"][L.K_SOUNDING]) for r in self._retiring)
+
+    def collect_retired(self) -> int:
+        """Let go of the states of replaced fonts that have stopped sounding (a control thread); how many."""
+        with self._lock:
+            done, self.retired = self.retired, []
+        return len(done)
 
     # -- control ---------------------------------------------------------------------------
 
@@ -94,18 +198,39 @@ class SoundFontSynth(MiniportSink):
         if slot is None:
             return
         with self._lock:
-            a = self._a
-            for c in range(slot * CHANNELS_PER_GROUP, (slot + 1) * CHANNELS_PER_GROUP):
-                for num, value in ((64, 0), (66, 0), (123, 0)):
-                    a["ev_offset"][0] = 0
-                    a["ev_base"][0] = slot * CHANNELS_PER_GROUP
-                    a["ev_length"][0] = 3
-                    a["ev_data"][0, :] = (0xB0 | (c % CHANNELS_PER_GROUP), num, value)
-                    render_block(self.engine_state, 1, 0)
+            self._control_all(slot, ((64, 0), (66, 0), (123, 0)))
+
+    def release_all(self) -> None:
+        """Release every note and pedal of every channel group (the synth is being replaced)."""
+        for group in list(self._slots):
+            self.release_channel_group(group)
+
+    def panic(self) -> int:
+        """All sound off and controllers reset (CC 120, CC 121) on every channel; the voices that were sounding."""
+        with self._lock:
+            sounding = int(self._a["counters"][L.K_SOUNDING]) + self.retiring_voices
+            for slot in sorted(set(self._slots.values())):
+                self._control_all(slot, ((120, 0), (121, 0)))
+        return sounding
+
+    def _control_all(self, slot: int, controls: tuple[tuple[int, int], ...]) -> None:
+        """Apply the controller messages ``controls`` to each channel of ``slot``, in every state (under _lock)."""
+        base = slot * CHANNELS_PER_GROUP
+        for state, a in ((self.engine_state, self._a), *((r.state, r.arrays) for r in self._retiring)):
+            row = 0
+            for c in range(CHANNELS_PER_GROUP):
+                for num, value in controls:
+                    a["ev_offset"][row] = 0
+                    a["ev_base"][row] = base
+                    a["ev_length"][row] = 3
+                    a["ev_data"][row, :] = (0xB0 | c, num, value)
+                    row += 1
+            render_block(state, row, 0)
 
     def _sound_off_all(self) -> None:
-        for slot in range(self._groups):
-            reset_group(slot * CHANNELS_PER_GROUP, self.engine_state)
+        for state in (self.engine_state, *(r.state for r in self._retiring)):
+            for slot in range(self._groups):
+                reset_group(slot * CHANNELS_PER_GROUP, state)
 
     # -- status ------------------------------------------------------------------------------
 
@@ -115,6 +240,7 @@ class SoundFontSynth(MiniportSink):
         k = self._a["counters"]
         return (
             k[L.K_HIGH_WATER] == 0
+            and not self._retiring
             and not self.master.tail_active
             and not self._inbox
             and self._head >= len(self._pending)
@@ -122,9 +248,11 @@ class SoundFontSynth(MiniportSink):
 
     def stats(self) -> dict[str, object]:
         k = self._a["counters"]
+        retiring = self.retiring_voices
         return {
             "soundfont": self.font.path,
-            "voices": int(k[L.K_SOUNDING]),
+            "voices": int(k[L.K_SOUNDING]) + retiring,
+            "retiring_voices": retiring,
             "voices_peak": int(k[L.K_VOICES_PEAK]),
             "polyphony": self.polyphony,
             "notes": int(k[L.K_NOTES]),
@@ -185,13 +313,40 @@ class SoundFontSynth(MiniportSink):
                 del pending_at[: self._head]
                 self._head = 0
         k = a["counters"]
-        if n_events == 0 and k[L.K_HIGH_WATER] == 0 and not self.master.tail_active:
+        if n_events == 0 and k[L.K_HIGH_WATER] == 0 and not self.master.tail_active and not self._retiring:
             out[:m] = 0.0  # nothing sounds: no DSP at all
             k[L.K_SOUNDING] = 0
             return m
         render_block(self.engine_state, n_events, m)
+        if self._retiring:
+            self._render_retiring(n_events, m)
         self.master.process(a["out"][:, :m], out[:m])
         return m
+
+    def _render_retiring(self, n_events: int, m: int) -> None:
+        """The replaced fonts' voices, on into the same buses; this chunk's events without their note-ons."""
+        a = self._a
+        buses = a["out"][:, :m]
+        ended = False
+        for r in self._retiring:
+            ra = r.arrays
+            if n_events:
+                for name in _EVENT_FIELDS:
+                    np.copyto(ra[name][:n_events], a[name][:n_events])
+                status = ra["ev_data"][:n_events, 0]
+                kind = self._status_scratch[:n_events]
+                is_on = self._note_on_mask[:n_events]
+                np.bitwise_and(status, 0xF0, out=kind)
+                np.equal(kind, NOTE_ON, out=is_on)
+                np.subtract(status, NOTE_ON - NOTE_OFF, out=status, where=is_on)
+            render_block(r.state, n_events, m)
+            np.add(buses, ra["out"][:, :m], out=buses)
+            ended = ended or r.voices == 0
+        if ended:  # once per retired font: the list may be built anew
+            keep: list[Retiring] = []
+            for r in self._retiring:
+                (keep if r.voices else self.retired).append(r)
+            self._retiring = keep
 
     def _slot(self, group: int) -> int:
         slot = self._slots.get(group)
