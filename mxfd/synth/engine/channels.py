@@ -20,7 +20,8 @@ updates, as FluidSynth's ``fluid_synth.c`` does:
 - Note-off releases the key's voices unless a pedal holds them; sustain
   and sostenuto pedals hold and release as in FluidSynth.
 - Controllers, channel pressure and pitch bend (with RPN 0, the bend
-  range) re-run the modulators of the channel's voices.
+  range) re-run the modulators of the channel's voices; polyphonic key
+  pressure those of the key's voices (a source for a font's modulators).
 - 0xFF (System Reset; the synth wrapper also sends it for GM/GS/XG reset
   SysEx) resets the channel group.
 """
@@ -58,6 +59,7 @@ from mxfd.synth.engine.layout import (
     K_NOTES,
     K_STOLEN,
     KEY,
+    KEY_PRESSURE,
     NOTE_ID,
     PLAYING,
     RELEASE,
@@ -158,6 +160,8 @@ def reset_controllers(c: int, st, all_controllers: bool) -> None:  # type: ignor
     ci[C_NRPN, c] = 0
     ci[C_BEND, c] = 8192
     ci[C_PRESSURE, c] = 0
+    for k in range(128):
+        cc[c, KEY_PRESSURE + k] = 0
     ci[C_SUSTAIN, c] = 0
     ci[C_SOSTENUTO, c] = 0
 
@@ -192,6 +196,15 @@ def _refresh_channel(c: int, st) -> None:  # type: ignore[no-untyped-def]
     """A controller of channel ``c`` changed: re-run its voices' modulators."""
     for v in range(st.counters[K_HIGH_WATER]):
         if st.vi[STATUS, v] == PLAYING and st.vi[CHANNEL, v] == c:
+            vc.modulate(v, st)
+            vc.update_params(v, st)
+
+
+@_njit
+def _refresh_key(c: int, key: int, st) -> None:  # type: ignore[no-untyped-def]
+    """The pressure of ``key`` on channel ``c`` changed: re-run the modulators of that key's voices."""
+    for v in range(st.counters[K_HIGH_WATER]):
+        if st.vi[STATUS, v] == PLAYING and st.vi[CHANNEL, v] == c and st.vi[KEY, v] == key:
             vc.modulate(v, st)
             vc.update_params(v, st)
 
@@ -430,5 +443,6 @@ def apply_message(base: int, length: int, data, st) -> None:  # type: ignore[no-
     elif kind == PITCH_BEND:
         st.ci[C_BEND, c] = d1 | (d2 << 7)
         _refresh_channel(c, st)
-    else:
-        st.counters[K_IGNORED] += 1  # poly pressure
+    else:  # polyphonic key pressure: only the key's own voices hear it (a modulator source of their zones)
+        st.cc[c, KEY_PRESSURE + d1] = d2
+        _refresh_key(c, d1, st)

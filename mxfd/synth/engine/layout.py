@@ -10,8 +10,9 @@ column: ``vf`` holds its float fields (``vf[PHASE, v]``), ``vi`` its integer
 fields, ``gen`` its generator values (the zone's, plus what the modulators
 add) and ``env`` its two envelopes (volume, modulation), seven sections of
 (count, coeff, increment, min, max) each, as FluidSynth's ADSR envelopes
-are laid out.  A channel is a column of ``ci`` plus a row of 128
-controller values in ``cc``.  The font's zone tables are the soundfont
+are laid out.  A channel is a column of ``ci`` plus a row of ``cc``: its
+128 controller values, then (from :data:`KEY_PRESSURE`) the polyphonic
+key pressure of each of its 128 keys.  The font's zone tables are the soundfont
 package's, unchanged.  Field numbers are module constants, which numba
 compiles in as literals.
 """
@@ -168,6 +169,8 @@ N_CONFIG = 4
 BUSES = 4
 #: Samples per control period: envelopes, LFOs, pitch and filter are updated this often, as in FluidSynth.
 CONTROL_PERIOD = 64
+#: Where a channel's key pressures start in its row of ``cc`` (after its 128 controllers).
+KEY_PRESSURE = 128
 
 
 @structref.register
@@ -331,7 +334,7 @@ def new_state(
         "gen": np.zeros((voices, N_GENERATORS), np.float64),
         "env": np.zeros((voices, 2, N_SECTIONS, 5), np.float64),
         "ci": np.zeros((N_CHANNEL_I, channels), np.int64),
-        "cc": np.zeros((channels, 128), np.int64),
+        "cc": np.zeros((channels, KEY_PRESSURE + 128), np.int64),
         "preset_key": _i64(t.preset_key),
         "key_index": _i64(t.key_index),
         "key_zones": _i32(t.key_zones),

@@ -85,6 +85,7 @@ from mxfd.synth.engine.layout import (
     HIST2,
     HOLD,
     KEY,
+    KEY_PRESSURE,
     LAST_FRES,
     LOOP_END,
     LOOP_START,
@@ -192,11 +193,13 @@ def _source_value(word: int, chan: int, key: int, vel: int, ci: np.ndarray, cc: 
         return float(key)
     if index == m.GC_CHANNEL_PRESSURE:
         return float(ci[C_PRESSURE, chan])
+    if index == m.GC_POLY_PRESSURE:
+        return float(cc[chan, KEY_PRESSURE + key])
     if index == m.GC_PITCH_WHEEL:
         return float(ci[C_BEND, chan])
     if index == m.GC_PITCH_WHEEL_SENSITIVITY:
         return float(ci[C_BEND_RANGE, chan]) / 100.0
-    return 0.0  # poly pressure and "no controller"
+    return 0.0  # "no controller"
 
 
 @_njit

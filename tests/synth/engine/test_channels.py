@@ -151,3 +151,28 @@ def test_malformed_and_unknown_messages_are_counted_not_applied() -> None:
     block(s, 0, [(0, bytes((0x90, 60))), (0, bytes((0x90, 0x80, 1))), (0, bytes((0xF8,)))])
     k = s.arrays()["counters"]
     assert k[L.K_MALFORMED] == 2 and k[L.K_IGNORED] == 1 and voices(s) == []
+
+
+def test_polyphonic_key_pressure_reaches_only_its_own_keys_voices(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from mxfd.synth.engine import SoundFontSynth
+    from mxfd.synth.soundfont import load_soundfont
+    from mxfd.synth.soundfont.generators import Gen
+    from mxfd.synth.soundfont.modulators import GC_POLY_PRESSURE, source
+    from tests.synth.soundfont.sf2writer import Instrument, Preset, Sample, Zone, build, instrument, sample_id, tone
+
+    pressure_to_vibrato = (source(GC_POLY_PRESSURE), int(Gen.VIB_LFO_TO_PITCH), 100, 0, 0)
+    path = tmp_path / "poly.sf2"
+    path.write_bytes(build(
+        [Preset("Test", 0, [Zone([instrument(0)])])],
+        [Instrument("inst", [Zone([(int(Gen.SAMPLE_MODES), 1), sample_id(0)], [pressure_to_vibrato])])],  # looped
+        [Sample("tone", tone(), loop=(50, 150))],
+    ))  # fmt: skip
+    s = SoundFontSynth(load_soundfont(str(path)), RATE, block_frames=128, reverb=False, chorus=False)
+    block(s, 128, [(0, bytes((0x90, 60, 100))), (0, bytes((0x90, 64, 100)))])
+    vf, vi = s.arrays()["vf"], s.arrays()["vi"]
+    by_key = {int(vi[L.KEY, v]): v for v in voices(s)}
+    block(s, 128, [(0, bytes((0xA0, 60, 64)))])
+    assert vf[L.VIBLFO_TO_PITCH, by_key[60]] == pytest.approx(100 * 64 / 128)
+    assert vf[L.VIBLFO_TO_PITCH, by_key[64]] == 0.0
+    block(s, 128, [(0, bytes((0xB0, 121, 0)))])  # reset all controllers clears key pressure too
+    assert vf[L.VIBLFO_TO_PITCH, by_key[60]] == 0.0
