@@ -179,6 +179,8 @@ MIN_VOLENV_RELEASE = -7200.0
 NOISE_FLOOR = 2.0e-7
 #: The release FluidSynth 2.3 gives a voice choked by its exclusive class (timecents, about 0.9 s in dB).
 EXCLUSIVE_RELEASE_TC = -200.0
+#: The balance controller.
+CC_BALANCE = 8
 _HUGE = 4294967295.0  # a section that never ends by count (FluidSynth's 0xffffffff)
 
 
@@ -286,6 +288,12 @@ def update_params(v: int, st) -> None:  # type: ignore[no-untyped-def]
     f[MODENV_TO_FC, v] = min(max(g[v, G_MODENV_TO_FC], -12000.0), 12000.0)
     f[MODLFO_TO_VOL, v] = min(max(g[v, G_MODLFO_TO_VOL], -960.0), 960.0)
     left, right = units.pan_gains(g[v, G_PAN])
+    # CC8 balance (FluidSynth's fluid_balance): turned right attenuates only the left side, and the reverse
+    balance = m.BALANCE_AMOUNT_CB * m.map_source(float(st.cc[st.vi[CHANNEL, v], CC_BALANCE]), m.BALANCE_SOURCE)
+    if balance > 0.0:
+        left *= units.centibels_to_gain(balance)
+    elif balance < 0.0:
+        right *= units.centibels_to_gain(-balance)
     f[GAIN_LEFT, v] = left * gain
     f[GAIN_RIGHT, v] = right * gain
     f[GAIN_REVERB, v] = units.tenths_percent(g[v, G_REVERB]) * gain * st.config[C_REVERB_ON]

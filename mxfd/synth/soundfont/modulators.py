@@ -171,6 +171,12 @@ DEFAULT_PITCH_WHEEL: Final = Modulator(  # 8.4.10, to fineTune as FluidSynth
     source(GC_PITCH_WHEEL, bipolar=True), Gen.FINE_TUNE, 12700.0, source(GC_PITCH_WHEEL_SENSITIVITY)
 )
 
+#: FluidSynth's non-standard default modulator: CC8 (concave, bipolar) to stereo balance, 960 cB at the extremes.
+#: SF2 has no balance generator, so no font can change it; the engine applies it with the pan (see
+#: mxfd.synth.engine.voice.update_params).
+BALANCE_SOURCE: Final = source(8, cc=True, bipolar=True, curve=CONCAVE)
+BALANCE_AMOUNT_CB: Final = units.PEAK_ATTENUATION_CB
+
 _VEL_TO_FILTER_SRC: Final = DEFAULT_VEL_TO_FILTER.src
 _VEL_TO_FILTER_DEST: Final = int(DEFAULT_VEL_TO_FILTER.dest)
 _VEL_TO_FILTER_AMOUNT_SRC: Final = DEFAULT_VEL_TO_FILTER.amount_src

@@ -176,3 +176,19 @@ def test_polyphonic_key_pressure_reaches_only_its_own_keys_voices(tmp_path) -> N
     assert vf[L.VIBLFO_TO_PITCH, by_key[64]] == 0.0
     block(s, 128, [(0, bytes((0xB0, 121, 0)))])  # reset all controllers clears key pressure too
     assert vf[L.VIBLFO_TO_PITCH, by_key[60]] == 0.0
+
+
+def test_balance_turned_right_attenuates_only_the_left_side_as_fluidsynth() -> None:
+    s = synth()
+    block(s, 128, [(0, bytes((0xC0, 80))), (0, bytes((0x90, 60, 100)))])
+    vf = s.arrays()["vf"]
+    v = voices(s)[0]
+    left, right = vf[L.GAIN_LEFT, v], vf[L.GAIN_RIGHT, v]
+    block(s, 128, [(0, bytes((0xB0, 8, 127)))])
+    assert vf[L.GAIN_RIGHT, v] == pytest.approx(right)
+    assert vf[L.GAIN_LEFT, v] < left * 10 ** (-40 / 20)  # far right: the left side all but gone
+    block(s, 128, [(0, bytes((0xB0, 8, 32)))])
+    assert vf[L.GAIN_LEFT, v] == pytest.approx(left)
+    assert vf[L.GAIN_RIGHT, v] < right
+    block(s, 128, [(0, bytes((0xB0, 8, 64)))])
+    assert (vf[L.GAIN_LEFT, v], vf[L.GAIN_RIGHT, v]) == pytest.approx((left, right))
