@@ -23,7 +23,8 @@ updates, as FluidSynth's ``fluid_synth.c`` does:
   range) re-run the modulators of the channel's voices; polyphonic key
   pressure those of the key's voices (a source for a font's modulators).
 - 0xFF (System Reset; the synth wrapper also sends it for GM/GS/XG reset
-  SysEx) resets the channel group.
+  SysEx) resets the channel group; :data:`SET_CHANNEL_TYPE` (the wrapper's
+  form of GS "use for rhythm part") makes a channel a drum or a melodic one.
 """
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ CHANNELS_PER_GROUP = 16
 DRUM_CHANNEL = 9
 KIND_CHANNEL = midi.KIND_CHANNEL
 SYSTEM_RESET = 0xFF
+#: The engine's own message "set the channel type" (``F4 channel drum``): what the synth wrapper makes of a GS
+#: "use for rhythm part" SysEx.  0xF4 is an undefined System Common status, which the wrapper never passes on.
+SET_CHANNEL_TYPE = 0xF4
 
 NOTE_OFF = 0x80
 NOTE_ON = 0x90
@@ -413,6 +417,14 @@ def apply_message(base: int, length: int, data, st) -> None:  # type: ignore[no-
     status = data[0]
     if status == SYSTEM_RESET:
         reset_group(base, st)
+        return
+    if status == SET_CHANNEL_TYPE:
+        if length < 3 or data[1] >= CHANNELS_PER_GROUP:
+            st.counters[K_MALFORMED] += 1
+            return
+        c = base + data[1]
+        st.ci[C_DRUM, c] = 1 if data[2] else 0
+        resolve_preset(c, st)  # a drum channel plays bank 128 from now on, a melodic one its bank again
         return
     if st.status_kind[status] != KIND_CHANNEL:
         st.counters[K_IGNORED] += 1

@@ -44,7 +44,14 @@ from mxfd.core.event import EVENT_INCOMPLETE, KernelEvent
 from mxfd.core.mxf import KSState
 from mxfd.synth.engine import layout as L
 from mxfd.synth.engine.block import render_block
-from mxfd.synth.engine.channels import CHANNELS_PER_GROUP, SYSTEM_RESET, reset_all, reset_group, resolve_all
+from mxfd.synth.engine.channels import (
+    CHANNELS_PER_GROUP,
+    SET_CHANNEL_TYPE,
+    SYSTEM_RESET,
+    reset_all,
+    reset_group,
+    resolve_all,
+)
 from mxfd.synth.master import Master
 from mxfd.synth.miniport import Synth
 from mxfd.synth.sink import SYSEX_KEEP, MiniportSink
@@ -78,6 +85,23 @@ class Retiring:
     @property
     def voices(self) -> int:
         return int(self.arrays["counters"][L.K_HIGH_WATER])
+
+
+def gs_rhythm_part(m: bytearray, n: int) -> tuple[int, int] | None:
+    """(channel, 1 for drums or 0) of a GS "use for rhythm part" SysEx in ``m[:n]``, else None.
+
+    ``F0 41 dev 42 12 40 1x 15 map sum F7``: part ``x`` (0 is part 10, 1-9 parts 1-9, A-F parts 11-16;
+    part n plays MIDI channel n), map 0 melodic, 1 or 2 a drum map; the Roland checksum must hold.
+    """
+    if n != 11 or m[0] != 0xF0 or m[1] != 0x41 or m[3] != 0x42 or m[4] != 0x12 or m[10] != 0xF7:
+        return None
+    if m[5] != 0x40 or (m[6] & 0xF0) != 0x10 or m[7] != 0x15 or m[8] > 2:
+        return None
+    if (sum(m[5:9]) + m[9]) % 128 != 0:
+        return None
+    x = m[6] & 0x0F
+    channel = 9 if x == 0 else (x - 1 if x <= 9 else x)
+    return channel, 1 if m[8] else 0
 
 
 class SoundFontSynth(MiniportSink):
@@ -388,6 +412,8 @@ class SoundFontSynth(MiniportSink):
             self._sysex_time = e.pres_time_100ns
             return self._sysex_chunk(e, buf, n, offset, base, row)
         if n <= 3 and not e.flags & EVENT_INCOMPLETE:
+            if buf[0] == SET_CHANNEL_TYPE:  # not a MIDI message: the engine's own word for a SysEx
+                return self._put(offset, base, b"\x00", 0, 0, row)
             return self._put(offset, base, buf, 0, n, row)
         # Raw bytes: whole short messages, running status allowed, as a MIDI cable carries them.
         running = 0
@@ -434,6 +460,9 @@ class SoundFontSynth(MiniportSink):
         self._sysex_len = 0
         if total <= SYSEX_KEEP and Synth._is_reset(keep, total):
             return self._put(offset, base, bytes((SYSTEM_RESET,)), 0, 1, row)
+        part = gs_rhythm_part(keep, total) if total <= SYSEX_KEEP else None
+        if part is not None:
+            return self._put(offset, base, bytes((SET_CHANNEL_TYPE, part[0], part[1])), 0, 3, row)
         self.sysex_ignored += 1
         return row
 
