@@ -154,6 +154,19 @@ def probe(midi_in: str, audio_out: str, env: dict[str, str], notes: int = 20) ->
     return result
 
 
+def probe_runs(
+    label: str, midi_in: str, audio_out: str, env: dict[str, str], runs: int, verbose: bool
+) -> dict[str, float]:
+    """``runs`` probe runs of 20 notes into one synth, summarised."""
+    results = []
+    for _ in range(runs):
+        r = probe(midi_in, audio_out, env)
+        results.append(r)
+        if verbose:
+            print(f"{label}: {json.dumps(r)}")
+    return summarise(results)
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, float]:
     frames = [f for r in runs for f in r["latency_frames"]]
     ms = [f * 1000.0 / RATE for f in frames]
@@ -248,13 +261,8 @@ def main() -> int:
             try:
                 starts.append(d.wait_ready())
                 time.sleep(1.0)  # let the wave sink's clock settle before the first note
-                runs = []
-                for _ in range(a.runs):
-                    r = probe(r"^mxfd:in$", r"^mxfd-out:out_0$", env)
-                    runs.append(r)
-                    if a.verbose:
-                        print(f"mxfd ({reader}): {json.dumps(r)}")
-                rows.append((f"mxfd, {reader} reader", summarise(runs)))
+                label = f"mxfd, {reader} reader"
+                rows.append((label, probe_runs(label, r"^mxfd:in$", r"^mxfd-out:out_0$", env, a.runs, a.verbose)))
                 if reader == "jack-client":
                     latency_ms = d.status_line
                     idle = idle_cost(d.proc.pid, a.idle)
@@ -277,13 +285,8 @@ def main() -> int:
                 assert child.stdout is not None and child.stdin is not None
                 if child.stdout.readline().strip() != "READY":
                     raise SystemExit("the JACK pin did not start")
-                runs = []
-                for _ in range(a.runs):
-                    r = probe(r"^mxfd-pin:in$", r"^mxfd-pin:out_0$", env)
-                    runs.append(r)
-                    if a.verbose:
-                        print(f"JACK pin: {json.dumps(r)}")
-                rows.append((f"JACK pin ({os.path.basename(sf2)})", summarise(runs)))
+                label = f"JACK pin ({os.path.basename(sf2)})"
+                rows.append((label, probe_runs(label, r"^mxfd-pin:in$", r"^mxfd-pin:out_0$", env, a.runs, a.verbose)))
                 cpu, rss, _, _ = idle_cost(child.pid, a.idle)
                 pin_idle = (cpu, rss)
                 child.stdin.close()
@@ -299,13 +302,9 @@ def main() -> int:
             )  # fmt: skip
             try:
                 time.sleep(2.0)
-                runs = []
-                for _ in range(a.runs):
-                    r = probe(r"^fluidsynth[^:]*:midi_00$", r"^fluidsynth[^:]*:(left|l_00)$", env)
-                    runs.append(r)
-                    if a.verbose:
-                        print(f"fluidsynth: {json.dumps(r)}")
-                rows.append((f"FluidSynth ({os.path.basename(sf2)})", summarise(runs)))
+                label = f"FluidSynth ({os.path.basename(sf2)})"
+                ports = (r"^fluidsynth[^:]*:midi_00$", r"^fluidsynth[^:]*:(left|l_00)$")
+                rows.append((label, probe_runs(label, *ports, env, a.runs, a.verbose)))
                 fs_cpu, fs_rss, _, _ = idle_cost(fs.pid, a.idle)
                 fluid_idle = (fs_cpu, fs_rss)
             finally:
