@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-from mxfd.limits import DEFAULT_MAX_RENDER_SECONDS, MAX_GAIN_DB, MAX_POLYPHONY, MIN_GAIN_DB
+from mxfd.limits import DEFAULT_MAX_RENDER_SECONDS, MAX_GAIN_DB, MAX_POLYPHONY, MIN_GAIN_DB, RENDER_BLOCK
 
 #: command -> module whose ``main(args) -> int`` runs it
 COMMANDS = {
@@ -166,8 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "a file that fails is reported and the others still render")
     render.add_argument("--rate", type=_positive_int, default=48000, metavar="HZ",
                         help="sample rate (default: %(default)s)")
-    render.add_argument("--block", type=_positive_int, default=128, metavar="FRAMES",
-                        help="frames rendered at a time, the daemon's period (default: %(default)s)")
+    render.add_argument("--block", type=_positive_int, default=RENDER_BLOCK, metavar="FRAMES",
+                        help="frames rendered at a time; every event still starts on its own sample "
+                             "(default: %(default)s)")
     render.add_argument("--format", choices=("pcm16", "pcm24", "float"),
                         help="sample format of a WAV (pcm16, pcm24, float) or FLAC (pcm16, pcm24); default pcm16")
     render.add_argument("--polyphony", type=_positive_int, default=256, metavar="VOICES",

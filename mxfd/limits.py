@@ -17,3 +17,7 @@ DEFAULT_MAX_RENDER_SECONDS: Final = 7200.0
 #: FluidSynth at its default gain; beyond these a level is a mistake, not a setting.
 MIN_GAIN_DB: Final = -60.0
 MAX_GAIN_DB: Final = 24.0
+#: Frames ``mxfd render`` renders at a time.  Offline there is no device period to keep to, and every
+#: event still lands on its own sample inside the block; larger blocks only pay the per-block Python less
+#: often (the dense 256-note file: 6.36 s of CPU at 1024 frames against 8.00 s at 128).
+RENDER_BLOCK: Final = 1024

@@ -56,7 +56,7 @@ from mxfd.core.frames import FILE_64_BYTE_ALIGNMENT, AllocatorFraming, DefaultFr
 from mxfd.core.sequencer import Sequencer
 from mxfd.core.unpacker import Unpacker
 from mxfd.core.wire import MAX_BUFFER_SIZE, encode_buffer, event_size
-from mxfd.limits import DEFAULT_MAX_RENDER_SECONDS, MAX_POLYPHONY
+from mxfd.limits import DEFAULT_MAX_RENDER_SECONDS, MAX_POLYPHONY, RENDER_BLOCK
 from mxfd.midifile import MidiFileError, read_midi_file
 
 #: Records per DMUS_EVENTHEADER buffer, and the longest time span one buffer covers.
@@ -437,12 +437,13 @@ def output_gain(choice: SynthChoice) -> float:
     return 10.0 ** (choice.gain_db / 20.0) if choice.soundfont is None else 1.0
 
 
+
 def render_file(
     song: Song,
     out: BinaryIO,
     *,
     rate: int = 48000,
-    block: int = 128,
+    block: int = RENDER_BLOCK,
     fmt: str = "pcm16",
     polyphony: int = 256,
     progress: Optional[Progress] = None,
