@@ -25,8 +25,8 @@ rest of the process does can make it late.  It calls libjack and libc by
 address (:data:`mxfd.io.libjack.ADDRESSES`), and is compiled for the one
 type every data plane has (:data:`PLANE_TYPE`), so it comes from numba's
 cache: no compiler runs at start-up.  Everything the callback reads
-or writes is preallocated and owned here (``self._keep``) until the client
-is closed.  Port management, connections and the xrun count use
+or writes is preallocated, and the pin holds it (the plane, its own
+vectors) for as long as the client can call back.  Port management, connections and the xrun count use
 JACK-Client from ordinary threads.
 """
 
@@ -57,7 +57,7 @@ from mxfd.io.libjack import (
     set_process_callback,
 )
 from mxfd.synth.engine import dataplane
-from mxfd.synth.engine.dataplane import DataPlane, address, from_address_of, plane_type
+from mxfd.synth.engine.dataplane import C_POSITION, DataPlane, address, from_address_of, plane_type
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _process(nframes: int, arg: Any) -> int:
                 continue
             hold_thru(dp, np.int64(ev[0] & np.uint64(0xFFFFFFFF)), inputs[p, 1], data, size)
     stats[S_START_NS] = t0
-    stats[S_START_FRAME] = dp.cons[3]
+    stats[S_START_FRAME] = dp.cons[C_POSITION]
     stats[S_PERIOD] = nframes
     stats[S_JACK_FRAME] = call_u_p(fn[_F_LAST_FRAME_TIME], as_ptr(a[_A_CLIENT]))
     run_cycle(dp, nframes, left, right)

@@ -11,7 +11,9 @@ voice engine's state, the master section's arrays and two queues.
   each record is two ``int64`` words, the sample frame it is due at on the
   output's clock and a packed message (kind, first channel of the group,
   length, three bytes; see :func:`pack`).  Kind :data:`MSG` is a MIDI
-  message; :data:`SOUND_OFF` silences every voice (stop, shutdown).  The
+  message; :data:`SOUND_OFF` silences every voice and resets every
+  channel (stop, shutdown), as a System Reset of each group in its place
+  among the events.  The
   control plane is the only writer of ``write`` and of the records ahead of
   it, the callback the only writer of ``read``: one producer, one consumer,
   aligned 8-byte counters, records written before the counter that
@@ -46,7 +48,7 @@ from numba.extending import intrinsic
 
 from mxfd.synth.engine import layout as L
 from mxfd.synth.engine.block import render_block
-from mxfd.synth.engine.channels import CHANNELS_PER_GROUP, reset_group
+from mxfd.synth.engine.channels import CHANNELS_PER_GROUP, SYSTEM_RESET
 from mxfd.synth.master import L_CHORUS_TAIL, L_REVERB_TAIL, Master, master_process
 
 #: Record kinds.
@@ -234,14 +236,19 @@ def run_cycle(dp, n: int, left, right) -> None:  # type: ignore[no-untyped-def]
             if due_ring and (not due_thru or ring[r % cap, 0] - frame <= q[h, 0]):
                 at = ring[r % cap, 0]
                 word = ring[r % cap, 1]
-                r += 1
                 kind = (word >> 56) & 0xFF
+                if kind == SOUND_OFF and k + dp.groups > room:
+                    break  # no room left for its resets in this chunk: the next one starts with it
+                r += 1
                 if at < start:
                     cons[C_LATE] += 1
                     at = start
                 if kind == SOUND_OFF:
+                    # a System Reset of every group, in order with the events around it
                     for g in range(dp.groups):
-                        reset_group(g * CHANNELS_PER_GROUP, eng)
+                        _put(eng, k, at - start, g * CHANNELS_PER_GROUP, 1, SYSTEM_RESET << 16)
+                        k += 1
+                    cons[C_EVENTS] += 1
                     continue
                 _put(eng, k, at - start, (word >> 40) & 0xFFFF, (word >> 32) & 0xFF, word)
                 cons[C_EVENTS] += 1

@@ -143,3 +143,18 @@ def test_cycles_allocate_nothing_in_steady_state() -> None:
 
     growth, where = core_growth(cycle, 200, 2000, SYNTH_FILES)
     assert growth <= 0, where
+
+
+def test_sound_off_keeps_its_place_among_the_events_of_its_cycle() -> None:
+    p = Plane()
+    assert p.ring.push(50, pack(SOUND_OFF, 0, 0, 0, 0, 0))
+    assert p.ring.push(60, pack(MSG, 0, 2, 0xC0, 80, 0))  # the reset took the program: set it again
+    p.note(100)  # after the sound off, in the same cycle: it sounds
+    x = p.play(4)
+    assert first_sound(x) == 100
+    q = Plane()
+    q.note(10)
+    assert q.ring.push(50, pack(SOUND_OFF, 0, 0, 0, 0, 0))  # before it in the same cycle: silenced
+    y = q.play(40)
+    assert first_sound(y) == 10
+    assert not np.any(y[50 + 48 * 20 :])
