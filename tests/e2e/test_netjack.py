@@ -17,6 +17,7 @@ On B the slave is a client ``test-net-a`` with a MIDI output port
 
 from __future__ import annotations
 
+import os
 import select
 import signal
 import socket
@@ -268,8 +269,11 @@ def play_a4(daemon: Daemon, ear: Ear, keyboard: NetKeyboard, seconds: float = 0.
     if [d for d in ear.disturbances(mark) if d <= last]:
         why.append(f"xruns or missed cycles on B at frames {ear.disturbances(mark)[:8]}")
     if not settle(ear):
-        keyboard.send(0xB0, 123, 0)
-        assert why and settle(ear), f"A4 still sounds after its note-off ({'; '.join(why) or 'undisturbed'})"
+        # the note-off may have been lost in an xrun on either server since the note-on
+        keyboard.send(0xB0, 123, 0)  # All Notes Off; its answer brings the xruns reported meanwhile
+        xruns = [t for t in keyboard.xruns if t >= sent - 0.01]
+        assert xruns or ear.disturbances(mark), "A4 still sounds after its note-off, and nothing disturbed it"
+        assert settle(ear), "A4 still sounds after All Notes Off"
         why.append("the note-off was lost")
     if daemon.status()["audio"]["ring_underruns"] != underruns:
         why.append("underruns in mxfd")
@@ -278,8 +282,9 @@ def play_a4(daemon: Daemon, ear: Ear, keyboard: NetKeyboard, seconds: float = 0.
 
 #: How long after an xrun JACK may take to report it (s).
 REPORT_DELAY_S = 0.05
-#: At most this many takes for the latency to be measured once with nothing disturbing it.
-TAKES = 8
+#: At most this many takes for the latency to be measured CLEAN_TAKES times with nothing disturbing it.
+TAKES = 12
+CLEAN_TAKES = 3
 
 
 # -- the tests -------------------------------------------------------------------------
@@ -289,15 +294,52 @@ def test_the_net_clients_midi_port_is_hot_plugged_like_a_keyboard(daemon: Daemon
     assert wait_until(lambda: connected(NET_PORT), 2.0), daemon.output()[-3000:]
 
 
-def test_nothing_goes_to_the_multicast_group(jack_server: JackServer, master: int, server_a: JackServer) -> None:
+def udp_sockets(pid: int) -> list[tuple[str, str]]:
+    """(local, remote) ``address:port`` of each UDP socket process ``pid`` holds, IPv4 and IPv6."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("udp", "udp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[9] in inodes:
+                found.append((_address(f[1]), _address(f[2])))
+    return found
+
+
+def _address(hexed: str) -> str:
+    """``0100007F:4BB1`` (as /proc/net/udp writes it) as ``127.0.0.1:19377``; IPv6 stays in hex."""
+    host, port = hexed.split(":")
+    if len(host) == 8:
+        host = ".".join(str(b) for b in reversed(bytes.fromhex(host)))
+    return f"{host}:{int(port, 16)}"
+
+
+def test_nothing_goes_to_the_multicast_group_or_off_the_machine(
+    jack_server: JackServer, master: int, server_a: JackServer
+) -> None:
     log = Path(jack_server.log_path).read_text(errors="replace")
     assert f"Listening on '127.0.0.1:{master}'" in log
     assert "Can't join multicast group" in log  # 127.0.0.1 is no group: the master joined none
     group = "".join(f"{int(b):02X}" for b in reversed(MULTICAST.split(".")))
     assert group not in Path("/proc/net/igmp").read_text()
-    # the slave was given the master's address, so it sends to 127.0.0.1 instead of the group
-    assert "-a 127.0.0.1" in " ".join(server_a.driver)
-    assert "Waiting for a master" in Path(server_a.log_path).read_text(errors="replace")
+    # The slave was given the master's address and talks to it over one connected socket, which can send
+    # to its peer only.  The master holds that socket's other end and its listener, which answers only
+    # who spoke to it (here: the slave, from 127.0.0.1).
+    assert server_a.proc is not None and jack_server.proc is not None
+    assert [remote.split(":")[0] for _, remote in udp_sockets(server_a.proc.pid)] == ["127.0.0.1"]
+    ends = udp_sockets(jack_server.proc.pid)
+    assert (f"0.0.0.0:{master}", "0.0.0.0:0") in ends
+    assert {(loc.split(":")[0], rem.split(":")[0]) for loc, rem in ends if rem != "0.0.0.0:0"} == {
+        ("127.0.0.1", "127.0.0.1")
+    }
+    assert len(ends) == 2, ends
 
 
 def test_a_note_played_on_server_a_is_heard_from_mxfd_on_server_b(
@@ -306,7 +348,7 @@ def test_a_note_played_on_server_a_is_heard_from_mxfd_on_server_b(
     assert wait_until(lambda: connected(NET_PORT), 2.0)
     takes = []
     for _ in range(TAKES):
-        take = play_a4(daemon, ear, keyboard, seconds=0.5)
+        take = play_a4(daemon, ear, keyboard, seconds=0.4)
         takes.append(f"{rms_dbfs(take.heard):.1f} dBFS; {take.disturbed}")
         if not take.disturbed:
             break
@@ -325,24 +367,30 @@ def test_netjack_adds_its_network_latency_and_one_cycle_to_key_to_sound(
     assert wait_until(lambda: connected(NET_PORT), 2.0)
     local = NetKeyboard(jack_server.name, "mxfd:in", name="test-local-kbd")
     cycle_ms = jack_server.period / jack_server.rate * 1000
-    takes = []
+    takes: list[str] = []
+    added: list[float] = []  # cycles the network added, in the undisturbed takes
     try:
         for _ in range(TAKES):
-            net, near = play_a4(daemon, ear, keyboard), play_a4(daemon, ear, local)
+            net, near = play_a4(daemon, ear, keyboard, 0.1), play_a4(daemon, ear, local, 0.1)
             assert net.onset is not None and near.onset is not None, "a note was not heard"
             net_ms, local_ms = (net.onset - net.sent) * 1000, (near.onset - near.sent) * 1000
             takes.append(f"{net_ms:.1f} ms over netJACK2, {local_ms:.1f} ms on B; {net.disturbed} {near.disturbed}")
             if not net.disturbed and not near.disturbed:
-                break
+                added.append((net_ms - local_ms) / cycle_ms)
+                if len(added) == CLEAN_TAKES:
+                    break
         else:
-            pytest.fail("every take was disturbed:\n" + "\n".join(takes))
+            pytest.fail(f"fewer than {CLEAN_TAKES} takes undisturbed:\n" + "\n".join(takes))
     finally:
         local.close()
+    median = float(np.median(added))
     print(f"\nkey-to-sound: {net_ms:.1f} ms from server A over netJACK2 (latency 5 cycles), {local_ms:.1f} ms "
-          f"from a keyboard on B: the network adds {(net_ms - local_ms) / cycle_ms:.1f} cycles ({len(takes)} takes)")
-    # netJACK2's default latency is 5 cycles, and the slave's cycle adds at most one: it starts when the
-    # master's packet reaches it, somewhere in the master's cycle (a cycle later on a quiet machine)
-    assert 4.8 * cycle_ms < net_ms - local_ms < 6.5 * cycle_ms, takes
+          f"from a keyboard on B; the network adds {median:.1f} cycles (median of {added}, {len(takes)} takes)")
+    # netJACK2's default latency is 5 cycles, and the slave's cycle adds one: it starts when the master's
+    # packet reaches it (6.0 in every take on a quiet machine).  On a loaded one either path may take a
+    # cycle more now and then, and the slave, which only follows the master's packets, may fall a few behind.
+    assert 4.5 < median < 7.5, takes
+    assert max(added) < 15, takes
 
 
 def test_the_net_client_is_excluded_by_name_when_configured(
@@ -364,3 +412,18 @@ def test_the_net_client_is_excluded_by_name_when_configured(
         daemon.proc.send_signal(signal.SIGHUP)
     assert daemon.wait_for("READY=1", 5.0) is not None
     assert wait_until(lambda: connected(NET_PORT), 2.0)
+
+
+def test_a_note_held_from_server_a_is_released_when_a_leaves(
+    daemon: Daemon, server_a: JackServer, keyboard: NetKeyboard, ear: Ear
+) -> None:
+    # the last test: it stops server A, as unplugging the keyboard's machine would
+    assert wait_until(lambda: connected(NET_PORT), 2.0)
+    assert settle(ear)
+    keyboard.send(0xC0, 19)  # church organ: sustains as long as it is held
+    keyboard.send(0x90, A4, 100)
+    assert wait_until(lambda: rms_dbfs(ear.since(ear.mark() - int(0.1 * ear.rate))) > -40, 2.0), "no sound"
+    server_a.stop()
+    gone = f"{NET_PORT}: gone, closing"
+    assert wait_until(lambda: gone in daemon.output(), 3.0), daemon.output()[-2000:]
+    assert settle(ear), "the note held from server A still sounds after A left"
