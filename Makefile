@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PACKAGES := python3-venv libportaudio2 jackd2 libjack-jackd2-0 fluidsynth fluid-soundfont-gm timgm6mb-soundfont
+# systemd-analyze, for the tests of the user unit (verify, security); a container may lack it
+SYSTEM_PACKAGES += systemd
 
 .PHONY: run test system venv lint bench clean
 

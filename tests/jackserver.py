@@ -28,7 +28,7 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import jack
 
@@ -50,20 +50,21 @@ def die_with_parent() -> None:
 
 
 class JackServer:
-    """``jackd -R -d dummy`` under a private server name."""
+    """``jackd -R -d dummy`` under a private server name, or another ``driver`` (its ``-d`` and arguments)."""
 
-    def __init__(self, name: str, rate: int = RATE, period: int = PERIOD) -> None:
+    def __init__(self, name: str, rate: int = RATE, period: int = PERIOD, driver: Sequence[str] = ()) -> None:
         self.name = name
         self.rate = rate
         self.period = period
+        self.driver = list(driver) or ["dummy", "-r", str(rate), "-p", str(period)]
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self.log_path = f"/tmp/{name}.jackd.log"
 
     @classmethod
-    def start_free(cls, prefix: str) -> "JackServer":
-        """Start a server under the first name ``<prefix>-<n>`` no running server has."""
+    def start_free(cls, prefix: str, **kw: Any) -> "JackServer":
+        """Start a server under the first name ``<prefix>-<n>`` no running server has (``kw``: the constructor's)."""
         for n in range(NAME_SLOTS):
-            server = cls(f"{prefix}-{n}")
+            server = cls(f"{prefix}-{n}", **kw)
             if server.running():
                 continue
             open(server.log_path, "wb").close()
@@ -92,7 +93,7 @@ class JackServer:
             raise RuntimeError("jackd not found: the test command installs jackd2 (make test)")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [jackd, "-R", "-n", self.name, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
+            [jackd, "-R", "-n", self.name, "-d", *self.driver],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -169,11 +169,25 @@ def test_the_unit_is_a_notify_user_service_never_started_for_system_users() -> N
     assert u["Install"]["WantedBy"] == "default.target"
 
 
-def test_the_unit_starts_after_the_sound_servers() -> None:
-    u = unit()
-    for server in ("pipewire.service", "pulseaudio.service"):
-        assert server in u["Unit"]["After"].split()
-        assert server in u["Unit"]["Wants"].split()
+def test_the_unit_starts_after_the_sound_servers_and_pulls_none_in() -> None:
+    # ordering only: a Wants=pulseaudio.service could start PulseAudio beside pipewire-pulse
+    u = unit()["Unit"]
+    after = u["After"].split()
+    for server in ("pipewire.service", "pipewire-pulse.service", "wireplumber.service", "pulseaudio.service"):
+        assert server in after
+    for pull in ("Wants", "Requires", "Requisite", "BindsTo", "PartOf", "Upholds"):
+        assert pull not in u
+
+
+def test_the_unit_leaves_the_output_to_the_sound_server() -> None:
+    # never a card opened exclusively: the unit names no device, so the config's ALSA "default" is used,
+    # which on a desktop is the sound server's shared stream (the unit starts after it)
+    argv = unit()["Service"]["ExecStart"].split()
+    assert not any(a.startswith("--audio-device") for a in argv)
+    assert not any(a.startswith(("hw:", "plughw:")) for a in argv)
+    from mxfd.daemon.config import AudioConfig
+
+    assert AudioConfig().device == "default"
 
 
 def test_the_unit_is_hardened_and_says_why() -> None:
@@ -183,6 +197,10 @@ def test_the_unit_is_hardened_and_says_why() -> None:
     assert u["PrivateTmp"] == "yes"
     assert u["RestrictAddressFamilies"] == "AF_UNIX"
     assert u["RuntimeDirectory"] == "mxfd"
+    assert u["PrivateUsers"] == "yes" and u["CapabilityBoundingSet"] == "" and u["PrivateNetwork"] == "yes"
+    assert u["RestrictRealtime"] == "no"  # the audio thread's SCHED_FIFO
+    assert "PrivateDevices" not in u and "DevicePolicy" not in u  # /dev/snd and /dev/shm stay
+    assert u["CacheDirectory"] == "numba"  # numba's fallback cache, ~/.cache/numba, when the package is read-only
     # every option of [Service] has a comment on the lines just above it
     lines = UNIT.read_text().splitlines()
     start = lines.index("[Service]")
