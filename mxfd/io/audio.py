@@ -262,7 +262,7 @@ class AudioOutput:
         self._foreign_for: Optional[FrameAllocator] = None
         self._sync_countdown = SYNC_INTERVAL
         self._min_offset_ns = 0
-        self._device_latency_ns = 0
+        self._device_latency_ns: Optional[int] = None  # measured from the played frames' stamps; 0 is a value
         self._wake_ns = np.zeros(WAKE_HISTORY, dtype=np.int64)
         self._wakes = 0
         # counters
@@ -378,7 +378,9 @@ class AudioOutput:
             "periods": self.periods,
             "channels": self.channels,
             "latency_frames": self.periods * self.period,
-            "device_latency_s": self._device_latency_ns / 1e9 if self._device_latency_ns else info.get("latency"),
+            "device_latency_s": (
+                self._device_latency_ns / 1e9 if self._device_latency_ns is not None else info.get("latency")
+            ),
             "framing": {"frames": f.frames, "frame_size": f.frame_size, "alignment": f.alignment},
             "allocator": type(self._allocator).__name__,
             "state": self._state,

@@ -41,7 +41,8 @@ A4 = 69
 class Daemon:
     """``mxfd run`` as a child process, with the notify socket systemd would give it."""
 
-    def __init__(self, tmp: Path, config: str, *args: str) -> None:
+    def __init__(self, tmp: Path, config: str, *args: str, env: Optional[dict[str, str]] = None) -> None:
+        """``env``: the environment to start from (the test's own by default; a PipeWire rig's for its tests)."""
         self.tmp = tmp
         self.config_path = tmp / "mxfd.toml"
         self.config_path.write_text(config)
@@ -58,7 +59,7 @@ class Daemon:
         self._reader.start()
         self.socket_path = str(runtime / "mxfd" / "mxfd.sock")
         env = dict(
-            os.environ,
+            os.environ if env is None else env,
             NOTIFY_SOCKET=self.notify_path,
             WATCHDOG_USEC="1000000",
             XDG_RUNTIME_DIR=str(runtime),

@@ -1,0 +1,169 @@
+"""``mxfd run`` on PipeWire, the desktop's sound server, through what a desktop user has.
+
+One headless PipeWire serves the run (:mod:`tests.pipewire`): quantum 128 at
+48 kHz, a null sink as the speakers.  The ear and the keyboards are JACK
+clients of it in a process of their own (:class:`tests.e2e.jackpeer.JackPeer`):
+the ear listens to the sink's monitor ports, so what it hears is what the
+speakers get, and a keyboard is a JACK MIDI output port, as PipeWire shows a
+hardware keyboard.  The daemon runs under PipeWire's libjack (as under
+``pw-jack``) for the JACK pin, and without it for the PortAudio pin through
+ALSA's ``default`` PCM, which pipewire-alsa makes a PipeWire stream.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from tests.e2e.ears import dominant_frequency, rms_dbfs, wait_until
+from tests.e2e.jackpeer import JackPeer
+from tests.e2e.test_daemon import A4, Daemon
+from tests.pipewire import SINK, PipeWireRig
+
+pytestmark = pytest.mark.pipewire
+
+MONITOR = rf"^{SINK}:monitor_"
+KBD = "test-kbd"
+SILENT_DBFS = -70.0
+CONFIG = """
+[midi]
+api = "jack"
+include = ["^test-"]
+[log]
+level = "debug"
+"""
+
+
+def start_daemon(tmp: Path, env: dict[str, str], config: str = CONFIG) -> Daemon:
+    d = Daemon(tmp, config, env=env)
+    ready = d.wait_for("READY=1", 30.0)
+    assert ready is not None, "no READY=1\n" + d.output()
+    return d
+
+
+def source(d: Daemon, name: str) -> dict[str, object]:
+    return next((i for i in d.status()["inputs"] if i["name"] == name), {})
+
+
+def plugged(d: Daemon, name: str) -> bool:
+    return source(d, f"{name}:out").get("connected") is True
+
+
+def recent_dbfs(peer: JackPeer, seconds: float = 0.1) -> float:
+    return rms_dbfs(peer.since(peer.mark() - int(seconds * peer.rate)))
+
+
+def hear_note(peer: JackPeer, kbd: str, note: int = A4, seconds: float = 0.6) -> np.ndarray:
+    mark = peer.mark()
+    peer.send(kbd, 0x90, note, 100)
+    time.sleep(seconds)
+    peer.send(kbd, 0x80, note, 0)
+    return peer.since(mark)
+
+
+def assert_a4(heard: np.ndarray, rate: int) -> None:
+    assert rms_dbfs(heard) > -40, f"no sound ({rms_dbfs(heard):.1f} dBFS)"
+    loud = heard[np.abs(heard) > 0][-int(0.4 * rate) :]
+    f = dominant_frequency(loud, rate)
+    assert abs(f - 440.0) < 440.0 * 0.005, f
+
+
+@pytest.fixture
+def peer(pipewire: PipeWireRig, tmp_path: Path) -> Iterator[JackPeer]:
+    p = JackPeer(pipewire.jack_env(), tmp_path)
+    try:
+        p.connect(MONITOR)
+        yield p
+    finally:
+        p.close()
+
+
+@pytest.fixture
+def jack_daemon(pipewire: PipeWireRig, tmp_path: Path) -> Iterator[Daemon]:
+    d = start_daemon(tmp_path, pipewire.jack_env())
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+# -- the JACK pin under PipeWire's JACK ------------------------------------------------------------
+
+
+def test_a_jack_keyboard_on_pipewire_is_heard_on_the_speakers_at_440_hz_through_mxfds_own_jack_ports(
+    jack_daemon: Daemon, peer: JackPeer
+) -> None:
+    audio = jack_daemon.status()["audio"]
+    assert audio["state"] == "running", audio
+    assert "JACK" in audio["hostapi"], f"the sound leaves through {audio['hostapi']}, not mxfd's JACK ports"
+    assert peer.ports(r"^mxfd-out:"), "mxfd has no JACK output ports on PipeWire"
+    peer.plug(KBD)
+    try:
+        assert wait_until(lambda: plugged(jack_daemon, KBD), 2.0), jack_daemon.output()[-3000:]
+        assert_a4(hear_note(peer, KBD), peer.rate)
+    finally:
+        peer.unplug(KBD)
+
+
+def key_to_sound_ms(peer: JackPeer, notes: int = 10) -> list[float]:
+    """Milliseconds from each note-on's JACK frame to the first sample the ear hears of it."""
+    latencies = []
+    for _ in range(notes):
+        assert wait_until(lambda: recent_dbfs(peer, 0.2) < SILENT_DBFS, 3.0)
+        mark = peer.mark()
+        at = peer.ear_frame(peer.send(KBD, 0x90, A4, 110))
+        time.sleep(0.15)
+        peer.send(KBD, 0x80, A4, 0)
+        heard = peer.since(mark)
+        sounding = np.flatnonzero(np.abs(heard) > 1e-3)
+        assert len(sounding), "no sound"
+        latencies.append((mark + int(sounding[0]) - at) * 1000 / peer.rate)
+    return latencies
+
+
+def test_key_to_sound_on_pipewire_at_quantum_128_is_under_6_ms_and_the_speakers_get_it_one_quantum_later(
+    jack_daemon: Daemon, peer: JackPeer
+) -> None:
+    peer.plug(KBD)
+    try:
+        assert wait_until(lambda: plugged(jack_daemon, KBD), 2.0), jack_daemon.output()[-3000:]
+        peer.send(KBD, 0xC0, 80)  # an instant attack, no reverb: the first non-zero sample is the key's
+        peer.send(KBD, 0xB0, 91, 0)
+        peer.listen_to(r"^mxfd-out:")
+        at_mxfd = key_to_sound_ms(peer)
+        peer.listen_to(MONITOR)
+        at_speakers = key_to_sound_ms(peer)
+        print(f"key-to-sound on PipeWire, quantum {peer.blocksize}: mxfd's ports {at_mxfd}, speakers {at_speakers}")
+        assert peer.blocksize == 128
+        assert 0 < min(at_mxfd) and max(at_mxfd) < 6.0, at_mxfd
+        # The null sink hands its input to its monitor in the next cycle: one quantum, exactly.
+        quantum_ms = peer.blocksize * 1000 / peer.rate
+        assert np.median(at_speakers) - np.median(at_mxfd) == pytest.approx(quantum_ms, abs=0.1)
+        assert max(at_speakers) - min(at_speakers) < 0.5, at_speakers
+    finally:
+        peer.unplug(KBD)
+
+
+def test_a_keyboard_unplugged_on_pipewire_is_released_and_replugged_is_heard_again(
+    jack_daemon: Daemon, peer: JackPeer
+) -> None:
+    peer.plug(KBD)
+    assert wait_until(lambda: plugged(jack_daemon, KBD), 2.0), jack_daemon.output()[-3000:]
+    peer.send(KBD, 0xC0, 19)  # church organ: sounds as long as it is held
+    peer.send(KBD, 0x90, A4, 100)  # held: its note-off never comes
+    assert wait_until(lambda: recent_dbfs(peer) > -40, 2.0), "the held note never sounded"
+    peer.unplug(KBD)
+    assert wait_until(lambda: recent_dbfs(peer, 0.3) < SILENT_DBFS, 3.0), "the unplugged keyboard's note still sounds"
+    assert wait_until(lambda: re.search(r"test-kbd(-\d+)?:out: gone", jack_daemon.output()) is not None, 2.0)
+    peer.plug(KBD)
+    try:
+        assert wait_until(lambda: plugged(jack_daemon, KBD), 2.0), jack_daemon.output()[-3000:]
+        peer.send(KBD, 0xC0, 0)
+        assert_a4(hear_note(peer, KBD), peer.rate)
+    finally:
+        peer.unplug(KBD)
