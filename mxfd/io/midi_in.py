@@ -59,6 +59,8 @@ from mxfd.io.jacklog import connecting, route_jack_messages
 
 log = logging.getLogger(__name__)
 
+#: A JACK server that ran none of the client's cycles for this long is gone (seconds; see JackMidiBackend.alive).
+SILENT_SERVER_S = 1.0
 #: Lost input is logged at most this often (seconds); what is lost in between is summed.
 LOSS_LOG_INTERVAL_S = 5.0
 #: How far the arrival stamper lets its anchor creep later per second, to
@@ -172,6 +174,8 @@ class JackMidiBackend:
     #: What hot-plug calls gone or back.
     system = "JACK server"
     notifies = True
+    #: How often the watcher asks :attr:`alive` at least (seconds): a server may die without a word.
+    liveness_interval = 0.5
 
     def __init__(
         self,
@@ -199,6 +203,9 @@ class JackMidiBackend:
         self._entries: tuple[JackPort, ...] = ()
         self._virtual: Optional[JackPort] = None
         self._cycles = 0
+        # The cycle count the watcher saw last, and when it last saw it move (see alive).
+        self._seen_cycles = 0
+        self._seen_at = 0.0
         #: Exceptions caught in the process callback.
         self.errors = 0
         self._last_error_log = 0.0
@@ -221,6 +228,21 @@ class JackMidiBackend:
 
     @property
     def alive(self) -> bool:
+        """False once the server shut down, or ran none of this client's cycles for :data:`SILENT_SERVER_S`.
+
+        jackd tells its clients when it goes (the shutdown callback); PipeWire's
+        libjack does not: its clients of a dead PipeWire stay "open", list the
+        old ports and run no more cycles.  So a running client that stopped
+        cycling counts as gone too (jackd itself throws a client out that long
+        without a cycle), and the watcher reopens it.
+        """
+        if self._alive and self.client is not None:
+            now = time.monotonic()
+            if self._cycles != self._seen_cycles:
+                self._seen_cycles, self._seen_at = self._cycles, now
+            elif now - self._seen_at > SILENT_SERVER_S:
+                log.warning("JACK: the server ran no cycle for %.1f s; taking it as gone", now - self._seen_at)
+                self._alive = False
         return self._alive
 
     def server_label(self) -> str:
@@ -258,6 +280,7 @@ class JackMidiBackend:
             client.close()
             raise
         self.client = client
+        self._seen_cycles, self._seen_at = self._cycles, time.monotonic()
         self._alive = True
         log.info("JACK: connected as %s (%d Hz, period %d)", client.name, client.samplerate, client.blocksize)
 
