@@ -267,6 +267,8 @@ class AudioOutput:
         self._wakes = 0
         # counters
         self.restarts = 0
+        # Why the running worker is to be replaced at once (reopen()), or None.
+        self._reopen_reason: Optional[str] = None
         self.render_errors = 0
         self.refused_frames = 0
         self.degraded_frames = 0
@@ -423,6 +425,16 @@ class AudioOutput:
         self._supervisor = threading.Thread(target=self._supervise, name="mxfd-audio-supervisor", daemon=True)
         self._supervisor.start()
         self._first_outcome.wait(timeout)
+
+    def reopen(self, reason: str) -> None:
+        """Replace the running worker with a new one at once, its stream opened afresh (any thread).
+
+        For a sound server whose period changed: PortAudio keeps playing
+        ``period``-frame blocks into the new server period through a buffer of
+        its own, whose delay it set up for the old one.
+        """
+        if self._state == RUNNING:
+            self._reopen_reason = reason
 
     def stop(self) -> None:
         """Close the device, stop the worker and the threads, unlink the shared memory."""
@@ -660,6 +672,8 @@ class AudioOutput:
                 backoff = BACKOFF_MIN_S
             self._set_state(DEGRADED, message)
             self._first_outcome.set()
+            if message.startswith("audio worker killed: reopening"):
+                continue  # asked for (reopen()): no back-off
             log.debug("audio worker ended after %.1f s: %s; retrying in %.2f s", time.monotonic() - began,
                       message, backoff)
             self._stopping.wait(backoff)
@@ -787,7 +801,12 @@ class AudioOutput:
                                 del stderr_tail[:-5]
                 now = time.monotonic()
                 if killed is None and not stop_sent:
-                    if ready_at is None and now - started > START_TIMEOUT_S:
+                    reopen = self._reopen_reason
+                    if reopen is not None and ready_at is not None:
+                        self._reopen_reason = None
+                        killed = f"reopening: {reopen}"
+                        proc.kill()
+                    elif ready_at is None and now - started > START_TIMEOUT_S:
                         killed = f"it did not open the device within {START_TIMEOUT_S:g} s"
                         proc.kill()
                     elif ready_at is not None:

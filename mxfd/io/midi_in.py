@@ -185,8 +185,13 @@ class JackMidiBackend:
         servername: Optional[str] = None,
         output_clock: Optional[OutputClock] = None,
         output_port: Optional[Callable[[], Optional[str]]] = None,
+        on_period: Optional[Callable[[int], None]] = None,
     ) -> None:
         self.wake = wake
+        #: Called (from JACK's notification thread) when the server's period changes while it runs.
+        self.on_period = on_period
+        #: The server's period (buffer size, PipeWire's quantum) in frames; 0 while not connected.
+        self.server_period = 0
         self.frame_accurate = output_clock is not None
         self.client_name = client_name
         self.servername = servername
@@ -271,6 +276,7 @@ class JackMidiBackend:
             client.set_port_connect_callback(self._on_connect, only_available=False)
             client.set_shutdown_callback(self._on_shutdown)
             client.set_xrun_callback(self._on_xrun)
+            client.set_blocksize_callback(self._on_blocksize)
             self._times = _CycleTimes(client)
             if self.output_port is not None:
                 self._sync_port = client.inports.register("sync")
@@ -280,6 +286,7 @@ class JackMidiBackend:
             client.close()
             raise
         self.client = client
+        self.server_period = int(client.blocksize)
         self._seen_cycles, self._seen_at = self._cycles, time.monotonic()
         self._alive = True
         log.info("JACK: connected as %s (%d Hz, period %d)", client.name, client.samplerate, client.blocksize)
@@ -511,6 +518,19 @@ class JackMidiBackend:
     def _on_connect(self, a: Any, b: Any, connect: bool) -> None:
         self.wake.set()
 
+    def _on_blocksize(self, blocksize: int) -> None:
+        # JACK calls it at activation too: only a change while connected is news.
+        old, self.server_period = self.server_period, int(blocksize)
+        if self.client is None or old in (0, blocksize):
+            return
+        log.info("JACK: the server's period is now %d frames (%.2f ms), was %d", blocksize,
+                 blocksize * 1000 / self._rate, old)
+        if self.on_period is not None:
+            try:
+                self.on_period(int(blocksize))
+            except Exception:
+                log.exception("JACK: handling the new period failed")
+
     def _on_shutdown(self, status: Any, reason: str) -> None:
         log.warning("JACK: server shut down: %s", reason)
         self._alive = False
@@ -652,12 +672,14 @@ def make_backend(
     client_name: str = "mxfd",
     output_clock: Optional[OutputClock] = None,
     output_port: Optional[Callable[[], Optional[str]]] = None,
+    on_period: Optional[Callable[[int], None]] = None,
 ) -> "JackMidiBackend | RtMidiBackend":
     """The MIDI backend for ``api`` ('auto' picks ALSA when its sequencer exists, else JACK)."""
     if api == "auto":
         api = "alsa" if alsa_sequencer_present() else "jack"
     if api == "jack" and jack_reader == "jack-client":
-        return JackMidiBackend(wake, client_name=client_name, output_clock=output_clock, output_port=output_port)
+        return JackMidiBackend(wake, client_name=client_name, output_clock=output_clock, output_port=output_port,
+                               on_period=on_period)
     return RtMidiBackend(api, wake, client_name=client_name)
 
 

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Optional
+from typing import IO, Any
 
 import jack
 import numpy as np

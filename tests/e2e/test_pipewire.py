@@ -119,7 +119,8 @@ def key_to_sound_ms(peer: JackPeer, notes: int = 10) -> list[float]:
     """Milliseconds from each note-on's JACK frame to the first sample the ear hears of it."""
     latencies = []
     for _ in range(notes):
-        assert wait_until(lambda: recent_dbfs(peer, 0.2) < SILENT_DBFS, 3.0)
+        silent = wait_until(lambda: recent_dbfs(peer, 0.2) < SILENT_DBFS, 3.0)
+        assert silent, f"not silent: {recent_dbfs(peer):.1f} dBFS"
         mark = peer.mark()
         at = peer.ear_frame(peer.send(KBD, 0x90, A4, 110))
         time.sleep(0.15)
@@ -199,3 +200,45 @@ def test_after_pipewire_restarts_mxfds_sound_and_midi_come_back_within_5_s_witho
         assert_a4(hear_note(peer, KBD), peer.rate)
     finally:
         peer.close()
+
+
+# -- the quantum changed -----------------------------------------------------------------------------
+
+
+def test_a_quantum_changed_while_mxfd_plays_keeps_the_sound_and_status_reports_the_new_period_and_latency(
+    pipewire: PipeWireRig, jack_daemon: Daemon, peer: JackPeer
+) -> None:
+    pid = jack_daemon.proc.pid
+    peer.plug(KBD)
+    try:
+        assert wait_until(lambda: plugged(jack_daemon, KBD), 2.0), log_tail(jack_daemon)
+        for quantum in (256, 64, 128):
+            restarts = jack_daemon.status()["audio"]["restarts"]
+            pipewire.set_quantum(quantum)
+            # The output reopens for the new period (PortAudio's own buffer was set up for the old one).
+            assert wait_until(
+                lambda q=quantum, r=restarts: (a := jack_daemon.status()["audio"])["server_period"] == q
+                and a["restarts"] > r and a["state"] == "running",
+                3.0,
+            ), log_tail(jack_daemon)
+            peer.send(KBD, 0xC0, 0)
+            peer.listen_to(MONITOR)
+            assert_a4(hear_note(peer, KBD), peer.rate)
+            # What status says the latency is, the ear measures at mxfd's ports.
+            peer.send(KBD, 0xC0, 80)
+            peer.send(KBD, 0xB0, 91, 0)
+            peer.listen_to(r"^mxfd-out:")
+            measured = key_to_sound_ms(peer, 5)
+            said = jack_daemon.status()["thru_latency_ms"]["frame_accurate"]
+            print(f"quantum {quantum}: status says {said} ms, heard after {measured} ms")
+            if quantum >= jack_daemon.status()["audio"]["period"]:
+                assert float(np.median(measured)) == pytest.approx(said, abs=0.2), (quantum, said, measured)
+            else:
+                # A server period shorter than mxfd's: PortAudio takes a block every few cycles, and the
+                # JACK reader's stamp knows only the cycle of the latest one; late by up to the difference.
+                late = (128 - quantum) * 1000 / peer.rate
+                assert all(said - 0.2 < m < said + late + 0.2 for m in measured), (quantum, said, measured)
+        assert jack_daemon.proc.poll() is None and jack_daemon.proc.pid == pid
+    finally:
+        peer.unplug(KBD)
+        pipewire.set_quantum(128)
