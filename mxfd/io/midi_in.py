@@ -186,8 +186,11 @@ class JackMidiBackend:
         output_clock: Optional[OutputClock] = None,
         output_port: Optional[Callable[[], Optional[str]]] = None,
         on_period: Optional[Callable[[int], None]] = None,
+        fallback: bool = False,
     ) -> None:
         self.wake = wake
+        #: Chosen by ``api = "auto"`` for want of an ALSA sequencer: no server means no MIDI system at all.
+        self.fallback = fallback
         #: Called (from JACK's notification thread) when the server's period changes while it runs.
         self.on_period = on_period
         #: The server's period (buffer size, PipeWire's quantum) in frames; 0 while not connected.
@@ -267,7 +270,10 @@ class JackMidiBackend:
                 client = jack.Client(self.client_name, no_start_server=True, servername=self.servername)
         except jack.JackError as exc:
             log.debug("JACK: %s", exc)
-            raise BackendUnavailable(f"no JACK server {self.server_label()!r}") from None
+            missing = f"no JACK server {self.server_label()!r}"
+            if self.fallback:
+                missing = f"no MIDI system: no ALSA sequencer ({ALSA_SEQUENCER}) and {missing}"
+            raise BackendUnavailable(missing) from None
         self._cycle_client = client
         self._last_frame = None
         try:
@@ -659,9 +665,13 @@ class RtMidiBackend:
         handle.close()
 
 
+#: The ALSA sequencer's device: there on desktops, not in containers without /dev/snd.
+ALSA_SEQUENCER = "/dev/snd/seq"
+
+
 def alsa_sequencer_present() -> bool:
     """True when the ALSA sequencer exists (desktops; not in containers without /dev/snd)."""
-    return os.path.exists("/dev/snd/seq")
+    return os.path.exists(ALSA_SEQUENCER)
 
 
 def make_backend(
@@ -674,12 +684,23 @@ def make_backend(
     output_port: Optional[Callable[[], Optional[str]]] = None,
     on_period: Optional[Callable[[int], None]] = None,
 ) -> "JackMidiBackend | RtMidiBackend":
-    """The MIDI backend for ``api`` ('auto' picks ALSA when its sequencer exists, else JACK)."""
+    """The MIDI backend for ``api``.
+
+    ``"auto"`` takes the ALSA sequencer where it exists (a desktop's USB
+    keyboards are its ports; PipeWire bridges them to JACK too), else JACK
+    through the system's libjack (jackd's, or PipeWire's under ``pw-jack``)
+    with the default reader, never python-rtmidi's bundled copy, which cannot
+    reach PipeWire.  With
+    neither, the JACK backend says so once ("no MIDI system: ...") and waits
+    for a server.
+    """
+    fallback = False
     if api == "auto":
         api = "alsa" if alsa_sequencer_present() else "jack"
+        fallback = api == "jack"
     if api == "jack" and jack_reader == "jack-client":
         return JackMidiBackend(wake, client_name=client_name, output_clock=output_clock, output_port=output_port,
-                               on_period=on_period)
+                               on_period=on_period, fallback=fallback)
     return RtMidiBackend(api, wake, client_name=client_name)
 
 

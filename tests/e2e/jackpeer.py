@@ -8,9 +8,11 @@ request a line on stdin, one JSON answer a line on stdout:
 
 * ``{"op": "info"}``: the server's rate and buffer size.
 * ``{"op": "ports", "pattern": RE, "midi": bool}``: names of ports matching.
+* ``{"op": "connections", "pattern": RE}``: what each audio port matching is connected to.
 * ``{"op": "connect", "pattern": RE, "timeout": s}``: connect the ear to the audio outputs matching.
 * ``{"op": "mark"}``: the ear's frame count; ``{"op": "since", "mark": n, "path": p}`` saves
   the mono audio recorded since then to ``p`` (``numpy.save``).
+* ``{"op": "disturbances", "mark": n}``: where the ear's timeline may have lost periods since then.
 * ``{"op": "plug", "name": NAME}`` / ``{"op": "unplug", "name": NAME}``: a keyboard ``NAME:out``
   (a JACK-Client MIDI output, as a hardware keyboard bridged by PipeWire appears) comes and goes.
 * ``{"op": "send", "name": NAME, "msg": [bytes]}``: the keyboard plays it in its next cycle.
@@ -139,6 +141,11 @@ class JackPeer:
         path.unlink()
         return audio
 
+    def disturbances(self, mark: int) -> list[int]:
+        """Frames after ``mark`` where the ear's timeline may have lost periods (xruns, missed cycles)."""
+        found: list[int] = self.request("disturbances", mark=mark)["disturbances"]
+        return found
+
     def listen(self, seconds: float) -> np.ndarray:
         m = self.mark()
         time.sleep(seconds)
@@ -184,6 +191,9 @@ def main() -> None:
         if op == "ports":
             kind = {"is_midi": True} if req.get("midi") else {"is_audio": True}
             return {"ports": [p.name for p in ear.client.get_ports(**kind) if re.search(req["pattern"], p.name)]}
+        if op == "connections":
+            return {p.name: [c.name for c in ear.client.get_all_connections(p)]
+                    for p in ear.client.get_ports(is_audio=True) if re.search(req["pattern"], p.name)}
         if op == "connect":
             return {"ports": ear.connect(req["pattern"], timeout=req.get("timeout_s", 10.0))}
         if op == "disconnect":
@@ -197,6 +207,8 @@ def main() -> None:
             audio = ear.since(req["mark"])
             np.save(req["path"], audio)
             return {"frames": len(audio), "disturbances": ear.disturbances(req["mark"])}
+        if op == "disturbances":
+            return {"disturbances": ear.disturbances(req["mark"])}
         if op == "plug":
             keyboards[req["name"]] = JackKeyboard(req["name"])
             return {}
