@@ -65,7 +65,9 @@ were (the mapping to master time steps, see ``on_sync``).
     stopped ─start()─▶ degraded ──worker ready──▶ running
                           ▲                          │
                           └── worker exits / dies / stalls (restart after back-off:
-                              0.25 s doubling to 5 s, reset after 5 s of running)
+                              0.25 s doubling to 5 s, reset after 5 s of running),
+                              or reopen() replaces it (no back-off: the JACK
+                              server's period changed)
 
 Any worker failure, including SIGABRT, is just a child's exit status to the
 daemon.  The render thread learns it from end of file on the notify socket

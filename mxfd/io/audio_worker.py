@@ -30,6 +30,12 @@ a non-blocking socket.  If no frame is ready it plays silence and counts an
 underrun (from the first frame on; start-up silence is not an underrun), and
 it counts PortAudio's ``output_underflow`` flag as an xrun.
 
+The device ``"default"`` (config None) is the JACK host API's output when a
+JACK server answered PortAudio at start-up (jackd, or PipeWire under
+``pw-jack``), else PortAudio's own default, which is ALSA's ``default`` PCM
+where ALSA has one: on a desktop that is the sound server's ALSA plugin
+(pipewire-alsa), a slower path into the same server.
+
 The JACK client is named before PortAudio initialises (PortAudio's JACK
 host API has ``PaJack_SetClientName``; sounddevice initialises at import, so
 the name is set through ctypes on the same library first).  Its ports are
