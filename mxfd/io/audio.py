@@ -154,6 +154,8 @@ WAKE_HISTORY: Final = 1 << 16
 RENDER_RT_PRIORITY: Final = 1
 
 _WORKER_PATH: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "audio_worker.py")
+#: A callback-to-stream-time offset this far off the others means the stream's clock was re-based.
+TIME_BASE_JUMP_NS: Final = 1_000_000_000
 _EXIT_MEANING: Final = {0: "stopped", 2: "could not open the device", 3: "the stream died", 4: "bad configuration"}
 
 
@@ -567,7 +569,11 @@ class AudioOutput:
             n = self._freed
             own.free(own.frame(ring.slot_frame(n)))
             offset = ring.slot_cb_ns(n) - ring.slot_current_ns(n)
-            if offset < self._min_offset_ns:
+            if self._min_offset_ns != 1 << 62 and abs(offset - self._min_offset_ns) > TIME_BASE_JUMP_NS:
+                # PortAudio's stream time changed its base (under PipeWire's libjack its first callback's
+                # time is 2**32 frames off the rest): offsets from before are of another clock.
+                self._min_offset_ns = offset
+            elif offset < self._min_offset_ns:
                 self._min_offset_ns = offset
             self._sync_countdown -= 1
             if self._sync_countdown <= 0:
