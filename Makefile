@@ -5,7 +5,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := python3-venv libportaudio2 jackd2 libjack-jackd2-0 fluidsynth fluid-soundfont-gm timgm6mb-soundfont
+SYSTEM_PACKAGES := python3-venv libportaudio2 jackd2 libjack-jackd2-0 fluidsynth fluid-soundfont-gm timgm6mb-soundfont \
+  pipewire pipewire-bin wireplumber pipewire-pulse pipewire-jack pipewire-alsa pulseaudio-utils dbus
 # systemd-analyze, for the tests of the user unit (verify, security); a container may lack it
 SYSTEM_PACKAGES += systemd
 

@@ -14,6 +14,7 @@ from typing import Iterator
 import pytest
 
 from tests.jackserver import JackServer
+from tests.pipewire import PipeWireRig
 
 pytest_plugins = ["pytester"]  # tests/test_e2e_marker.py runs the guard on a test file of its own
 
@@ -31,6 +32,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if unmarked:
         raise pytest.UsageError(
             "tests that use the JACK server must be marked e2e (pytest.mark.e2e): " + ", ".join(unmarked)
+        )
+    # A test talks to one JACK server: jackd's (in its own process) or PipeWire's (in subprocesses under pw-jack).
+    wrong = [
+        item.nodeid
+        for item in items
+        if "pipewire" in getattr(item, "fixturenames", ())
+        and (item.get_closest_marker("pipewire") is None or "jack_server" in getattr(item, "fixturenames", ()))
+    ]
+    if wrong:
+        raise pytest.UsageError(
+            "tests that use the PipeWire rig must be marked pipewire (pytest.mark.pipewire) "
+            "and not use the jackd server: " + ", ".join(wrong)
         )
 
 
@@ -66,3 +79,19 @@ def jack_server() -> Iterator[JackServer]:
             os.environ.pop("JACK_DEFAULT_SERVER", None)
         else:
             os.environ["JACK_DEFAULT_SERVER"] = old
+
+
+@pytest.fixture(scope="session")
+def pipewire() -> Iterator[PipeWireRig]:
+    """A running headless PipeWire (pipewire, wireplumber, pipewire-pulse), a null sink, quantum 128 at 48 kHz.
+
+    Its clients get :meth:`PipeWireRig.env` (PipeWire, PulseAudio, ALSA through
+    pipewire-alsa) or :meth:`PipeWireRig.jack_env` (JACK, as under ``pw-jack``),
+    always in subprocesses.  Only for tests marked ``pipewire`` (checked at collection).
+    """
+    rig = PipeWireRig()
+    try:
+        rig.start()
+        yield rig
+    finally:
+        rig.stop()

@@ -55,3 +55,35 @@ def test_outside_e2e_jack_reaches_no_server_and_none_can_be_started() -> None:
         jack.Client("mxfd-test-guard", no_start_server=True)
     with pytest.raises(RuntimeError, match="not marked e2e"):
         JackServer("mxfd-test-guard").start()
+
+
+def test_a_test_using_the_pipewire_rig_without_its_marker_or_with_the_jackd_server_stops_the_run(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        "from tests.conftest import _jack_only_in_e2e, jack_server, pipewire, pytest_collection_modifyitems"
+        "  # noqa: F401\n"
+    )
+    pytester.makeini("[pytest]\nmarkers =\n    e2e: end-to-end\n    pipewire: on PipeWire\n")
+    pytester.makepyfile(
+        test_guarded="""
+import pytest
+
+def test_unmarked(pipewire):
+    pass
+
+@pytest.mark.pipewire
+@pytest.mark.e2e
+def test_both_servers(pipewire, jack_server):
+    pass
+
+@pytest.mark.pipewire
+def test_marked(pipewire):
+    pass
+"""
+    )
+    result = pytester.runpytest("--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "must be marked pipewire" in err
+    assert "test_unmarked" in err and "test_both_servers" in err and "test_marked" not in err

@@ -796,6 +796,7 @@ class Engine:
                 client_name=self.client_name,
                 output_clock=self,
                 output_port=self.output_port,
+                on_period=self._on_server_period,
             )
         ]
         if m.raw:
@@ -810,6 +811,20 @@ class Engine:
             poll_interval=m.poll_interval,
         )
         self.hotplug.start()
+
+    def _on_server_period(self, frames: int) -> None:
+        """The JACK server's period changed (PipeWire's quantum, say): the output reopens, exact again."""
+        audio = self.audio
+        if audio is not None and "JACK" in str(audio.status().get("hostapi")):
+            audio.reopen(f"the JACK server's period is now {frames} frames")
+
+    def server_period(self) -> Optional[int]:
+        """The JACK server's period in frames (its buffer size), None without a JACK server."""
+        for b in self.backends:
+            frames = getattr(b, "server_period", 0)
+            if frames and b.alive:
+                return int(frames)
+        return None
 
     def _stop_midi(self) -> None:
         if self.hotplug is not None:
@@ -1042,7 +1057,8 @@ class Engine:
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "inputs": self.inputs(),
             "midi": self.hotplug.status() if self.hotplug is not None else [],
-            "audio": self.audio.status() if self.audio is not None else {"state": "none"},
+            "audio": dict(self.audio.status(), server_period=self.server_period())
+            if self.audio is not None else {"state": "none"},
             "render_latency_100ns": self.render_latency_100ns,
             "render_latency_ms": round(self.render_latency_100ns / 10_000, 3),
             "render_latency_frames": self.render_latency_frames,

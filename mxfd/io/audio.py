@@ -65,7 +65,9 @@ were (the mapping to master time steps, see ``on_sync``).
     stopped ─start()─▶ degraded ──worker ready──▶ running
                           ▲                          │
                           └── worker exits / dies / stalls (restart after back-off:
-                              0.25 s doubling to 5 s, reset after 5 s of running)
+                              0.25 s doubling to 5 s, reset after 5 s of running),
+                              or reopen() replaces it (no back-off: the JACK
+                              server's period changed)
 
 Any worker failure, including SIGABRT, is just a child's exit status to the
 daemon.  The render thread learns it from end of file on the notify socket
@@ -152,6 +154,8 @@ WAKE_HISTORY: Final = 1 << 16
 RENDER_RT_PRIORITY: Final = 1
 
 _WORKER_PATH: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "audio_worker.py")
+#: A callback-to-stream-time offset this far off the others means the stream's clock was re-based.
+TIME_BASE_JUMP_NS: Final = 1_000_000_000
 _EXIT_MEANING: Final = {0: "stopped", 2: "could not open the device", 3: "the stream died", 4: "bad configuration"}
 
 
@@ -262,11 +266,13 @@ class AudioOutput:
         self._foreign_for: Optional[FrameAllocator] = None
         self._sync_countdown = SYNC_INTERVAL
         self._min_offset_ns = 0
-        self._device_latency_ns = 0
+        self._device_latency_ns: Optional[int] = None  # measured from the played frames' stamps; 0 is a value
         self._wake_ns = np.zeros(WAKE_HISTORY, dtype=np.int64)
         self._wakes = 0
         # counters
         self.restarts = 0
+        # Why the running worker is to be replaced at once (reopen()), or None.
+        self._reopen_reason: Optional[str] = None
         self.render_errors = 0
         self.refused_frames = 0
         self.degraded_frames = 0
@@ -378,7 +384,9 @@ class AudioOutput:
             "periods": self.periods,
             "channels": self.channels,
             "latency_frames": self.periods * self.period,
-            "device_latency_s": self._device_latency_ns / 1e9 if self._device_latency_ns else info.get("latency"),
+            "device_latency_s": (
+                self._device_latency_ns / 1e9 if self._device_latency_ns is not None else info.get("latency")
+            ),
             "framing": {"frames": f.frames, "frame_size": f.frame_size, "alignment": f.alignment},
             "allocator": type(self._allocator).__name__,
             "state": self._state,
@@ -421,6 +429,16 @@ class AudioOutput:
         self._supervisor = threading.Thread(target=self._supervise, name="mxfd-audio-supervisor", daemon=True)
         self._supervisor.start()
         self._first_outcome.wait(timeout)
+
+    def reopen(self, reason: str) -> None:
+        """Replace the running worker with a new one at once, its stream opened afresh (any thread).
+
+        For a sound server whose period changed: PortAudio keeps playing
+        ``period``-frame blocks into the new server period through a buffer of
+        its own, whose delay it set up for the old one.
+        """
+        if self._state == RUNNING:
+            self._reopen_reason = reason
 
     def stop(self) -> None:
         """Close the device, stop the worker and the threads, unlink the shared memory."""
@@ -551,7 +569,11 @@ class AudioOutput:
             n = self._freed
             own.free(own.frame(ring.slot_frame(n)))
             offset = ring.slot_cb_ns(n) - ring.slot_current_ns(n)
-            if offset < self._min_offset_ns:
+            if self._min_offset_ns != 1 << 62 and abs(offset - self._min_offset_ns) > TIME_BASE_JUMP_NS:
+                # PortAudio's stream time changed its base (under PipeWire's libjack its first callback's
+                # time is 2**32 frames off the rest): offsets from before are of another clock.
+                self._min_offset_ns = offset
+            elif offset < self._min_offset_ns:
                 self._min_offset_ns = offset
             self._sync_countdown -= 1
             if self._sync_countdown <= 0:
@@ -658,6 +680,8 @@ class AudioOutput:
                 backoff = BACKOFF_MIN_S
             self._set_state(DEGRADED, message)
             self._first_outcome.set()
+            if message.startswith("audio worker killed: reopening"):
+                continue  # asked for (reopen()): no back-off
             log.debug("audio worker ended after %.1f s: %s; retrying in %.2f s", time.monotonic() - began,
                       message, backoff)
             self._stopping.wait(backoff)
@@ -785,7 +809,12 @@ class AudioOutput:
                                 del stderr_tail[:-5]
                 now = time.monotonic()
                 if killed is None and not stop_sent:
-                    if ready_at is None and now - started > START_TIMEOUT_S:
+                    reopen = self._reopen_reason
+                    if reopen is not None and ready_at is not None:
+                        self._reopen_reason = None
+                        killed = f"reopening: {reopen}"
+                        proc.kill()
+                    elif ready_at is None and now - started > START_TIMEOUT_S:
                         killed = f"it did not open the device within {START_TIMEOUT_S:g} s"
                         proc.kill()
                     elif ready_at is not None:

@@ -30,6 +30,12 @@ a non-blocking socket.  If no frame is ready it plays silence and counts an
 underrun (from the first frame on; start-up silence is not an underrun), and
 it counts PortAudio's ``output_underflow`` flag as an xrun.
 
+The device ``"default"`` (config None) is the JACK host API's output when a
+JACK server answered PortAudio at start-up (jackd, or PipeWire under
+``pw-jack``), else PortAudio's own default, which is ALSA's ``default`` PCM
+where ALSA has one: on a desktop that is the sound server's ALSA plugin
+(pipewire-alsa), a slower path into the same server.
+
 The JACK client is named before PortAudio initialises (PortAudio's JACK
 host API has ``PaJack_SetClientName``; sounddevice initialises at import, so
 the name is set through ctypes on the same library first).  Its ports are
@@ -222,8 +228,8 @@ class Worker:
         device = cfg["device"]
         try:
             if device is None:
-                index = sd.default.device[1]
-                if index is None or index < 0:
+                device = _default_output(sd)
+                if device is None:
                     self.fail(EXIT_NO_DEVICE, "no audio output device: " + _describe_host_apis(sd))
             info = sd.query_devices(device, kind="output")
         except (ValueError, sd.PortAudioError) as e:
@@ -255,7 +261,7 @@ class Worker:
             index=info["index"],
             hostapi=hostapi,
             rate=stream.samplerate,
-            latency=stream.latency,
+            latency=_plausible_latency(stream.latency),
             client=client,
             ports=[f"{client}:out_{i}" for i in range(self.channels)] if client else [],
         )
@@ -276,6 +282,34 @@ class Worker:
             except sd.PortAudioError as e:
                 print(f"audio worker: closing the stream failed: {e}", file=sys.stderr)
         os._exit(EXIT_STOPPED)
+
+
+def _plausible_latency(seconds: float) -> Optional[float]:
+    """PortAudio's output latency, or None where it cannot be one.
+
+    Under PipeWire's libjack, PortAudio's JACK host API computes it from
+    frame times that wrap: 2**32 frames less a few, 89478 s at 48 kHz.  The
+    frames' own time stamps then measure it (``mxfd.io.audio``).
+    """
+    return seconds if 0.0 <= seconds < 1.0 else None
+
+
+def _default_output(sd: Any) -> Optional[int]:
+    """The device ``"default"`` means: JACK's when a JACK server answers, else PortAudio's default.
+
+    PortAudio's own default is the first host API with a device, ALSA before
+    JACK; where ALSA's ``default`` PCM is a sound server's stream (pipewire-alsa,
+    the PulseAudio plugin) that would send the sound through the server's ALSA
+    path, a period or more later than its JACK graph (under ``pw-jack`` too),
+    and past the JACK server a user started for low latency.  PortAudio lists
+    its JACK host API only when a server answered at start-up, so its presence
+    is the answer.
+    """
+    for api in sd.query_hostapis():
+        if "JACK" in api["name"] and api["default_output_device"] >= 0:
+            return int(api["default_output_device"])
+    index = sd.default.device[1]
+    return None if index is None or index < 0 else int(index)
 
 
 def _describe_outputs(sd: Any, own_clients: Optional[str]) -> str:

@@ -186,6 +186,9 @@ class Hotplug:
                 t = min(t, self.retry_interval)
             if not b.notifies:
                 t = min(t, self.poll_interval)
+            liveness = getattr(b, "liveness_interval", None)  # a system that may die without a word
+            if liveness is not None and st.up:
+                t = min(t, liveness)
         return t
 
     def reconcile(self) -> None:

@@ -59,6 +59,8 @@ from mxfd.io.jacklog import connecting, route_jack_messages
 
 log = logging.getLogger(__name__)
 
+#: A JACK server that ran none of the client's cycles for this long is gone (seconds; see JackMidiBackend.alive).
+SILENT_SERVER_S = 1.0
 #: Lost input is logged at most this often (seconds); what is lost in between is summed.
 LOSS_LOG_INTERVAL_S = 5.0
 #: How far the arrival stamper lets its anchor creep later per second, to
@@ -172,6 +174,8 @@ class JackMidiBackend:
     #: What hot-plug calls gone or back.
     system = "JACK server"
     notifies = True
+    #: How often the watcher asks :attr:`alive` at least (seconds): a server may die without a word.
+    liveness_interval = 0.5
 
     def __init__(
         self,
@@ -181,8 +185,16 @@ class JackMidiBackend:
         servername: Optional[str] = None,
         output_clock: Optional[OutputClock] = None,
         output_port: Optional[Callable[[], Optional[str]]] = None,
+        on_period: Optional[Callable[[int], None]] = None,
+        fallback: bool = False,
     ) -> None:
         self.wake = wake
+        #: Chosen by ``api = "auto"`` for want of an ALSA sequencer: no server means no MIDI system at all.
+        self.fallback = fallback
+        #: Called (from JACK's notification thread) when the server's period changes while it runs.
+        self.on_period = on_period
+        #: The server's period (buffer size, PipeWire's quantum) in frames; 0 while not connected.
+        self.server_period = 0
         self.frame_accurate = output_clock is not None
         self.client_name = client_name
         self.servername = servername
@@ -199,6 +211,9 @@ class JackMidiBackend:
         self._entries: tuple[JackPort, ...] = ()
         self._virtual: Optional[JackPort] = None
         self._cycles = 0
+        # The cycle count the watcher saw last, and when it last saw it move (see alive).
+        self._seen_cycles = 0
+        self._seen_at = 0.0
         #: Exceptions caught in the process callback.
         self.errors = 0
         self._last_error_log = 0.0
@@ -221,6 +236,21 @@ class JackMidiBackend:
 
     @property
     def alive(self) -> bool:
+        """False once the server shut down, or ran none of this client's cycles for :data:`SILENT_SERVER_S`.
+
+        jackd tells its clients when it goes (the shutdown callback); PipeWire's
+        libjack does not: its clients of a dead PipeWire stay "open", list the
+        old ports and run no more cycles.  So a running client that stopped
+        cycling counts as gone too (jackd itself throws a client out that long
+        without a cycle), and the watcher reopens it.
+        """
+        if self._alive and self.client is not None:
+            now = time.monotonic()
+            if self._cycles != self._seen_cycles:
+                self._seen_cycles, self._seen_at = self._cycles, now
+            elif now - self._seen_at > SILENT_SERVER_S:
+                log.warning("JACK: the server ran no cycle for %.1f s; taking it as gone", now - self._seen_at)
+                self._alive = False
         return self._alive
 
     def server_label(self) -> str:
@@ -240,7 +270,10 @@ class JackMidiBackend:
                 client = jack.Client(self.client_name, no_start_server=True, servername=self.servername)
         except jack.JackError as exc:
             log.debug("JACK: %s", exc)
-            raise BackendUnavailable(f"no JACK server {self.server_label()!r}") from None
+            missing = f"no JACK server {self.server_label()!r}"
+            if self.fallback:
+                missing = f"no MIDI system: no ALSA sequencer ({ALSA_SEQUENCER}) and {missing}"
+            raise BackendUnavailable(missing) from None
         self._cycle_client = client
         self._last_frame = None
         try:
@@ -249,6 +282,7 @@ class JackMidiBackend:
             client.set_port_connect_callback(self._on_connect, only_available=False)
             client.set_shutdown_callback(self._on_shutdown)
             client.set_xrun_callback(self._on_xrun)
+            client.set_blocksize_callback(self._on_blocksize)
             self._times = _CycleTimes(client)
             if self.output_port is not None:
                 self._sync_port = client.inports.register("sync")
@@ -258,6 +292,8 @@ class JackMidiBackend:
             client.close()
             raise
         self.client = client
+        self.server_period = int(client.blocksize)
+        self._seen_cycles, self._seen_at = self._cycles, time.monotonic()
         self._alive = True
         log.info("JACK: connected as %s (%d Hz, period %d)", client.name, client.samplerate, client.blocksize)
 
@@ -488,6 +524,19 @@ class JackMidiBackend:
     def _on_connect(self, a: Any, b: Any, connect: bool) -> None:
         self.wake.set()
 
+    def _on_blocksize(self, blocksize: int) -> None:
+        # JACK calls it at activation too: only a change while connected is news.
+        old, self.server_period = self.server_period, int(blocksize)
+        if self.client is None or old in (0, blocksize):
+            return
+        log.info("JACK: the server's period is now %d frames (%.2f ms), was %d", blocksize,
+                 blocksize * 1000 / self._rate, old)
+        if self.on_period is not None:
+            try:
+                self.on_period(int(blocksize))
+            except Exception:
+                log.exception("JACK: handling the new period failed")
+
     def _on_shutdown(self, status: Any, reason: str) -> None:
         log.warning("JACK: server shut down: %s", reason)
         self._alive = False
@@ -616,9 +665,13 @@ class RtMidiBackend:
         handle.close()
 
 
+#: The ALSA sequencer's device: there on desktops, not in containers without /dev/snd.
+ALSA_SEQUENCER = "/dev/snd/seq"
+
+
 def alsa_sequencer_present() -> bool:
     """True when the ALSA sequencer exists (desktops; not in containers without /dev/snd)."""
-    return os.path.exists("/dev/snd/seq")
+    return os.path.exists(ALSA_SEQUENCER)
 
 
 def make_backend(
@@ -629,12 +682,25 @@ def make_backend(
     client_name: str = "mxfd",
     output_clock: Optional[OutputClock] = None,
     output_port: Optional[Callable[[], Optional[str]]] = None,
+    on_period: Optional[Callable[[int], None]] = None,
 ) -> "JackMidiBackend | RtMidiBackend":
-    """The MIDI backend for ``api`` ('auto' picks ALSA when its sequencer exists, else JACK)."""
+    """The MIDI backend for ``api``.
+
+    ``"auto"`` takes the ALSA sequencer where it exists (a desktop's USB
+    keyboards are its ports; PipeWire bridges them to JACK too), else JACK
+    through the system's libjack (jackd's, or PipeWire's under ``pw-jack``)
+    with the default reader, never python-rtmidi's bundled copy, which cannot
+    reach PipeWire.  With
+    neither, the JACK backend says so once ("no MIDI system: ...") and waits
+    for a server.
+    """
+    fallback = False
     if api == "auto":
         api = "alsa" if alsa_sequencer_present() else "jack"
+        fallback = api == "jack"
     if api == "jack" and jack_reader == "jack-client":
-        return JackMidiBackend(wake, client_name=client_name, output_clock=output_clock, output_port=output_port)
+        return JackMidiBackend(wake, client_name=client_name, output_clock=output_clock, output_port=output_port,
+                               on_period=on_period, fallback=fallback)
     return RtMidiBackend(api, wake, client_name=client_name)
 
 

@@ -43,9 +43,13 @@ class Daemon:
 
     It plays the built-in bank (``--soundfont builtin``: these tests were written against its
     sounds) unless ``soundfont`` names a font, or is None to leave the choice to the config.
+    ``env`` is the environment to start from (the test's own by default; a PipeWire rig's for its tests).
     """
 
-    def __init__(self, tmp: Path, config: str, *args: str, soundfont: Optional[str] = "builtin") -> None:
+    def __init__(
+        self, tmp: Path, config: str, *args: str, soundfont: Optional[str] = "builtin",
+        env: Optional[dict[str, str]] = None,
+    ) -> None:  # fmt: skip
         self.tmp = tmp
         self.config_path = tmp / "mxfd.toml"
         self.config_path.write_text(config)
@@ -62,7 +66,7 @@ class Daemon:
         self._reader.start()
         self.socket_path = str(runtime / "mxfd" / "mxfd.sock")
         env = dict(
-            os.environ,
+            os.environ if env is None else env,
             NOTIFY_SOCKET=self.notify_path,
             WATCHDOG_USEC="1000000",
             XDG_RUNTIME_DIR=str(runtime),

@@ -14,7 +14,15 @@ import pytest
 from mxfd.core.clock import UNITS_PER_US, ManualClock
 from mxfd.core.event import EVENT_COMPLETE
 from mxfd.io.base import BackendUnavailable, Wake, is_mxfd_port
-from mxfd.io.midi_in import ArrivalStamper, JackMidiBackend, JackPort, RtMidiBackend
+from mxfd.io.midi_in import (
+    SILENT_SERVER_S,
+    ArrivalStamper,
+    JackMidiBackend,
+    JackPort,
+    RtMidiBackend,
+    alsa_sequencer_present,
+    make_backend,
+)
 from tests.e2e.ears import Keyboard, wait_until
 from tests.jackserver import JackServer
 
@@ -347,6 +355,38 @@ def test_a_server_shutdown_marks_the_backend_dead_and_it_reopens(jack_server: Ja
         assert backend.alive
     finally:
         backend.close()
+
+
+@pytest.mark.e2e
+def test_a_server_that_runs_none_of_its_cycles_for_a_second_counts_as_gone(jack_server: JackServer) -> None:
+    # PipeWire's libjack never calls the shutdown callback when PipeWire dies: the client just stops
+    # cycling.  A client JACK stopped running (deactivated behind the backend's back) looks the same.
+    backend = JackMidiBackend(Wake(), client_name="mxfd-test-silent")
+    backend.open()
+    try:
+        assert backend.alive
+        time.sleep(SILENT_SERVER_S + 0.3)
+        assert backend.alive, "a server that cycles is not gone, however long"
+        backend.client.deactivate()
+        assert backend.alive  # not at once: a second without a cycle
+        assert wait_until(lambda: not backend.alive, SILENT_SERVER_S + 1.0)
+    finally:
+        backend.close()
+
+
+def test_api_auto_takes_the_alsa_sequencer_or_else_jack_and_says_when_there_is_no_midi_system() -> None:
+    backend = make_backend("auto", Wake())
+    if alsa_sequencer_present():  # a desktop
+        assert isinstance(backend, RtMidiBackend) and backend.kind == "alsa"
+        return
+    # Here JACK, through JACK-Client (the system's libjack, or PipeWire's under pw-jack), not rtmidi's own.
+    assert isinstance(backend, JackMidiBackend)
+    with pytest.raises(BackendUnavailable) as exc:
+        backend.open()  # outside e2e no JACK server answers
+    assert str(exc.value) == (
+        f"no MIDI system: no ALSA sequencer (/dev/snd/seq) and no JACK server {backend.server_label()!r}"
+    )
+    assert not backend.alive
 
 
 def test_is_mxfd_port_knows_every_instance() -> None:
