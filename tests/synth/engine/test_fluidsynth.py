@@ -1,7 +1,7 @@
 """Differential test against FluidSynth: the same note, the same font, reverb and chorus off on both.
 
 For a sample of TimGM6mb's melodic presets and its drum kit (and a smaller
-sample of FluidR3_GM's), one note at two
+sample of FluidR3_GM's, and of an SF3 made from TimGM6mb), one note at two
 velocities is rendered by ``mxfd render`` and by ``fluidsynth -F`` (both as
 32-bit float, so FluidSynth's 16-bit dither does not hide the quiet drums):
 the onset within 1 ms, the fundamental (the strongest partial) within
@@ -25,6 +25,7 @@ import pytest
 from mxfd.cli import main as cli
 from tests.synth.engine.compare import compare
 from tests.synth.engine.helpers import FLUIDR3, RATE, TIMGM
+from tests.synth.engine.sf3 import sf2_to_sf3
 
 FLUIDSYNTH = shutil.which("fluidsynth") or "/usr/bin/fluidsynth"
 #: FluidSynth's player starts one buffer late (see the module docstring).
@@ -97,3 +98,25 @@ def test_a_fluidr3_preset_sounds_as_fluidsynth_plays_it(tmp_path: Path, program:
 @pytest.mark.parametrize("key", FLUIDR3_DRUMS)
 def test_a_fluidr3_drum_note_sounds_as_fluidsynth_plays_it(tmp_path: Path, key: int, velocity: int) -> None:
     _check(tmp_path, FLUIDR3, 0, key, velocity, 9, pitched=False)
+
+
+#: An SF3 of TimGM6mb (every sample an Ogg Vorbis stream): a few programs and drums, both synths decoding it.
+SF3_MELODIC = [0, 24, 40, 56, 73, 104]
+SF3_DRUMS = [36, 38, 42]
+
+
+@pytest.fixture(scope="module")
+def timgm_sf3(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("sf3") / "TimGM6mb.sf3"
+    path.write_bytes(sf2_to_sf3(Path(TIMGM).read_bytes()))
+    return str(path)
+
+
+@pytest.mark.parametrize("program", SF3_MELODIC)
+def test_an_sf3_preset_sounds_as_fluidsynth_plays_it(tmp_path: Path, timgm_sf3: str, program: int) -> None:
+    _check(tmp_path, timgm_sf3, program, 60, 100, 0, pitched=True)
+
+
+@pytest.mark.parametrize("key", SF3_DRUMS)
+def test_an_sf3_drum_note_sounds_as_fluidsynth_plays_it(tmp_path: Path, timgm_sf3: str, key: int) -> None:
+    _check(tmp_path, timgm_sf3, 0, key, 100, 9, pitched=False)
