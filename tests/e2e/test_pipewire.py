@@ -162,18 +162,32 @@ def test_a_jack_keyboard_on_pipewire_is_heard_on_the_speakers_at_440_hz_through_
         peer.unplug(KBD)
 
 
+def lost_input(d: Daemon) -> int:
+    """JACK cycles the daemon's MIDI reader has missed so far (their events never reached it)."""
+    return int(d.status()["input_lost"]["cycles"])
+
+
 def key_to_sound_ms(peer: JackPeer, notes: int = 10, d: Optional[Daemon] = None) -> list[float]:
     """Milliseconds from each note-on's JACK frame to the first sample the ear hears of it.
 
     A note whose take was disturbed (an underrun of mxfd's queue puts a period of silence in, an xrun
-    of the ear takes one out) is played again, up to three times as many as there are notes.
+    of the ear takes one out, cycles the daemon's JACK reader missed lose its events) is played again,
+    up to three times as many as there are notes.
     """
+    lost_before = lost_input(d) if d is not None else 0
     latencies: list[float] = []
     disturbed = 0
     while len(latencies) < notes:
         silent = wait_until(lambda: recent_dbfs(peer, 0.2) < SILENT_DBFS, 3.0)
+        if not silent and d is not None and lost_input(d) != lost_before:
+            # The daemon's JACK reader missed cycles (it says so): the note-off was in one of them and
+            # the note hangs.  Release it and take the note again.
+            peer.send(KBD, 0xB0, 123, 0)
+            disturbed += 1
+            silent = wait_until(lambda: recent_dbfs(peer, 0.2) < SILENT_DBFS, 3.0)
         assert silent, f"not silent: {recent_dbfs(peer):.1f} dBFS\n" + (diagnose(d) if d is not None else "")
         underruns = d.status()["audio"]["underruns"] if d is not None else 0
+        lost_before = lost_input(d) if d is not None else 0
         mark = peer.mark()
         at = peer.ear_frame(peer.send(KBD, 0x90, A4, 110))
         time.sleep(0.15)
@@ -181,7 +195,9 @@ def key_to_sound_ms(peer: JackPeer, notes: int = 10, d: Optional[Daemon] = None)
         heard = peer.since(mark)
         sounding = np.flatnonzero(np.abs(heard) > 1e-3)
         assert len(sounding), "no sound\n" + (diagnose(d) if d is not None else "")
-        if peer.disturbances(mark) or (d is not None and d.status()["audio"]["underruns"] != underruns):
+        if peer.disturbances(mark) or (
+            d is not None and (d.status()["audio"]["underruns"] != underruns or lost_input(d) != lost_before)
+        ):
             disturbed += 1
             assert disturbed <= 3 * notes, f"{disturbed} notes disturbed by underruns or xruns, {len(latencies)} not"
             continue
