@@ -16,6 +16,8 @@ Synth miniport (``mxfd.synth``)
     :class:`Synth`.
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from mxfd.core.allocator import Allocator, AllocatorError, AllocatorExhausted
 from mxfd.core.capture import CaptureSink
 from mxfd.core.clock import UNITS_PER_MS, UNITS_PER_SECOND, ManualClock, ReferenceTime, master_time
@@ -40,9 +42,25 @@ from mxfd.core.packer import Packer
 from mxfd.core.sequencer import DONT_HOLD_FOR_SEQUENCING, Sequencer
 from mxfd.core.unpacker import Unpacker
 from mxfd.core.wire import DMUS_EVENT_STRUCTURED, BadBufferError, decode_buffer, encode_buffer
-from mxfd.synth import Synth
+
+if _TYPE_CHECKING:
+    from mxfd.synth import Synth
 
 __version__ = "0.1.0"
+
+
+#: Public names imported when first asked for: the synth brings numpy and numba, which a program using
+#: only the transport core must not pay for (and the core must not import).
+_LAZY = ("Synth",)
+
+
+def __getattr__(name: str) -> object:
+    if name == "Synth":
+        from mxfd.synth import Synth
+
+        globals()[name] = Synth
+        return Synth
+    raise AttributeError(f"module 'mxfd' has no attribute {name!r}")
 
 __all__ = [
     "BYTE_POSITION_NONE",
