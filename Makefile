@@ -10,7 +10,7 @@ SYSTEM_PACKAGES := python3-venv libportaudio2 jackd2 libjack-jackd2-0 fluidsynth
 # systemd-analyze, for the tests of the user unit (verify, security); a container may lack it
 SYSTEM_PACKAGES += systemd
 
-.PHONY: run test system venv lint bench clean
+.PHONY: run test test-pipewire system venv lint bench clean
 
 system:
 	@if ! dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1; then \
@@ -33,6 +33,10 @@ lint: venv
 
 test: system venv lint
 	$(VENV)/bin/pytest -q
+
+# The end-to-end tests on a headless PipeWire (tests/pipewire.py starts it), apart from `make test`.
+test-pipewire: system venv
+	$(VENV)/bin/pytest -q -m pipewire
 
 run: system venv
 	$(VENV)/bin/mxfd run
