@@ -34,7 +34,7 @@ lint: venv
 test: system venv lint
 	$(VENV)/bin/pytest -q
 
-# Only the end-to-end tests on a headless PipeWire (tests/pipewire.py starts it).
+# The end-to-end tests on a headless PipeWire (tests/pipewire.py starts it), apart from `make test`.
 test-pipewire: system venv
 	$(VENV)/bin/pytest -q -m pipewire
 
