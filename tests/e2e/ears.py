@@ -241,6 +241,18 @@ def dominant_frequency(x: np.ndarray, rate: int) -> float:
     return float(k * rate / (len(x) * 4))
 
 
+def band_db(x: np.ndarray, rate: int, f: float, width: float = 0.01) -> float:
+    """The spectrum's peak within ``width`` (relative) of ``f``, in dB of an arbitrary unit.
+
+    Compare two bands of one recording with it; a single figure means nothing alone.
+    """
+    x = x - np.mean(x)
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)), n=len(x) * 4))
+    freqs = np.fft.rfftfreq(len(x) * 4, 1.0 / rate)
+    band = spec[(freqs > f * (1 - width)) & (freqs < f * (1 + width))]
+    return float(20 * np.log10(np.max(band) + 1e-20))
+
+
 def rms_dbfs(x: np.ndarray) -> float:
     rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
     return 20 * np.log10(max(rms, 1e-12))

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from mxfd.client import Client
-from tests.e2e.ears import Ear, Keyboard, dominant_frequency, rms_dbfs, wait_until
+from tests.e2e.ears import Ear, Keyboard, band_db, dominant_frequency, rms_dbfs, wait_until
 from tests.jackserver import JackServer, die_with_parent
 
 pytestmark = pytest.mark.e2e
@@ -323,7 +323,9 @@ def test_a_held_note_is_released_when_its_keyboard_vanishes(daemon: Daemon, ear:
         assert wait_until(lambda: len(GONE.findall(daemon.output())) > closed_before, 2.0)  # its release is done
         heard = ear.listen(0.4)
         assert rms_dbfs(heard) > -40, "another keyboard's held note was released too"
-        assert abs(dominant_frequency(heard, ear.rate) - 659.26) < 659.26 * 0.01
+        # The organ's sub-octave can outweigh its fundamental once chorus has combed it, so
+        # judge which note sounds by comparing its band with the released note's.
+        assert band_db(heard, ear.rate, 659.26) > band_db(heard, ear.rate, 440.0) + 20
         other.note_off(76)
     finally:
         other.close()
