@@ -18,7 +18,7 @@ every event at ``ref_to_sample(pres_time)`` inside its block, so key-to-sound
 latency is this constant, not the period it happened to land in.  The
 latency is the audio pipeline's depth: the ``periods`` frames queued ahead of
 the device plus the device's own output latency, for input the JACK reader
-stamps at its frame on the output's clock (:meth:`Engine.cycle_start`; the
+stamps at its frame on the output's clock (:meth:`Engine.stamp_played`; the
 render of each block waits for the reader to capture the cycle that asked
 for it), and one period more for input stamped on arrival (rtmidi, raw
 devices, clients: it may arrive just after its frame was rendered).  A fixed
@@ -83,7 +83,7 @@ from mxfd.core.wire import BadBufferError
 from mxfd.daemon.bank import BankError, bank_key, bank_name, choose_bank, describe_bank, yielding_gil
 from mxfd.daemon.config import Config
 from mxfd.daemon.streams import CaptureStream, PlaybackStream, RenderStream
-from mxfd.io.base import CaptureTarget, MidiBackend, Wake
+from mxfd.io.base import CaptureTarget, MidiBackend, PlayedRing, ReaderProgress, Wake
 from mxfd.render import SynthChoice, make_synth, output_gain
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,8 @@ MAX_CHANNEL_GROUP = 0xFFFF
 READER_WAIT_S = 0.0015
 #: The reader counts as following the output while it reported within this many renders.
 READER_IDLE_RENDERS = 8
+#: How often a render waiting for the JACK reader looks at its progress (seconds).
+READER_POLL_S = 0.0002
 #: How long the output fades to silence when the daemon stops.
 FADE_OUT_S = 0.03
 #: Seconds between two panic log lines: a client asking again and again is counted, not logged each time.
@@ -254,9 +256,10 @@ class Engine:
         #: (synth sample, its master time, device latency): the output clock, for JACK stamps.
         self._out_map: Optional[tuple[int, int, int]] = None
         self._out_port: Optional[str] = None
-        # The JACK reader's progress on the output's clock (see cycle_start).
-        self._cycle_played: Optional[int] = None
-        self._reader_done = -(1 << 62)
+        self._followed_ring: Optional[PlayedRing] = None
+        # The JACK reader's progress on the output's clock (see _wait_for_reader).
+        self._reader: Optional[ReaderProgress] = None
+        self._reader_cycles = -1
         self._reader_seen = -(1 << 62)
         self._reader_event = threading.Event()
         self._queue_frames = config.audio.periods * config.audio.period
@@ -660,57 +663,71 @@ class Engine:
             # for the device's own latency, measured by now, on top of the queue.
             status = self.audio.status()
             ports = status.get("ports") or [None]
-            if ports[0] != self._out_port:
-                self._out_port = ports[0]
-                self.wake.set()  # the hot-plug pass connects the JACK reader after it
+            ring = self.audio.played_ring()
+            if ports[0] != self._out_port or ring != self._followed_ring:
+                self._out_port, self._followed_ring = ports[0], ring
+                self.wake.set()  # the hot-plug pass connects the JACK reader after it, to read this ring
             self._set_latency(round(float(status.get("device_latency_s") or 0.0) * self.rate))
         # One tuple, swapped whole: JACK's thread reads it without a lock.
         self._out_map = (synth_position, ws.sample_to_ref(synth_position), self._device_100ns)
 
-    def cycle_start(self) -> Optional[int]:
-        """Master time at which this JACK cycle's first frame arrived, on the output's clock.
+    def played_ring(self) -> Optional[PlayedRing]:
+        """Where the JACK reader reads, in its own cycle, the position the output plays in it."""
+        audio = self.audio
+        return audio.played_ring() if audio is not None else None
 
-        Called from the JACK MIDI reader's process callback, which JACK runs
-        after the output's (its ``sync`` port follows the output), so the
-        position the output plays in this cycle is known exactly: frame
-        ``offset`` of the cycle is sample ``played + offset``.  Stamping it
-        through the same mapping the synth renders with (less the device's
-        latency, which the thru latency adds back) makes thru exact to the
-        sample however the JACK clock wanders against the master clock.
-        None while no device plays (the reader then uses JACK's own clock).
+    def stamp_played(self, played: int, ring: Optional[PlayedRing]) -> Optional[int]:
+        """Master time at which a JACK cycle's first frame arrived, on the output's clock.
+
+        The JACK reader runs after the output in every cycle (its ``sync`` port
+        follows the output), so ``played``, the position the output took in
+        that cycle, is known exactly: frame ``offset`` of the cycle is sample
+        ``played + offset``.  Stamping it through the same mapping the synth
+        renders with (less the device's latency, which the thru latency adds
+        back) makes thru exact to the sample however the JACK clock wanders
+        against the master clock.  None unless ``ring`` is the output's that
+        plays now (the reader then uses JACK's own clock).
         """
         audio = self.audio
         m = self._out_map
-        if audio is None or m is None:
-            self._cycle_played = None
+        if audio is None or m is None or ring is None or audio.played_ring() != ring:
             return None
-        played: Optional[int] = audio.played_position()
-        self._cycle_played = played
-        if played is None:
+        if audio.played_position() is None:  # not running
             return None
         return m[1] + (played + self._pos_offset - m[0]) * UNITS_PER_SECOND // self.rate - m[2]
 
+    def follow_reader(self, progress: Optional[ReaderProgress]) -> None:
+        """The JACK reader the render waits for, or None."""
+        self._reader = progress
+        self._reader_cycles = -1
+        self._reader_event.set()
+
     def cycle_end(self) -> None:
-        """The reader has passed this cycle's input on: the render of its block may go ahead."""
-        played = self._cycle_played
-        if played is not None:
-            self._reader_done = played
-            self._reader_seen = self.renders
-            self._reader_event.set()
+        """The reader has passed input on: a render waiting for it may go ahead."""
+        self._reader_event.set()
 
     def _wait_for_reader(self, sample_position: int) -> None:
         """Render a block only after the JACK reader has captured the cycle that asked for it.
 
         The pin renders position ``q`` right after the device took ``q -
         periods × period``; the reader captures that same cycle's input a
-        moment later.  Waiting for it (bounded) is what lets frame-accurate
-        input play ``periods × period`` after it arrived instead of a period
-        later.  No wait while the reader is not following the output.
+        moment later (its compiled callback marks a cycle without input done
+        itself; one with input is done once the drain thread has passed it
+        on).  Waiting for it (bounded) is what lets frame-accurate input play
+        ``periods × period`` after it arrived instead of a period later.  No
+        wait while the reader is not following the output.
         """
+        reader = self._reader
+        if reader is None:
+            return
+        cycles = reader.followed_cycles()
+        if cycles != self._reader_cycles:
+            self._reader_cycles = cycles
+            self._reader_seen = self.renders
         if self.renders - self._reader_seen > READER_IDLE_RENDERS:
             return
         need = sample_position - self._queue_frames
-        if self._reader_done >= need:
+        if reader.done_position() >= need:
             return
         audio = self.audio
         played = audio.played_position() if audio is not None else None
@@ -718,12 +735,13 @@ class Engine:
             return  # the device has not played it yet (filling the queue): nothing to wait for
         deadline = time.perf_counter() + READER_WAIT_S
         ev = self._reader_event
-        while self._reader_done < need:
+        while reader.done_position() < need:
             left = deadline - time.perf_counter()
             if left <= 0:
                 self.reader_timeouts += 1
                 return
-            ev.wait(left)
+            # The callback marks a quiet cycle done without waking anyone: look again soon.
+            ev.wait(min(left, READER_POLL_S))
             ev.clear()
 
     def output_port(self) -> Optional[str]:

@@ -120,7 +120,7 @@ from mxfd.core.frames import (
     FrameAllocator,
     frame_as_audio,
 )
-from mxfd.io.base import OWN_CLIENT_PATTERN
+from mxfd.io.base import OWN_CLIENT_PATTERN, PlayedRing
 from mxfd.io.shm_frames import FrameRing, SharedFrameAllocator
 
 log = logging.getLogger(__name__)
@@ -246,6 +246,7 @@ class AudioOutput:
         )
         self._allocator: FrameAllocator = self._own
         self._ring: Optional[FrameRing] = None
+        self._played_ring: Optional[PlayedRing] = None
         self._state = STOPPED
         self._state_lock = threading.Lock()
         self._message = ""
@@ -336,6 +337,10 @@ class AudioOutput:
         n = ring.read
         return ring.slot_position(n - 1) if n > 0 else None
 
+    def played_ring(self) -> Optional[PlayedRing]:
+        """Where another thread's compiled code can read the position being played (between start and stop)."""
+        return self._played_ring
+
     @property
     def worker_pid(self) -> Optional[int]:
         """The PortAudio worker's process id, while one exists."""
@@ -419,6 +424,7 @@ class AudioOutput:
             raise RuntimeError("AudioOutput is already started")
         self._own.initialize(self._framing)
         self._ring = FrameRing(self._own.control, self._framing.frames)
+        self._played_ring = self._ring.played_ring(self._own.name)
         self._stopping.clear()
         self._first_outcome.clear()
         self._position = 0
@@ -460,6 +466,7 @@ class AudioOutput:
             self._past = self._counters()
             self._ring.release()
             self._ring = None
+            self._played_ring = None
         self._own.delete()
         self._allocator = self._own
         self._set_state(STOPPED, "stopped")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Optional, Protocol
+from typing import Any, NamedTuple, Optional, Protocol
 
 #: Bytes as adapters deliver them: a bytearray, a cffi buffer, a list of ints from rtmidi.
 MidiBytes = Any
@@ -36,14 +36,47 @@ class CaptureTarget(Protocol):
         """The current batch of arrivals is over: pass what was captured on now."""
 
 
+class PlayedRing(NamedTuple):
+    """Where the audio output's frame ring says which position it plays: a segment and word indices."""
+
+    #: ``/dev/shm`` name of the segment
+    name: str
+    #: int64 words of the control area at the segment's start
+    words: int
+    #: word index of the count of frames played, of the first slot, the slot stride, and the slot count
+    read: int
+    slot0: int
+    slot_stride: int
+    slots: int
+
+
+class ReaderProgress(Protocol):
+    """How far a JACK input reader that follows the output has passed its cycles on."""
+
+    def done_position(self) -> int:
+        """The latest output position whose cycle's input has been passed on."""
+
+    def followed_cycles(self) -> int:
+        """Cycles read with an output position to stamp them with (stops moving while not following)."""
+
+
 class OutputClock(Protocol):
     """The audio output's clock, as a JACK input reader that runs after the output sees it."""
 
-    def cycle_start(self) -> Optional[int]:
-        """Master time of this cycle's first frame on the output's clock; None if no output plays."""
+    def played_ring(self) -> Optional[PlayedRing]:
+        """Where the output's played position can be read in JACK's thread; None while no output plays."""
+
+    def stamp_played(self, played: int, ring: Optional[PlayedRing]) -> Optional[int]:
+        """Master time of the cycle in which the output of ``ring`` took the frame starting at ``played``.
+
+        None when that output no longer plays (the reader then stamps on JACK's clock).
+        """
+
+    def follow_reader(self, progress: Optional[ReaderProgress]) -> None:
+        """The reader whose verdict on each cycle the render waits for (None: no reader)."""
 
     def cycle_end(self) -> None:
-        """This cycle's input has been captured and passed on (the render may go ahead)."""
+        """Input has been captured and passed on (a render waiting for it may go ahead)."""
 
 
 class SourceHandle(Protocol):

@@ -130,10 +130,17 @@ def _foreign(restype: Any, *argtypes: Any) -> Any:
 
         return intrinsic(typer3)
 
-    def typer4(typingctx: Any, addr: Any, a: Any, b: Any, c: Any, d: Any) -> Any:
+    if len(argtypes) == 4:
+
+        def typer4(typingctx: Any, addr: Any, a: Any, b: Any, c: Any, d: Any) -> Any:
+            return sig, codegen
+
+        return intrinsic(typer4)
+
+    def typer5(typingctx: Any, addr: Any, a: Any, b: Any, c: Any, d: Any, e: Any) -> Any:
         return sig, codegen
 
-    return intrinsic(typer4)
+    return intrinsic(typer5)
 
 
 #: ``call_p_pu(address, ptr, u32) -> ptr``: jack_port_get_buffer
@@ -151,6 +158,9 @@ call_v_p: Any = _foreign(types.void, types.voidptr)
 #: ``call_i_pupl(address, ptr, u32, ptr, i64) -> i32``: jack_midi_event_write
 call_i_pupl: Any = _foreign(types.int32, types.voidptr, types.uint32, types.voidptr, types.int64)
 
+#: ``call_i_ppppp(address, ptr, ptr, ptr, ptr, ptr) -> i32``: jack_get_cycle_times
+call_i_ppppp: Any = _foreign(types.int32, types.voidptr, types.voidptr, types.voidptr, types.voidptr, types.voidptr)
+
 
 def _address(fn: Any) -> int:
     return int(ctypes.cast(fn, ctypes.c_void_p).value or 0)
@@ -164,6 +174,7 @@ ADDRESSES: dict[str, int] = {
     "jack_midi_clear_buffer": _address(_lib.jack_midi_clear_buffer),
     "jack_midi_event_write": _address(_lib.jack_midi_event_write),
     "jack_last_frame_time": _address(_lib.jack_last_frame_time),
+    "jack_get_cycle_times": _address(_lib.jack_get_cycle_times),
     "clock_gettime": _address(_libc.clock_gettime),
     "write": _address(_libc.write),
 }

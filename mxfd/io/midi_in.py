@@ -39,9 +39,12 @@ Two readers for JACK, chosen by ``[midi] jack_reader``:
   from the sequencer queue's own time stamps, and :class:`ArrivalStamper`
   turns them back into master times without the delivery delay.
 
-The process callback runs in JACK's thread and needs the GIL, so it does
-little: read, stamp, pass on.  It never raises (a raising JACK callback would
-have the client thrown out of the graph); failures are counted and logged.
+The process callback runs in JACK's real-time thread, so it is compiled
+and never takes the GIL (:mod:`mxfd.io.jack_reader`): it copies each event,
+with its frame and the cycle's output position, into a ring, and the
+reader's drain thread stamps and passes them on.  Nothing the rest of the
+process does can make JACK's cycle late through this client.  A failure in
+the drain is counted and logged, and the drain goes on.
 """
 
 from __future__ import annotations
@@ -49,13 +52,18 @@ from __future__ import annotations
 import logging
 import os
 import re
+import select
+import threading
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from mxfd.core.clock import UNITS_PER_US, Clock, master_time
 from mxfd.core.event import EVENT_COMPLETE
 from mxfd.io.base import BackendUnavailable, CaptureTarget, OutputClock, Wake, is_mxfd_port
 from mxfd.io.jacklog import connecting, route_jack_messages
+
+if TYPE_CHECKING:
+    from mxfd.io.jack_reader import CompiledReader
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +155,10 @@ class _CycleTimes:
         assert best is not None
         self.offset_us = best[1]
 
+    def master_time(self, usecs: int) -> int:
+        """A JACK time (µs) on the master clock, in 100 ns."""
+        return (usecs + self.offset_us) * UNITS_PER_US
+
     def cycle(self) -> tuple[int, int]:
         """(master time of this cycle's first frame, length of the cycle), both in 100 ns."""
         if self._lib.jack_get_cycle_times(self._client, self._frames, self._current, self._next, self._period):
@@ -159,10 +171,13 @@ class _CycleTimes:
 class JackPort:
     """A source connected to one of the daemon's JACK MIDI input ports."""
 
-    def __init__(self, name: str, port: Any, target: CaptureTarget) -> None:
+    def __init__(self, name: str, port: Any, target: CaptureTarget, slot: int, generation: int) -> None:
         self.name = name
         self.port = port
         self.target = target
+        #: its slot in the compiled reader's port table, and the slot's generation then
+        self.slot = slot
+        self.generation = generation
         #: events read from this port
         self.events = 0
 
@@ -209,30 +224,58 @@ class JackMidiBackend:
         self.cycles_jack_clock = 0
         self._alive = False
         self._entries: tuple[JackPort, ...] = ()
+        # By slot of the reader's port table, for the drain thread (replaced whole, never changed in place).
+        self._slots: tuple[Optional[JackPort], ...] = ()
         self._virtual: Optional[JackPort] = None
-        self._cycles = 0
+        self._reader: Optional[CompiledReader] = None
+        self._drain_thread: Optional[threading.Thread] = None
+        self._draining = threading.Event()
+        #: Events of a port already closed when the drain came to them (not passed on).
+        self.orphaned = 0
         # The cycle count the watcher saw last, and when it last saw it move (see alive).
         self._seen_cycles = 0
         self._seen_at = 0.0
-        #: Exceptions caught in the process callback.
+        #: Exceptions caught while passing input on.
         self.errors = 0
         self._last_error_log = 0.0
-        # Lost input (see _check_continuity): JACK's frame time at the previous
-        # cycle and that cycle's length; None until the first cycle.
-        self._last_frame: Optional[int] = None
-        # The client the callback runs for: close() clears self.client while the callback may still run.
-        self._cycle_client: Any = None
-        self._last_frames = 0
-        #: Cycles JACK ran without this client's callback (their MIDI input is gone), and how
-        #: often that happened; the frames they held; xruns JACK reported.
-        self.lost_cycles = 0
-        self.stalls = 0
-        self.lost_frames = 0
+        # Lost input is summed over every client this backend opened (the compiled reader counts per client).
+        self._lost_before = (0, 0, 0, 0)
+        #: xruns JACK reported.
         self.xruns = 0
         self.last_loss_at: Optional[float] = None
+        self._stalls_seen = 0
         self._loss_logged_at = -LOSS_LOG_INTERVAL_S
         self._loss_logged_frames = 0
         self._loss_logged_stalls = 0
+
+    @property
+    def _cycles(self) -> int:
+        reader = self._reader
+        return reader.cycles() if reader is not None else 0
+
+    def _lost(self) -> tuple[int, int, int, int]:
+        """(cycles, stalls, frames, dropped) of input lost, over every client opened."""
+        before = self._lost_before
+        reader = self._reader
+        if reader is None:
+            return before
+        now = reader.lost()
+        return (before[0] + now[0], before[1] + now[1], before[2] + now[2], before[3] + now[3])
+
+    @property
+    def lost_cycles(self) -> int:
+        """Cycles JACK ran without this client's callback: their MIDI input is gone."""
+        return self._lost()[0]
+
+    @property
+    def stalls(self) -> int:
+        """How often cycles were lost."""
+        return self._lost()[1]
+
+    @property
+    def lost_frames(self) -> int:
+        """The frames the lost cycles held."""
+        return self._lost()[2]
 
     @property
     def alive(self) -> bool:
@@ -274,10 +317,13 @@ class JackMidiBackend:
             if self.fallback:
                 missing = f"no MIDI system: no ALSA sequencer ({ALSA_SEQUENCER}) and {missing}"
             raise BackendUnavailable(missing) from None
-        self._cycle_client = client
-        self._last_frame = None
+        # Imported here: the compiled reader brings numba, which `mxfd ports` has no use for.
+        from mxfd.io.jack_reader import MAX_PORTS, CompiledReader
+        from mxfd.io.libjack import client_address
+
+        reader = CompiledReader()
         try:
-            client.set_process_callback(self._process)
+            reader.install(client, client_address(client))
             client.set_port_registration_callback(self._on_registration, only_available=False)
             client.set_port_connect_callback(self._on_connect, only_available=False)
             client.set_shutdown_callback(self._on_shutdown)
@@ -290,7 +336,16 @@ class JackMidiBackend:
             client.activate()
         except Exception:
             client.close()
+            reader.close()
             raise
+        self._reader = reader
+        self._slots = (None,) * MAX_PORTS
+        self._draining.set()
+        self._drain_thread = threading.Thread(target=self._drain_main, args=(reader,), name="mxfd-jack-midi",
+                                              daemon=True)  # fmt: skip
+        self._drain_thread.start()
+        if self.output_clock is not None:
+            self.output_clock.follow_reader(reader)
         self.client = client
         self.server_period = int(client.blocksize)
         self._seen_cycles, self._seen_at = self._cycles, time.monotonic()
@@ -317,6 +372,19 @@ class JackMidiBackend:
             client.close()
         except Exception as exc:
             log.debug("JACK: close: %s", exc)
+        # Nothing calls the reader back now: drain what it left, then let it go.
+        self._draining.clear()
+        if self._drain_thread is not None:
+            self._drain_thread.join(2.0)
+            self._drain_thread = None
+        reader = self._reader
+        if reader is not None:
+            if self.output_clock is not None:
+                self.output_clock.follow_reader(None)
+            self._lost_before = self._lost()
+            self._reader = None
+            reader.close()
+        self._slots = ()
 
     def sync_clock(self) -> None:
         """Re-measure JACK's clock against the master clock (they drift apart by ppm)."""
@@ -342,10 +410,18 @@ class JackMidiBackend:
         except jack.JackError as exc:
             log.warning("JACK: cannot list ports: %s", exc)
             return []
+        if self._reader is not None:
+            self._reader.set_has_input(self._has_input())
         return [p.name for p in ports if not is_mxfd_port(p.name) and p.name not in by_hand]
 
     def _follow_output(self) -> None:
-        """Keep the audio output's port connected to ``sync``: JACK then runs this client after it."""
+        """Keep the audio output's port connected to ``sync``: JACK then runs this client after it.
+
+        And have the reader read the output's position from the ring it plays now.
+        """
+        reader, clock = self._reader, self.output_clock
+        if reader is not None and clock is not None:
+            reader.follow(clock.played_ring())
         if self._sync_port is None or self.output_port is None:
             return
         name = self.output_port()
@@ -376,16 +452,32 @@ class JackMidiBackend:
         except Exception:
             port.unregister()
             raise
-        entry = JackPort(name, port, target)
-        self._entries = (*self._entries, entry)
-        return entry
+        return self._publish(name, port, target)
 
     def open_virtual(self, port: str, target: CaptureTarget) -> JackPort:
         if self.client is None:
             raise BackendUnavailable("JACK is not connected")
-        entry = JackPort(f"{self.client.name}:{port}", self.client.midi_inports.register(port), target)
+        entry = self._publish(f"{self.client.name}:{port}", self.client.midi_inports.register(port), target)
         self._virtual = entry
+        return entry
+
+    def _publish(self, name: str, port: Any, target: CaptureTarget) -> JackPort:
+        """Hand ``port`` to the reader: its events are captured from the next cycle on."""
+        from mxfd.io.libjack import port_address
+
+        reader = self._reader
+        assert reader is not None
+        try:
+            slot, generation = reader.add_port(port_address(port))
+        except RuntimeError:
+            port.unregister()
+            raise
+        entry = JackPort(name, port, target, slot, generation)
+        slots = list(self._slots)
+        slots[slot] = entry
+        self._slots = tuple(slots)  # before the callback can read the port: the drain knows it first
         self._entries = (*self._entries, entry)
+        reader.set_has_input(self._has_input())
         return entry
 
     def close_source(self, handle: object) -> None:
@@ -393,6 +485,10 @@ class JackMidiBackend:
         self._entries = tuple(e for e in self._entries if e is not handle)
         if handle is self._virtual:
             self._virtual = None
+        reader = self._reader
+        if reader is not None and handle.slot < len(self._slots) and self._slots[handle.slot] is handle:
+            reader.remove_port(handle.slot)
+            reader.set_has_input(self._has_input())
         if self.client is None or not self._alive:
             return
         self._wait_cycle()
@@ -402,74 +498,87 @@ class JackMidiBackend:
             log.debug("JACK: unregister %s: %s", handle.name, exc)
 
     def _wait_cycle(self, timeout: float = 0.2) -> None:
-        """Let the process callback finish a cycle, so it no longer uses a removed entry."""
-        start = self._cycles
-        deadline = time.monotonic() + timeout
-        while self._cycles - start < 2 and time.monotonic() < deadline:
-            time.sleep(0.001)
+        """Let the process callback finish a cycle, so it no longer reads a removed port."""
+        if self._reader is not None:
+            self._reader.wait_cycles(2, timeout)
 
-    # -- callbacks (JACK threads) --------------------------------------------------
+    # -- the drain thread ------------------------------------------------------------
 
-    def _process(self, frames: int) -> None:
+    def _drain_main(self, reader: CompiledReader) -> None:
+        """Pass on what the compiled callback read, as soon as it says there is something."""
+        fd = reader.wake_fd
+        while self._draining.is_set():
+            try:
+                ready, _, _ = select.select([fd], [], [], 0.25)
+                if ready:
+                    reader.clear_wake()
+                self._drain(reader)
+            except Exception:
+                self._drain_failed()
         try:
-            self._check_continuity(frames)
-            entries = self._entries
-            if entries:
-                t0 = None
-                clock = self.output_clock
-                if clock is not None:
-                    t0 = clock.cycle_start()
-                if t0 is None:
-                    times = self._times
-                    assert times is not None
-                    t0, span = times.cycle()
-                    self.cycles_jack_clock += 1
-                else:
-                    span = frames * 10_000_000 // self._rate
-                    self.cycles_output_clock += 1
-                for entry in entries:
-                    target = entry.target
-                    n = 0
-                    for offset, data in entry.port.incoming_midi_events():
-                        target.capture(data, 0, len(data), t0 + offset * span // frames, EVENT_COMPLETE)
-                        n += 1
-                    if n:
-                        entry.events += n
-                        target.flush()
-                if clock is not None:
-                    clock.cycle_end()
+            self._drain(reader)  # what the last cycles left
         except Exception:
-            self.errors += 1
-            now = time.monotonic()
-            if now - self._last_error_log > 5.0:
-                self._last_error_log = now
-                log.exception("JACK: MIDI input failed (%d times so far)", self.errors)
-        self._cycles += 1
+            self._drain_failed()
 
-    def _check_continuity(self, frames: int) -> None:
-        """Count the cycles JACK ran since the previous callback without running it.
+    def _drain_failed(self) -> None:
+        self.errors += 1
+        now = time.monotonic()
+        if now - self._last_error_log > 5.0:
+            self._last_error_log = now
+            log.exception("JACK: MIDI input failed (%d times so far)", self.errors)
 
-        Within a run of cycles JACK's frame time advances by exactly each
-        cycle's length; more means cycles went by without this callback (the
-        daemon was stopped or starved), and the MIDI events of those cycles
-        never reached a port buffer it read: a note-off lost so leaves its note
-        hanging.  Only counted here: :meth:`report_losses` logs it.
+    def _drain(self, reader: CompiledReader) -> None:
+        """Stamp and capture every record published, flushing each target at the end of its cycle.
+
+        A record is stamped at its own frame: the cycle's start on the output's
+        clock (its played position, mapped as the synth renders it), or on
+        JACK's clock when no output plays, plus the frame offset.
         """
-        now = int(self._cycle_client.last_frame_time)
-        last = self._last_frame
-        self._last_frame = now
-        expected = self._last_frames
-        self._last_frames = frames
-        if last is None:
+        first, end = reader.pending()
+        if first == end:
             return
-        lost = ((now - last) & 0xFFFFFFFF) - expected  # the frame time is a uint32_t that wraps
-        if lost <= 0 or not self._has_input():
-            return
-        cycles = -(-lost // frames)
-        self.lost_cycles += cycles
-        self.lost_frames += lost
-        self.stalls += 1
-        self.last_loss_at = time.monotonic()
+        slots = self._slots
+        clock = self.output_clock
+        ring = reader.followed
+        times = self._times
+        rate = self._rate or 48000
+        touched: list[CaptureTarget] = []
+        cycle = -1
+        played = -1
+        t0 = span = 0
+        try:
+            for n in range(first, end):
+                r = reader.record(n)
+                if r.cycle != cycle:
+                    for target in touched:
+                        target.flush()
+                    touched.clear()
+                    cycle, played = r.cycle, r.played
+                    stamp = clock.stamp_played(played, ring) if clock is not None and played >= 0 else None
+                    if stamp is not None:
+                        t0, span = stamp, r.nframes * 10_000_000 // rate
+                        self.cycles_output_clock += 1
+                    elif times is not None and r.usecs:
+                        t0, span = times.master_time(r.usecs), (r.next_usecs - r.usecs) * UNITS_PER_US
+                        self.cycles_jack_clock += 1
+                    else:
+                        t0, span = time.monotonic_ns() // 100, 0
+                        self.cycles_jack_clock += 1
+                entry = slots[r.slot]
+                if entry is None or entry.generation != r.generation:
+                    self.orphaned += 1
+                    continue
+                data, start, stop = reader.data_of(n)
+                entry.target.capture(data, start, stop, t0 + r.offset * span // r.nframes, EVENT_COMPLETE)
+                entry.events += 1
+                if entry.target not in touched:
+                    touched.append(entry.target)
+            for target in touched:
+                target.flush()
+        finally:
+            reader.consumed(end, played)
+            if clock is not None:
+                clock.cycle_end()
 
     def _has_input(self) -> bool:
         """True when something could have played into the missed cycles: a source, or a peer on ``in``.
@@ -487,6 +596,7 @@ class JackMidiBackend:
         Called by the hot-plug watcher's periodic pass, so the process callback
         never writes a log line; nothing lost goes unreported, it is only summed.
         """
+        self._note_losses()
         unlogged = self.lost_frames - self._loss_logged_frames
         t = time.monotonic()
         if unlogged <= 0 or t - self._loss_logged_at < LOSS_LOG_INTERVAL_S:
@@ -505,6 +615,7 @@ class JackMidiBackend:
 
     def input_lost(self) -> dict[str, Any]:
         """What ``mxfd status`` shows of lost input."""
+        self._note_losses()
         rate = self._rate or 1
         ago = None if self.last_loss_at is None else round(time.monotonic() - self.last_loss_at, 1)
         return {
@@ -512,8 +623,17 @@ class JackMidiBackend:
             "cycles": self.lost_cycles,
             "ms": round(self.lost_frames * 1000 / rate, 1),
             "xruns": self.xruns,
+            "dropped": self._lost()[3],
+            "orphaned": self.orphaned,
             "last_s_ago": ago,
         }
+
+    def _note_losses(self) -> None:
+        """Date the latest stall: the callback only counts them, so it is dated when first seen here."""
+        stalls = self.stalls
+        if stalls != self._stalls_seen:
+            self._stalls_seen = stalls
+            self.last_loss_at = time.monotonic()
 
     def _on_xrun(self, delayed_usecs: float) -> None:
         self.xruns += 1

@@ -62,6 +62,7 @@ from mxfd.core.frames import (
     FrameAllocatorError,
     FramePool,
 )
+from mxfd.io.base import PlayedRing
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +302,17 @@ class FrameRing:
             out[f"slot_{name}"] = 8 * k
         out["magic"] = self._MAGIC
         return out
+
+    def played_ring(self, segment: str) -> PlayedRing:
+        """This ring's played position as a reader in another thread finds it in ``segment`` (mapped alone)."""
+        return PlayedRing(
+            name=segment,
+            words=self.control_size(self.slots) // 8,
+            read=self._read,
+            slot0=self._slot0,
+            slot_stride=self._slot_q,
+            slots=self.slots,
+        )
 
     # -- producer side -----------------------------------------------------------------
 
