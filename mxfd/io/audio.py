@@ -121,6 +121,7 @@ from mxfd.core.frames import (
     frame_as_audio,
 )
 from mxfd.io.base import OWN_CLIENT_PATTERN, PlayedRing
+from mxfd.io.sched import RT_PRIORITY, make_realtime
 from mxfd.io.shm_frames import FrameRing, SharedFrameAllocator
 
 log = logging.getLogger(__name__)
@@ -150,8 +151,8 @@ STALL_TIMEOUT_S: Final = 2.0
 DEGRADED_BATCH: Final = 4
 #: Wake-up latencies kept for :meth:`AudioOutput.wake_latencies_ns`.
 WAKE_HISTORY: Final = 1 << 16
-#: SCHED_FIFO priority the render thread asks for: the lowest, above every ordinary thread.
-RENDER_RT_PRIORITY: Final = 1
+#: SCHED_FIFO priority the render thread asks for.
+RENDER_RT_PRIORITY: Final = RT_PRIORITY
 
 _WORKER_PATH: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "audio_worker.py")
 #: A callback-to-stream-time offset this far off the others means the stream's clock was re-based.
@@ -166,21 +167,6 @@ def _describe_exit(rc: int) -> str:
         except ValueError:
             return f"killed by signal {-rc}"
     return f"exit status {rc} ({_EXIT_MEANING.get(rc, 'unexpected')})"
-
-
-def _render_realtime(priority: int) -> str:
-    """Put the calling thread in SCHED_FIFO at ``priority`` if allowed; say how it is scheduled.
-
-    ``SCHED_RESET_ON_FORK``: a process started from this thread does not inherit it.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
-    except OSError as e:  # no CAP_SYS_NICE nor RLIMIT_RTPRIO, or systemd's RestrictRealtime=yes
-        why = e.strerror or str(e)
-        log.info("audio render thread: real-time scheduling not allowed (%s); it runs as an ordinary thread", why)
-        return f"normal ({why})"
-    log.debug("audio render thread: SCHED_FIFO, priority %d", priority)
-    return f"SCHED_FIFO {priority}"
 
 
 class AudioOutput:
@@ -501,7 +487,7 @@ class AudioOutput:
     # -- render thread ---------------------------------------------------------------------
 
     def _render_main(self) -> None:
-        self.render_scheduling = _render_realtime(RENDER_RT_PRIORITY)
+        self.render_scheduling = make_realtime("audio render thread", RENDER_RT_PRIORITY)
         while not self._stopping.is_set():
             with self._link_lock:
                 link = self._pending_link

@@ -61,6 +61,7 @@ from mxfd.core.clock import UNITS_PER_US, Clock, master_time
 from mxfd.core.event import EVENT_COMPLETE
 from mxfd.io.base import BackendUnavailable, CaptureTarget, OutputClock, Wake, is_mxfd_port
 from mxfd.io.jacklog import connecting, route_jack_messages
+from mxfd.io.sched import make_realtime
 
 if TYPE_CHECKING:
     from mxfd.io.jack_reader import CompiledReader
@@ -505,7 +506,11 @@ class JackMidiBackend:
     # -- the drain thread ------------------------------------------------------------
 
     def _drain_main(self, reader: CompiledReader) -> None:
-        """Pass on what the compiled callback read, as soon as it says there is something."""
+        """Pass on what the compiled callback read, as soon as it says there is something.
+
+        Real-time, as the render thread is: the render of the cycle waits for it.
+        """
+        make_realtime("JACK MIDI drain thread")
         fd = reader.wake_fd
         while self._draining.is_set():
             try:
