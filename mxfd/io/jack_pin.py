@@ -33,7 +33,7 @@ JACK-Client from ordinary threads.
 from __future__ import annotations
 
 import logging
-from typing import Any, Final, Optional
+from typing import Any, Callable, Final, Optional
 
 import numba
 import numpy as np
@@ -170,8 +170,11 @@ class JackPin:
         client_name: str = "mxfd-out",
         servername: Optional[str] = None,
         wake_fd: int = -1,
+        on_shutdown: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.plane = plane
+        #: ``on_shutdown(reason)`` when the server goes away (on a JACK thread: set a flag, no more).
+        self.on_shutdown = on_shutdown
         self.client_name = client_name
         self.servername = servername
         self.client: Any = None
@@ -212,6 +215,7 @@ class JackPin:
             self._arg[_A_CLIENT] = client_address(client)
             set_process_callback(client, _process, self._arg.ctypes.data)
             client.set_xrun_callback(self._on_xrun)
+            client.set_shutdown_callback(self._on_shutdown)
             client.activate()
         except Exception:
             client.close()
@@ -230,6 +234,10 @@ class JackPin:
         client.close()
         self._inputs.fill(0)
         self._ports.clear()
+
+    def _on_shutdown(self, status: Any, reason: str) -> None:
+        if self.on_shutdown is not None:
+            self.on_shutdown(str(reason))
 
     def _on_xrun(self, delayed_usecs: float) -> None:
         self.xruns += 1

@@ -1,0 +1,206 @@
+"""``mxfd run --audio-pin jack`` end to end: the SoundFont synth rendered in JACK's own cycle.
+
+One daemon on TimGM6mb (reverb and chorus off, so silence between notes is
+exact zeros and a note's first non-zero sample is its onset) serves the
+module; the last test stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from tests.e2e.ears import Ear, KeyProbe, Keyboard, dominant_frequency, rms_dbfs, wait_until
+from tests.e2e.test_client import make_midi, onsets
+from tests.e2e.test_daemon import CONFIG, KBD, OUT, PYTHON, ROOT, Daemon, connected, forget_probe, hear_note
+from tests.jackserver import JackServer
+
+pytestmark = pytest.mark.e2e
+
+FONT = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+#: Takes of a measurement: one that JACK reported an xrun in may be taken again.
+TAKES = 4
+PROBE = "test-probe"
+
+
+def pin_daemon(tmp: Path) -> Daemon:
+    d = Daemon(tmp, CONFIG, "--audio-pin", "jack", "--reverb", "off", "--chorus", "off", soundfont=FONT)
+    ready = d.wait_for("READY=1", 60.0)
+    assert ready is not None, "no READY=1\n" + d.output()
+    return d
+
+
+@pytest.fixture(scope="module")
+def daemon(jack_server: JackServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    d = pin_daemon(tmp_path_factory.mktemp("mxfd-pin"))
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+@pytest.fixture
+def ear(daemon: Daemon) -> Iterator[Ear]:
+    e = Ear()
+    try:
+        e.connect(OUT, timeout=15.0)
+        yield e
+    finally:
+        e.close()
+
+
+def first_sound(x: np.ndarray) -> int:
+    hits = np.flatnonzero(np.abs(x) > 1e-6)
+    return int(hits[0]) if hits.size else -1
+
+
+def test_status_has_the_pins_contract_keys(daemon: Daemon) -> None:
+    audio = daemon.status()["audio"]
+    assert audio["state"] == "running", audio
+    assert audio["pin"] == "jack"
+    assert audio["ports"] == ["mxfd-out:out_0", "mxfd-out:out_1"]
+    assert isinstance(audio["overruns"], int) and isinstance(audio["xruns"], int)
+    us = audio["callback_us"]
+    assert set(us) == {"p50", "p99", "max"}
+    assert 0 < us["p50"] <= us["p99"] <= us["max"]
+    human = subprocess.run([PYTHON, "-m", "mxfd", "status", "--socket", daemon.socket_path], cwd=ROOT,
+                           capture_output=True, text=True, timeout=30)
+    assert human.returncode == 0, human.stderr
+    assert "JACK pin mxfd-out" in human.stdout and "jack pin callback: p50" in human.stdout, human.stdout
+
+
+def test_a_keyboard_note_is_heard_at_its_pitch_on_mxfd_out(daemon: Daemon, ear: Ear) -> None:
+    kbd = Keyboard(KBD)
+    try:
+        assert wait_until(lambda: connected(kbd.port_name), 5.0), daemon.output()[-3000:]
+        kbd.send(0xC0, 80)  # square lead: the fundamental is the strongest partial
+        heard = hear_note(ear, kbd)
+    finally:
+        kbd.close()
+    assert rms_dbfs(heard) > -40, "no sound"
+    loud = heard[np.abs(heard) > 0][-int(0.3 * ear.rate) :]
+    assert abs(dominant_frequency(loud, ear.rate) - 440.0) < 440.0 * 0.005
+
+
+def test_key_to_sound_latency_is_the_same_for_every_note(daemon: Daemon) -> None:
+    probe = KeyProbe(None, OUT[1:] + "out_0", name=PROBE)
+    try:
+        assert wait_until(lambda: connected(f"{PROBE}:keys"), 5.0), daemon.output()[-3000:]
+        st = daemon.status()
+        thru = round(st["thru_latency_ms"]["frame_accurate"] * probe.rate / 1000)
+        period = probe.period
+        gap = probe.rate * 3 // 10
+        takes = []
+        for _take in range(TAKES):
+            xruns = daemon.status()["audio"]["xruns"]
+            start = probe.now + probe.rate // 2  # the last test's release tail has died away by then
+            probe.schedule(start - 100, 0xC0, 80)
+            notes = [start + k * gap + (k * 37) % period for k in range(8)]  # off the period grid
+            for f in notes:
+                probe.schedule(f, 0x90, 69, 110)
+                probe.schedule(f + gap // 3, 0x80, 69, 0)
+                probe.schedule(f + gap * 2 // 3, 0xB0, 120, 0)  # all sound off: silence before the next
+            assert probe.wait_past(notes[-1] + gap)
+            time.sleep(0.1)
+            latencies = [first_sound(probe.heard(f, gap // 3)) for f in notes]
+            clean = daemon.status()["audio"]["xruns"] == xruns
+            takes.append(f"{'no xrun' if clean else 'xrun(s)'}: {latencies}")
+            if clean or (min(latencies) >= 0 and max(latencies) - min(latencies) <= 1):
+                assert min(latencies) >= 0, takes
+                assert max(latencies) - min(latencies) <= 1, takes
+                assert max(latencies) <= thru + period, (thru, takes)
+                return
+        pytest.fail("JACK reported xruns in every take:\n" + "\n".join(takes))
+    finally:
+        probe.close()
+
+
+def test_play_sounds_each_note_at_the_files_time(daemon: Daemon, ear: Ear, tmp_path: Path) -> None:
+    path = str(tmp_path / "melody.mid")
+    notes = [(0.3, 0.08, 81), (0.6375, 0.08, 76), (0.90625, 0.1, 84), (1.24375, 0.08, 79)]
+    make_midi(path, notes)
+    takes = []
+    for _take in range(TAKES):
+        xruns = daemon.status()["audio"]["xruns"]
+        mark = ear.mark()
+        proc = subprocess.run([PYTHON, "-m", "mxfd", "play", "--socket", daemon.socket_path, path], cwd=ROOT,
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        time.sleep(0.3)
+        found = onsets(ear.since(mark), ear.rate)
+        clean = daemon.status()["audio"]["xruns"] == xruns and not ear.disturbances(mark)
+        takes.append(f"{'clean' if clean else 'disturbed'}: {found}")
+        if clean:
+            assert len(found) == len(notes), takes
+            for (start, _, _), at in zip(notes, found, strict=True):
+                want = (start - notes[0][0]) * ear.rate
+                assert abs(at - found[0] - want) <= 1, takes
+            return
+    pytest.fail("every take was disturbed:\n" + "\n".join(takes))
+
+
+def test_a_restarted_jack_server_brings_the_pin_back(daemon: Daemon, jack_server: JackServer) -> None:
+    pid = daemon.proc.pid
+    forget_probe()  # no client of this process may outlive the server
+    jack_server.restart()
+    assert wait_until(lambda: daemon.status()["audio"]["state"] == "running", 20.0), daemon.output()[-3000:]
+    ear = Ear()
+    try:
+        ear.connect(OUT, timeout=20.0)
+        kbd = Keyboard(KBD)
+        try:
+            assert wait_until(lambda: connected(kbd.port_name), 10.0), daemon.output()[-3000:]
+            kbd.send(0xC0, 80)
+            heard = hear_note(ear, kbd)
+        finally:
+            kbd.close()
+        assert rms_dbfs(heard) > -40, "no sound after the server restart"
+    finally:
+        ear.close()
+    assert daemon.proc.poll() is None and daemon.proc.pid == pid
+    assert daemon.status()["audio"]["restarts"] >= 1
+
+
+def test_sigterm_silences_the_pin_and_exits_0(daemon: Daemon) -> None:
+    ear = Ear()
+    kbd = Keyboard(KBD)
+    try:
+        ear.connect(OUT, timeout=15.0)
+        assert wait_until(lambda: connected(kbd.port_name), 5.0)
+        kbd.send(0xC0, 19)
+        kbd.note_on(69)
+        assert wait_until(lambda: rms_dbfs(ear.since(ear.mark() - 4800)) > -40, 2.0), "the held note never sounded"
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert daemon.proc.wait(15.0) == 0, daemon.output()[-3000:]
+    finally:
+        kbd.close()
+        ear.close()
+    out = daemon.output()
+    assert "stopping (SIGTERM)" in out and "Traceback" not in out, out[-3000:]
+
+
+def test_the_built_in_bank_falls_back_to_portaudio_with_one_warning(jack_server: JackServer, tmp_path: Path) -> None:
+    d = Daemon(tmp_path, CONFIG, "--audio-pin", "jack")
+    try:
+        assert d.wait_for("READY=1", 60.0) is not None, d.output()
+        assert d.status()["audio"]["pin"] == "portaudio"
+    finally:
+        assert d.terminate() == 0
+        d.close()
+    assert d.output().count("audio pin jack needs a SoundFont bank") == 1, d.output()
+
+
+def test_a_bad_audio_pin_is_refused_in_one_line(tmp_path: Path) -> None:
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path))
+    bad = subprocess.run([PYTHON, "-m", "mxfd", "run", "--audio-pin", "alsa"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and "audio-pin" in lines[0] and "'portaudio', 'jack'" in lines[0], bad.stderr
