@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import mido
 import numpy as np
 import pytest
 
 from tests.e2e.ears import Ear, KeyProbe, Keyboard, dominant_frequency, rms_dbfs, wait_until
-from tests.e2e.test_client import make_midi, onsets
+from tests.e2e.test_client import onsets
 from tests.e2e.test_daemon import CONFIG, KBD, OUT, PYTHON, ROOT, Daemon, connected, forget_probe, hear_note
 from tests.jackserver import JackServer
 
@@ -54,6 +55,24 @@ def ear(daemon: Daemon) -> Iterator[Ear]:
         yield e
     finally:
         e.close()
+
+
+def staccato_file(path: str, notes: list[tuple[float, int]], program: int = 80) -> None:
+    """A type 0 file at 120 bpm (480 PPQN): each (start s, note) held 80 ms, then all sound off (no tail)."""
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    track = mido.MidiTrack()
+    events: list[tuple[int, mido.Message]] = [(0, mido.Message("program_change", program=program))]
+    for start, note in notes:
+        on = round(start * 960)  # 960 ticks a second at 120 bpm and 480 PPQN
+        events.append((on, mido.Message("note_on", note=note, velocity=100)))
+        events.append((on + 77, mido.Message("note_off", note=note)))
+        events.append((on + 154, mido.Message("control_change", control=120, value=0)))
+    prev = 0
+    for t, m in sorted(events, key=lambda e: e[0]):
+        track.append(m.copy(time=t - prev))
+        prev = t
+    mid.tracks.append(track)
+    mid.save(path)
 
 
 def first_sound(x: np.ndarray) -> int:
@@ -124,26 +143,30 @@ def test_key_to_sound_latency_is_the_same_for_every_note(daemon: Daemon) -> None
 
 def test_play_sounds_each_note_at_the_files_time(daemon: Daemon, ear: Ear, tmp_path: Path) -> None:
     path = str(tmp_path / "melody.mid")
-    notes = [(0.3, 0.08, 81), (0.6375, 0.08, 76), (0.90625, 0.1, 84), (1.24375, 0.08, 79)]
-    make_midi(path, notes)
+    notes = [(0.3, 81), (0.6375, 76), (0.90625, 84), (1.24375, 79)]
+    staccato_file(path, notes)
+    # Each note's start relative to the first is judged in a take where no xrun (the ear knows where
+    # they fell) came between the two: a skipped cycle is cut out of what the ear recorded.
+    heard: dict[int, int] = {}
     takes = []
-    for _take in range(TAKES):
-        xruns = daemon.status()["audio"]["xruns"]
+    for _take in range(3 * TAKES):
         mark = ear.mark()
         proc = subprocess.run([PYTHON, "-m", "mxfd", "play", "--socket", daemon.socket_path, path], cwd=ROOT,
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0, proc.stderr
         time.sleep(0.3)
         found = onsets(ear.since(mark), ear.rate)
-        clean = daemon.status()["audio"]["xruns"] == xruns and not ear.disturbances(mark)
-        takes.append(f"{'clean' if clean else 'disturbed'}: {found}")
-        if clean:
-            assert len(found) == len(notes), takes
-            for (start, _, _), at in zip(notes, found, strict=True):
-                want = (start - notes[0][0]) * ear.rate
-                assert abs(at - found[0] - want) <= 1, takes
-            return
-    pytest.fail("every take was disturbed:\n" + "\n".join(takes))
+        marks = ear.disturbances(mark)
+        takes.append(f"onsets {found}, xruns at {marks}")
+        assert len(found) == len(notes), takes
+        for k, at in enumerate(found):
+            if k not in heard and not any(found[0] - 4800 <= m <= at + 2400 for m in marks):
+                heard[k] = at - found[0]
+        if len(heard) == len(notes):
+            break
+    assert len(heard) == len(notes), "every take was disturbed:\n" + "\n".join(takes)
+    for k, (start, _) in enumerate(notes):
+        assert abs(heard[k] - round((start - notes[0][0]) * ear.rate)) <= 1, (heard, takes)
 
 
 def test_a_restarted_jack_server_brings_the_pin_back(daemon: Daemon, jack_server: JackServer) -> None:
