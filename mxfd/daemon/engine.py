@@ -769,6 +769,7 @@ class Engine:
         # The pin's clock mapping steps on every state change: re-anchor, don't slew.
         self._sync_start = True
         self._out_map = None
+        self._out_port = None  # ports that came back under the same names: the reader reconnects its sync
 
     def _set_latency(self, device_frames: int) -> None:
         """Fix the thru latencies for the device now playing (a new device may have another)."""

@@ -61,6 +61,9 @@ from mxfd.synth.engine.dataplane import C_POSITION, DataPlane, address, from_add
 
 log = logging.getLogger(__name__)
 
+#: Clients whose server shut down under them: kept (one a server restart), since closing one crashes libjack.
+_dead_clients: list[Any] = []
+
 #: Callback durations kept for the percentiles.
 TIMES: Final = 4096
 #: MIDI inputs the callback reads (slots of the port table).
@@ -178,6 +181,8 @@ class JackPin:
         self.client_name = client_name
         self.servername = servername
         self.client: Any = None
+        #: The server shut down under the open client (set on a JACK thread).
+        self.server_gone = False
         self.xruns = 0
         if numba.typeof(plane) != PLANE_TYPE:  # type: ignore[no-untyped-call]
             raise TypeError("the plane's arrays are not of the types new_dataplane makes")
@@ -207,6 +212,7 @@ class JackPin:
         route_jack_messages()
         with connecting():
             client = jack.Client(self.client_name, no_start_server=True, servername=self.servername)
+        self.server_gone = False
         try:
             outs = [client.outports.register(f"out_{i}") for i in range(2)]
             self._arg[_A_LEFT] = port_address(outs[0])
@@ -227,15 +233,26 @@ class JackPin:
         client, self.client = self.client, None
         if client is None:
             return
+        self._inputs.fill(0)
+        if self.server_gone:
+            # libjack crashes in deactivate, and in close, on a client whose server shut down
+            # under it (its own clean-up thread still runs): the dead client is kept, never closed.
+            _dead_clients.append(client)
+            self._ports.clear()
+            return
         try:
             client.deactivate()
         except Exception as exc:
             log.debug("JACK pin: deactivate: %s", exc)
-        client.close()
+        try:
+            client.close()
+        except Exception as exc:
+            log.debug("JACK pin: close: %s", exc)
         self._inputs.fill(0)
         self._ports.clear()
 
     def _on_shutdown(self, status: Any, reason: str) -> None:
+        self.server_gone = True
         if self.on_shutdown is not None:
             self.on_shutdown(str(reason))
 

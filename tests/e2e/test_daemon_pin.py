@@ -146,7 +146,8 @@ def test_play_sounds_each_note_at_the_files_time(daemon: Daemon, ear: Ear, tmp_p
     notes = [(0.3, 81), (0.6375, 76), (0.90625, 84), (1.24375, 79)]
     staccato_file(path, notes)
     # Each note's start relative to the first is judged in a take where no xrun (the ear knows where
-    # they fell) came between the two: a skipped cycle is cut out of what the ear recorded.
+    # they fell) came between the two, nor in the second before: a skipped cycle is cut out of what the
+    # ear recorded, and the daemon's clock mapping takes a few syncs to settle after one.
     heard: dict[int, int] = {}
     takes = []
     for _take in range(3 * TAKES):
@@ -160,7 +161,7 @@ def test_play_sounds_each_note_at_the_files_time(daemon: Daemon, ear: Ear, tmp_p
         takes.append(f"onsets {found}, xruns at {marks}")
         assert len(found) == len(notes), takes
         for k, at in enumerate(found):
-            if k not in heard and not any(found[0] - 4800 <= m <= at + 2400 for m in marks):
+            if k not in heard and not any(found[0] - ear.rate <= m <= at + 2400 for m in marks):
                 heard[k] = at - found[0]
         if len(heard) == len(notes):
             break
@@ -214,10 +215,11 @@ def test_the_built_in_bank_falls_back_to_portaudio_with_one_warning(jack_server:
     try:
         assert d.wait_for("READY=1", 60.0) is not None, d.output()
         assert d.status()["audio"]["pin"] == "portaudio"
-    finally:
         assert d.terminate() == 0
+        out = d.output()
+    finally:
         d.close()
-    assert d.output().count("audio pin jack needs a SoundFont bank") == 1, d.output()
+    assert out.count("audio pin jack needs a SoundFont bank") == 1, out
 
 
 def test_a_bad_audio_pin_is_refused_in_one_line(tmp_path: Path) -> None:
