@@ -18,7 +18,7 @@ import mido
 import numpy as np
 import pytest
 
-from tests.e2e.ears import Ear, KeyProbe, Keyboard, dominant_frequency, rms_dbfs, wait_until
+from tests.e2e.ears import Ear, Keyboard, KeyProbe, dominant_frequency, rms_dbfs, wait_until
 from tests.e2e.test_client import onsets
 from tests.e2e.test_daemon import CONFIG, KBD, OUT, PYTHON, ROOT, Daemon, connected, forget_probe, hear_note
 from tests.jackserver import JackServer
