@@ -59,6 +59,17 @@ loaded leaves the running one as it was.  Synths and font states that stopped
 sounding are let go by :meth:`Engine.collect_retired` on a control thread,
 never on the audio thread.
 
+*The JACK-native pin* (``[audio] pin = "jack"`` with a font): the synth is a
+:class:`~mxfd.synth.engine.plane_synth.PlaneSynth` and the output a
+:class:`~mxfd.io.pin_output.JackPinOutput`, whose compiled callback renders
+the data plane in JACK's cycle.  :meth:`Engine.feed` is then the render
+callback minus the rendering, on the pin's feeder thread once a cycle: the
+control requests, the streams' events due within two periods of the plane's
+position, written into the plane's ring.  JACK input is stamped on the pin's
+own frames (its cycle's first frame is :meth:`played_position`), so thru
+plays two periods after its frame, every time.  A bank cannot change under a
+running plane: a reload that asks for another is refused and says so.
+
 *Threads.*  Capture runs on the adapters' threads and touches only its own
 stream, the subscribers (which must be quick), the history ring (a lock)
 and its thru stream (the sequencer's lock).  Stream sets are immutable
