@@ -229,3 +229,21 @@ def test_a_bad_audio_pin_is_refused_in_one_line(tmp_path: Path) -> None:
     assert bad.returncode != 0
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and "audio-pin" in lines[0] and "'portaudio', 'jack'" in lines[0], bad.stderr
+
+
+def test_without_a_jack_server_the_pin_starts_degraded_retries_and_says_so(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as mp:  # only the daemon started here looks for that server
+        mp.setenv("JACK_DEFAULT_SERVER", f"mxfd-test-absent-{os.getpid()}")
+        d = Daemon(tmp_path, '[midi]\napi = "jack"\n', "--audio-pin", "jack", soundfont=FONT)
+    try:
+        assert d.wait_for("READY=1", 60.0) is not None, d.output()
+        status = d.wait_for("STATUS=", 1.0)
+        assert status is not None and status.startswith("STATUS=degraded"), status
+        assert "no JACK server answers" in status
+        assert wait_until(lambda: d.status()["audio"]["restarts"] >= 2, 10.0)  # it keeps trying
+        audio = d.status()["audio"]
+        assert (audio["pin"], audio["state"]) == ("jack", "degraded")
+        assert d.terminate() == 0
+        assert "Traceback" not in d.output()
+    finally:
+        d.close()
