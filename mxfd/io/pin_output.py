@@ -36,6 +36,7 @@ import os
 import select
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, Final, Optional
 
 import numpy as np
@@ -52,6 +53,7 @@ from mxfd.io.audio import (
     StateCallback,
     SyncCallback,
 )
+from mxfd.io.libjack import client_address, frames_to_time
 from mxfd.synth.engine import dataplane
 from mxfd.synth.engine.dataplane import C_HIGH, C_LATE, P_DROPS
 from mxfd.synth.engine.plane_synth import PlaneSynth
@@ -63,6 +65,8 @@ run_cycle: Any = dataplane.run_cycle
 
 #: ``feed(position)``: the control plane's work for the cycle that renders from ``position`` on.
 FeedCallback = Callable[[int], None]
+#: Clock reports whose least offset (JACK's clock to CLOCK_MONOTONIC) maps JACK's cycle times (about 10 s).
+CLOCK_OFFSETS: Final = 512
 #: A running client whose callback has not come for this long counts as gone.
 SILENT_S: Final = 1.0
 
@@ -108,6 +112,9 @@ class JackPinOutput:
         self._void = np.zeros((2, max(period, 16)), np.float32)
         self._ports: list[str] = []
         self._jack_period = period
+        #: What the latest clock report was read from: "jack frame time" or "callback".
+        self.sync_clock = "none yet"
+        self._clock_offsets: deque[int] = deque(maxlen=CLOCK_OFFSETS)
         self.restarts = 0
         self.feed_errors = 0
         self.late_feeds = 0
@@ -178,6 +185,7 @@ class JackPinOutput:
                 "high_water": int(cons[C_HIGH]),
                 "drops": int(self.synth.plane_arrays["prod"][P_DROPS]),
             },
+            "sync_clock": self.sync_clock,
             "feed_errors": self.feed_errors,
             "late_feeds": self.late_feeds,
             "restarts": self.restarts,
@@ -234,6 +242,7 @@ class JackPinOutput:
         except (jack.JackError, RuntimeError, OSError) as exc:
             return f"no JACK server answers ({exc})"
         client = self.pin.client
+        self._clock_offsets.clear()  # a new server: JACK's clock may have another origin
         self._ports = self.pin.output_ports
         self._jack_period = int(client.blocksize)
         if self._jack_period > self.period:
@@ -279,9 +288,20 @@ class JackPinOutput:
         b = self.pin.cycle_start()
         if a != b:  # a cycle began between the two reads: the fields may be torn; next time
             return
-        start_ns, frame, length, _ = a
+        start_ns, frame, length, jack_frame = a
         if length <= 0:
             return
+        # JACK's own estimate of when the cycle began (its DLL-filtered frame time) jitters far less
+        # than the callback's wake-up, so the mapping slews less and onsets keep their samples.  It
+        # is on another clock base (µs since JACK's own origin): the offset to CLOCK_MONOTONIC is the
+        # least (callback reading - JACK's) of the recent reports, the callback never waking early.
+        client = self.pin.client
+        if client is not None:
+            jack_ns = int(frames_to_time(client_address(client), jack_frame)) * 1000
+            offsets = self._clock_offsets
+            offsets.append(start_ns - jack_ns)
+            start_ns = jack_ns + min(offsets)
+            self.sync_clock = "jack frame time"
         heard = start_ns // 100 + length * UNITS_PER_SECOND // self.rate  # JACK plays it a period later
         try:
             self._on_sync(heard, frame)
