@@ -81,6 +81,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -821,9 +822,10 @@ class Engine:
     @property
     def on_pin(self) -> bool:
         """True while the synth plays on the JACK-native pin (its render happens in JACK's cycle)."""
-        from mxfd.synth.engine.plane_synth import PlaneSynth
-
-        return isinstance(self.synth, PlaneSynth)
+        # Not imported for the question: the data plane's module costs start-up time the PortAudio pin
+        # does not need to pay; while it is not loaded, no synth can be a PlaneSynth.
+        module = sys.modules.get("mxfd.synth.engine.plane_synth")
+        return module is not None and isinstance(self.synth, module.PlaneSynth)
 
     def _start_audio(self, timeout: float) -> None:
         if self.audio is None and self.on_pin:
