@@ -89,7 +89,7 @@ def add_synth_options(p: argparse.ArgumentParser, *, config_keys: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from mxfd.client.client import default_socket_path
     from mxfd.client.commands import RECORD_BPM, RECORD_PPQN
-    from mxfd.daemon.config import MIDI_APIS, Config, default_config_path
+    from mxfd.daemon.config import AUDIO_PINS, MIDI_APIS, Config, default_config_path
 
     defaults = Config()
     config_help = f"TOML config (default: {default_config_path()}, if it exists)"
@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--audio-device", metavar="NAME",
                      help=f"audio output device, a name, part of one or an index; `mxfd ports` lists them "
                           f"(default: [audio] device, {defaults.audio.device!r})")
+    run.add_argument("--audio-pin", metavar="|".join(AUDIO_PINS),
+                     help=f"what plays the audio: portaudio (any device) or jack (the compiled JACK-native "
+                          f"callback; a SoundFont bank only) (default: [audio] pin, {defaults.audio.pin})")
     run.add_argument("--rate", type=_positive_int, metavar="HZ",
                      help=f"sample rate (default: [audio] rate, {defaults.audio.rate})")
     run.add_argument("--period", type=_positive_int, metavar="FRAMES",

@@ -614,10 +614,15 @@ def _audio_lines(audio: dict[str, Any], st: dict[str, Any]) -> list[str]:
             facts.append(f"period {audio['period']} ({_ms(audio['period'] / rate * 1000)})")
     if isinstance(st.get("render_latency_ms"), (int, float)):
         facts.append(f"latency {_ms(st['render_latency_ms'])}")
+    extra = []
+    times = audio.get("callback_us")
+    if isinstance(times, dict):
+        extra.append(f"  {audio.get('pin', '?')} pin callback: p50 {times.get('p50')} µs, p99 {times.get('p99')} µs, "
+                     f"max {times.get('max')} µs; overruns {audio.get('overruns', 0)}, xruns {audio.get('xruns', 0)}")
     if state == "running":
-        return ["audio: " + ", ".join(facts)]
+        return ["audio: " + ", ".join(facts), *extra]
     why = audio.get("message") or audio.get("last_error") or "no reason given"
-    return [f"audio: {state}, nothing is heard: {why}", "  wanted: " + ", ".join(facts)]
+    return [f"audio: {state}, nothing is heard: {why}", "  wanted: " + ", ".join(facts), *extra]
 
 
 def _other_clients(st: dict[str, Any], own_id: Optional[int]) -> list[dict[str, Any]]:

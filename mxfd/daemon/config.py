@@ -29,6 +29,8 @@ RATES = (44100, 48000, 88200, 96000)
 MIDI_APIS = ("auto", "alsa", "jack")
 #: How JACK MIDI is read: JACK-Client (frame-accurate stamps) or rtmidi (period-accurate).
 JACK_READERS = ("jack-client", "rtmidi")
+#: What plays the audio: the PortAudio worker (any device) or the JACK-native pin (a SoundFont on JACK).
+AUDIO_PINS = ("portaudio", "jack")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 #: Longest capture history the daemon keeps (the retroactive recorder's ring).
 MAX_HISTORY_SECONDS = 300.0
@@ -94,6 +96,8 @@ class AudioConfig:
     rate: int = 48000
     period: int = 128
     periods: int = 2
+    #: "portaudio" (the default) or "jack": the compiled callback of mxfd.io.jack_pin renders in JACK's cycle.
+    pin: str = "portaudio"
 
 
 @dataclass(frozen=True)
@@ -302,6 +306,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "rate": _rate,
         "period": _period,
         "periods": _int_range(2, 8),
+        "pin": _choice(*AUDIO_PINS),
     },
     "thru": {
         "latency_ms": _latency,
@@ -443,6 +448,7 @@ def apply_overrides(
     *,
     midi_api: Optional[str] = None,
     audio_device: Optional[str] = None,
+    audio_pin: Optional[str] = None,
     rate: Optional[int] = None,
     period: Optional[int] = None,
     soundfont: Optional[str] = None,
@@ -471,6 +477,8 @@ def apply_overrides(
     changes: dict[str, Any] = {}
     if audio_device is not None:
         changes["device"] = _checked("--", "audio-device", audio_device, SCHEMA["audio"]["device"])
+    if audio_pin is not None:
+        changes["pin"] = _checked("--", "audio-pin", audio_pin, SCHEMA["audio"]["pin"])
     if rate is not None:
         changes["rate"] = _checked("--", "rate", rate, SCHEMA["audio"]["rate"])
     if period is not None:

@@ -59,6 +59,17 @@ loaded leaves the running one as it was.  Synths and font states that stopped
 sounding are let go by :meth:`Engine.collect_retired` on a control thread,
 never on the audio thread.
 
+*The JACK-native pin* (``[audio] pin = "jack"`` with a font): the synth is a
+:class:`~mxfd.synth.engine.plane_synth.PlaneSynth` and the output a
+:class:`~mxfd.io.pin_output.JackPinOutput`, whose compiled callback renders
+the data plane in JACK's cycle.  :meth:`Engine.feed` is then the render
+callback minus the rendering, on the pin's feeder thread once a cycle: the
+control requests, the streams' events due within two periods of the plane's
+position, written into the plane's ring.  JACK input is stamped on the pin's
+own frames (its cycle's first frame is :meth:`played_position`), so thru
+plays two periods after its frame, every time.  A bank cannot change under a
+running plane: a reload that asks for another is refused and says so.
+
 *Threads.*  Capture runs on the adapters' threads and touches only its own
 stream, the subscribers (which must be quick), the history ring (a lock)
 and its thru stream (the sequencer's lock).  Stream sets are immutable
@@ -70,6 +81,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -110,8 +122,16 @@ CaptureCallback = Callable[[str, int, bytes], None]
 SWAP_WAIT_S = 2.0
 
 
-def _make_synth(config: Config, choice: SynthChoice) -> Any:
+def wants_plane(config: Config, choice: SynthChoice) -> bool:
+    """Whether ``choice`` plays on the JACK-native pin: ``[audio] pin = "jack"`` and a font (the compiled engine)."""
+    return config.audio.pin == "jack" and choice.font is not None
+
+
+def _make_synth(config: Config, choice: SynthChoice, *, plane: bool = False) -> Any:
     """The synth playing ``choice`` for ``config``, its sample clock anchored to the master clock now.
+
+    ``plane``: a :class:`~mxfd.synth.engine.plane_synth.PlaneSynth` (the JACK pin renders its data
+    plane) instead of the SoundFont synth, with the same font, gain and effects.
 
     The compiled engine is built (or numba's cache loaded) here, by the
     synth's ``warm_up``, and not on the audio thread.  The audio pin re-anchors
@@ -119,7 +139,13 @@ def _make_synth(config: Config, choice: SynthChoice) -> Any:
     sample positions instead of to a clock that starts at 0.
     """
     a = config.audio
-    synth = make_synth(choice, a.rate, config.synth.polyphony, a.period)
+    if plane and choice.font is not None:
+        from mxfd.synth.engine.plane_synth import PlaneSynth
+
+        synth: Any = PlaneSynth(choice.font, a.rate, polyphony=config.synth.polyphony, block_frames=a.period,
+                                gain_db=choice.gain_db, reverb=choice.reverb, chorus=choice.chorus)
+    else:
+        synth = make_synth(choice, a.rate, config.synth.polyphony, a.period)
     warm_up = getattr(synth, "warm_up", None)
     if warm_up is not None:
         warm_up()
@@ -273,7 +299,7 @@ class Engine:
         self._bank_key = bank_key(config.synth)
         if synth is None:
             choice = self._choose_bank(config)  # BankError: no bank the config names loads
-            synth = _make_synth(config, choice)
+            synth = _make_synth(config, choice, plane=self._pin_for(config, choice))
         else:
             font = getattr(synth, "font", None)
             choice = SynthChoice(getattr(font, "path", None), font=font)
@@ -593,6 +619,27 @@ class Engine:
             self._fade(out)
         self.renders += 1
 
+    def feed(self, position: int) -> None:
+        """The JACK pin's cycle on the control plane (its feeder thread): what :meth:`render` does, bar rendering.
+
+        ``position`` is the frame the data plane renders next.  Control requests are applied, every
+        render stream releases what is due by two periods ahead (plus the synth's pre-fetch) and
+        the synth writes the events due before then into the ring: the callback, a cycle later,
+        finds them there whether or not this thread was late by up to a period.
+        """
+        if self._control:
+            self._apply_control()
+        synth = self.synth
+        self._pos_offset = 0  # the plane's frames are the synth's sample positions
+        if self._deferred:
+            self._run_deferred(position)
+        ahead = position + 2 * self.period
+        until = synth.wave_sink.sample_to_ref(ahead)
+        for s in self._render_streams:
+            s.release(until)
+        synth.feed(ahead)
+        self.renders += 1
+
     def _render_outgoing(self, out: Any) -> None:
         """The synth a swap replaced, mixed in until its releases and tails have ended (render thread)."""
         old = self._outgoing
@@ -752,6 +799,7 @@ class Engine:
         # The pin's clock mapping steps on every state change: re-anchor, don't slew.
         self._sync_start = True
         self._out_map = None
+        self._out_port = None  # ports that came back under the same names: the reader reconnects its sync
 
     def _set_latency(self, device_frames: int) -> None:
         """Fix the thru latencies for the device now playing (a new device may have another)."""
@@ -782,7 +830,34 @@ class Engine:
         """True once the first hot-plug pass ran (inputs present at start are connected)."""
         return self.hotplug is None or bool(self.hotplug.first_pass.wait(timeout))
 
+    def _pin_for(self, config: Config, choice: SynthChoice) -> bool:
+        """Whether ``choice`` plays on the JACK pin; says once why not when the config asks for it."""
+        if config.audio.pin == "jack" and not wants_plane(config, choice):
+            log.warning("audio pin jack needs a SoundFont bank (the built-in bank is not on the compiled engine): "
+                        "playing through PortAudio")
+        return wants_plane(config, choice)
+
+    @property
+    def on_pin(self) -> bool:
+        """True while the synth plays on the JACK-native pin (its render happens in JACK's cycle)."""
+        # Not imported for the question: the data plane's module costs start-up time the PortAudio pin
+        # does not need to pay; while it is not loaded, no synth can be a PlaneSynth.
+        module = sys.modules.get("mxfd.synth.engine.plane_synth")
+        return module is not None and isinstance(self.synth, module.PlaneSynth)
+
     def _start_audio(self, timeout: float) -> None:
+        if self.audio is None and self.on_pin:
+            from mxfd.io.pin_output import JackPinOutput
+
+            self.audio = JackPinOutput(
+                self.synth,
+                self.feed,
+                rate=self.config.audio.rate,
+                period=self.config.audio.period,
+                client_name=f"{self.client_name}-out",
+                on_sync=self.on_sync,
+                on_state=self.on_audio_state,
+            )
         if self.audio is None:
             from mxfd.io.audio import AudioOutput
 
@@ -862,7 +937,14 @@ class Engine:
             self._render_streams = ()
         for s in streams:
             s.stop()
-        if self.audio is not None:
+        if self.audio is not None and self.on_pin:
+            # The data plane has no fade: all sound off travels in the ring, in order with what it
+            # holds; the callback applies it within a period, then the pin closes.
+            if not self.wait_control(self._request("all_sound_off"), 1.0):
+                log.warning("all sound off was not applied in 1 s (is the JACK pin's feeder stuck?)")
+            time.sleep(fade_s + 4 * self.period / self.rate)
+            self.audio.stop()
+        elif self.audio is not None:
             self._fade_frames = max(self.period, round(fade_s * self.rate))
             self._request("all_sound_off")
             if not self.wait_control(self._request("fade_out"), 1.0):
@@ -898,6 +980,11 @@ class Engine:
             if key == self._bank_key:
                 self.bank_error = None  # the config asks for the bank that plays: nothing is refused
                 return {"bank": self.bank_name, "changed": False, "error": None}
+            if self.on_pin:
+                self.bank_error = (f"the JACK pin plays {self.bank_name} until mxfd restarts: "
+                                   "its bank cannot change while it runs")
+                log.error("soundfont not changed: %s", self.bank_error)
+                return {"bank": self.bank_name, "changed": False, "error": self.bank_error}
             try:
                 with yielding_gil():  # the render thread, beside, never waits long for the GIL
                     choice = self._choose_bank(config)
@@ -933,7 +1020,9 @@ class Engine:
         self._history.horizon = int(config.record.history_seconds * UNITS_PER_SECOND)
         audio_changed = old.audio != config.audio or old.synth.polyphony != config.synth.polyphony
         geometry = (config.audio.rate, config.audio.period, config.synth.polyphony)
-        new_synth = (old.audio.rate, old.audio.period, old.synth.polyphony) != geometry
+        new_synth = (old.audio.rate, old.audio.period, old.synth.polyphony) != geometry or (
+            old.audio.pin != config.audio.pin
+        )
         if audio_changed or old.thru != config.thru:
             self.rate = config.audio.rate
             self._set_latency(self._device_frames)
@@ -1000,7 +1089,7 @@ class Engine:
             else:
                 self._bank_key = key
                 report["changed"] = True
-        synth = _make_synth(self.config, choice)
+        synth = _make_synth(self.config, choice, plane=self._pin_for(self.config, choice))
         self.bank = choice
         self._gain = output_gain(choice)
         report["bank"] = self.bank_name
@@ -1064,6 +1153,14 @@ class Engine:
             "reload_error": self.bank_error,
         }
 
+    def _audio_status(self) -> dict[str, Any]:
+        if self.audio is None:
+            return {"state": "none"}
+        st: dict[str, Any] = self.audio.status()
+        st.setdefault("pin", "portaudio")
+        st["server_period"] = self.server_period()
+        return st
+
     def status(self) -> dict[str, Any]:
         """Everything ``mxfd status`` shows (JSON-serialisable)."""
         with self._lock:
@@ -1075,8 +1172,7 @@ class Engine:
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "inputs": self.inputs(),
             "midi": self.hotplug.status() if self.hotplug is not None else [],
-            "audio": dict(self.audio.status(), server_period=self.server_period())
-            if self.audio is not None else {"state": "none"},
+            "audio": self._audio_status(),
             "render_latency_100ns": self.render_latency_100ns,
             "render_latency_ms": round(self.render_latency_100ns / 10_000, 3),
             "render_latency_frames": self.render_latency_frames,
@@ -1108,4 +1204,4 @@ class Engine:
         return out
 
 
-__all__ = ["Engine", "History", "InputRecord", "Subscription", "audio_device", "thru_latency_frames"]
+__all__ = ["Engine", "History", "InputRecord", "Subscription", "audio_device", "thru_latency_frames", "wants_plane"]

@@ -171,6 +171,7 @@ def load_config(args: argparse.Namespace) -> Config:
         config,
         midi_api=getattr(args, "midi_api", None),
         audio_device=getattr(args, "audio_device", None),
+        audio_pin=getattr(args, "audio_pin", None),
         rate=getattr(args, "rate", None),
         period=getattr(args, "period", None),
         soundfont=getattr(args, "soundfont", None),

@@ -33,7 +33,7 @@ JACK-Client from ordinary threads.
 from __future__ import annotations
 
 import logging
-from typing import Any, Final, Optional
+from typing import Any, Callable, Final, Optional
 
 import numba
 import numpy as np
@@ -60,6 +60,9 @@ from mxfd.synth.engine import dataplane
 from mxfd.synth.engine.dataplane import C_POSITION, DataPlane, address, from_address_of, plane_type
 
 log = logging.getLogger(__name__)
+
+#: Clients whose server shut down under them: kept (one a server restart), since closing one crashes libjack.
+_dead_clients: list[Any] = []
 
 #: Callback durations kept for the percentiles.
 TIMES: Final = 4096
@@ -170,11 +173,16 @@ class JackPin:
         client_name: str = "mxfd-out",
         servername: Optional[str] = None,
         wake_fd: int = -1,
+        on_shutdown: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.plane = plane
+        #: ``on_shutdown(reason)`` when the server goes away (on a JACK thread: set a flag, no more).
+        self.on_shutdown = on_shutdown
         self.client_name = client_name
         self.servername = servername
         self.client: Any = None
+        #: The server shut down under the open client (set on a JACK thread).
+        self.server_gone = False
         self.xruns = 0
         if numba.typeof(plane) != PLANE_TYPE:  # type: ignore[no-untyped-call]
             raise TypeError("the plane's arrays are not of the types new_dataplane makes")
@@ -204,6 +212,7 @@ class JackPin:
         route_jack_messages()
         with connecting():
             client = jack.Client(self.client_name, no_start_server=True, servername=self.servername)
+        self.server_gone = False
         try:
             outs = [client.outports.register(f"out_{i}") for i in range(2)]
             self._arg[_A_LEFT] = port_address(outs[0])
@@ -212,6 +221,7 @@ class JackPin:
             self._arg[_A_CLIENT] = client_address(client)
             set_process_callback(client, _process, self._arg.ctypes.data)
             client.set_xrun_callback(self._on_xrun)
+            client.set_shutdown_callback(self._on_shutdown)
             client.activate()
         except Exception:
             client.close()
@@ -223,13 +233,28 @@ class JackPin:
         client, self.client = self.client, None
         if client is None:
             return
+        self._inputs.fill(0)
+        if self.server_gone:
+            # libjack crashes in deactivate, and in close, on a client whose server shut down
+            # under it (its own clean-up thread still runs): the dead client is kept, never closed.
+            _dead_clients.append(client)
+            self._ports.clear()
+            return
         try:
             client.deactivate()
         except Exception as exc:
             log.debug("JACK pin: deactivate: %s", exc)
-        client.close()
+        try:
+            client.close()
+        except Exception as exc:
+            log.debug("JACK pin: close: %s", exc)
         self._inputs.fill(0)
         self._ports.clear()
+
+    def _on_shutdown(self, status: Any, reason: str) -> None:
+        self.server_gone = True
+        if self.on_shutdown is not None:
+            self.on_shutdown(str(reason))
 
     def _on_xrun(self, delayed_usecs: float) -> None:
         self.xruns += 1

@@ -88,6 +88,8 @@ midi_event_write = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint
 )
 #: ``jack_nframes_t jack_last_frame_time(const jack_client_t *)``: the frame time of this cycle's first frame.
 last_frame_time = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p)(("jack_last_frame_time", _lib))
+#: ``jack_time_t jack_frames_to_time(const jack_client_t *, jack_nframes_t)``: when a frame was (or will be), in µs.
+frames_to_time = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint32)(("jack_frames_to_time", _lib))
 #: ``int jack_get_cycle_times(client, uint32_t *frames, uint64_t *usecs, uint64_t *next_usecs, float *period)``
 get_cycle_times = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p

@@ -82,6 +82,7 @@ def test_a_file_that_is_not_toml_is_refused_with_its_path(tmp_path: Path) -> Non
         ("[audio]\nperiod = 7", "period", "7", "from 16 to 8192"),
         ("[audio]\nperiods = 1", "periods", "1", "from 2 to 8"),
         ("[audio]\nperiods = 2.5", "periods", "2.5", "a whole number"),
+        ('[audio]\npin = "alsa"', "pin", "'alsa'", "one of 'portaudio', 'jack'"),
         ('[thru]\nlatency_ms = "fast"', "latency_ms", "'fast'", '"auto" or a number of milliseconds'),
         ("[thru]\nlatency_ms = 0", "latency_ms", "0", "above 0"),
         ("[thru]\nmargin_ms = -1", "margin_ms", "-1", "from 0 to 100"),
@@ -115,7 +116,7 @@ def test_every_schema_key_has_a_bad_value_test() -> None:
     # The table above covers each key at least once (keeps new keys honest).
     covered = {
         "api", "jack_reader", "include", "exclude", "virtual_port", "thru", "raw", "raw_baud", "poll_interval",
-        "device", "rate", "period", "periods", "latency_ms", "margin_ms", "polyphony", "socket", "group",
+        "device", "rate", "period", "periods", "pin", "latency_ms", "margin_ms", "polyphony", "socket", "group",
         "allowed_uids", "history_seconds", "level", "soundfont", "gain", "reverb", "chorus",
         "max_clients", "allow_shared_directory",
     }
@@ -125,7 +126,7 @@ def test_every_schema_key_has_a_bad_value_test() -> None:
 def test_an_unknown_key_is_refused_with_the_allowed_keys() -> None:
     message = refused("[audio]\nsamplerate = 48000")
     assert "unknown key 'samplerate'" in message
-    assert "allowed keys: device, period, periods, rate" in message
+    assert "allowed keys: device, period, periods, pin, rate" in message
 
 
 def test_an_unknown_section_is_refused() -> None:

@@ -185,7 +185,9 @@ class KeyProbe:
     48 kHz): a test never lasts that long.
     """
 
-    def __init__(self, midi_in: str, audio_out: str, name: str = "mxfd-test-probe", seconds: float = 20.0) -> None:
+    def __init__(
+        self, midi_in: Optional[str], audio_out: str, name: str = "mxfd-test-probe", seconds: float = 20.0
+    ) -> None:
         self.client = jack.Client(name, no_start_server=True)
         self.rate = self.client.samplerate
         self.period = self.client.blocksize
@@ -201,7 +203,8 @@ class KeyProbe:
         )
         set_process_callback(self.client, _probe, self._state.ctypes.data)
         self.client.activate()
-        self.client.connect(out, midi_in)
+        if midi_in is not None:  # None: whoever plays it connects it (mxfd's hot-plug, as a keyboard)
+            self.client.connect(out, midi_in)
         self.client.connect(audio_out, ear)
 
     @property

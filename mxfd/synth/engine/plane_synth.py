@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mxfd.core.mxf import KSState
+from mxfd.synth.engine import layout as L
 from mxfd.synth.engine.channels import CHANNELS_PER_GROUP
 from mxfd.synth.engine.dataplane import MSG, SOUND_OFF, EventRing, new_dataplane, pack
 from mxfd.synth.engine.synth import SoundFontSynth
@@ -86,6 +87,18 @@ class PlaneSynth(SoundFontSynth):
             for c in range(CHANNELS_PER_GROUP):
                 for num in (64, 66, 123):
                     self.ring.push(at, pack(MSG, base, 3, 0xB0 | c, num, 0))
+
+    def panic(self) -> int:
+        """All sound off and controllers reset (CC 120, CC 121) on every channel, through the ring; voices sounding."""
+        with self._lock:
+            sounding = int(self._a["counters"][L.K_SOUNDING]) + self.retiring_voices
+            at = self.ring.position
+            for slot in sorted(set(self._slots.values())):
+                base = slot * CHANNELS_PER_GROUP
+                for c in range(CHANNELS_PER_GROUP):
+                    for num in (120, 121):
+                        self.ring.push(at, pack(MSG, base, 3, 0xB0 | c, num, 0))
+        return sounding
 
     def _sound_off_all(self) -> None:
         self.ring.push(self.ring.position, pack(SOUND_OFF, 0, 0, 0, 0, 0))

@@ -1,0 +1,346 @@
+"""``JackPinOutput``: the daemon's audio output on the JACK-native pin (``[audio] pin = "jack"``).
+
+Theory of operation
+-------------------
+The sound is rendered by :class:`~mxfd.io.jack_pin.JackPin`'s compiled
+callback, in JACK's own cycle, from a
+:class:`~mxfd.synth.engine.plane_synth.PlaneSynth`'s data plane.  What stays
+in Python is the control plane's side of each cycle, on one *feeder* thread
+(the event ring's one producer):
+
+* the pin writes a byte to a non-blocking pipe at the end of every cycle;
+  the feeder wakes on it, reads the plane's position (the first frame the
+  next cycle renders) and calls ``feed(position)``: the engine releases its
+  streams' events and writes those due in the next two periods into the
+  ring.  A cycle of slack: a feeder late by up to a period changes nothing
+  that is heard.
+* every :data:`~mxfd.io.audio.SYNC_INTERVAL` cycles it reports the clock,
+  ``on_sync(master time, frame)``, exactly as the PortAudio pin does: the
+  cycle's start on ``CLOCK_MONOTONIC`` (read inside the callback) plus the
+  output latency of one period (JACK plays a cycle's buffer during the next
+  one), against the cycle's first frame.
+* while no server answers, or after it went away, the same thread renders
+  the plane into the void on a timer (one consumer at a time: the pin is
+  closed then), so events are consumed, control requests applied and the
+  clock keeps going; it retries the server with a doubling backoff, like
+  :class:`~mxfd.io.audio.AudioOutput`'s supervisor.  A server that shuts down
+  (or a callback that stops coming for :data:`SILENT_S`) closes the client,
+  and the next attempt reopens it: ports ``<client_name>:out_0``/``out_1``
+  come back under the same names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Final, Optional
+
+import numpy as np
+
+from mxfd.core.clock import UNITS_PER_SECOND
+from mxfd.io.audio import (
+    BACKOFF_MAX_S,
+    BACKOFF_MIN_S,
+    DEGRADED,
+    RUNNING,
+    STABLE_S,
+    STOPPED,
+    SYNC_INTERVAL,
+    StateCallback,
+    SyncCallback,
+)
+from mxfd.io.libjack import client_address, frames_to_time
+from mxfd.synth.engine import dataplane
+from mxfd.synth.engine.dataplane import C_HIGH, C_LATE, P_DROPS
+from mxfd.synth.engine.plane_synth import PlaneSynth
+
+log = logging.getLogger(__name__)
+
+# Typed Any: mypy cannot follow numba's types.
+run_cycle: Any = dataplane.run_cycle
+
+#: ``feed(position)``: the control plane's work for the cycle that renders from ``position`` on.
+FeedCallback = Callable[[int], None]
+#: Clock reports whose least offset (JACK's clock to CLOCK_MONOTONIC) maps JACK's cycle times (about 10 s).
+CLOCK_OFFSETS: Final = 512
+#: A running client whose callback has not come for this long counts as gone.
+SILENT_S: Final = 1.0
+
+
+class JackPinOutput:
+    """Plays a :class:`PlaneSynth` through the JACK-native pin; the feeder thread drives ``feed``.
+
+    The same face as :class:`~mxfd.io.audio.AudioOutput` to the engine:
+    ``start``, ``stop``, ``state``, ``status`` and ``played_position``.
+    """
+
+    def __init__(
+        self,
+        synth: PlaneSynth,
+        feed: FeedCallback,
+        *,
+        rate: int,
+        period: int,
+        client_name: str = "mxfd-out",
+        servername: Optional[str] = None,
+        on_sync: Optional[SyncCallback] = None,
+        on_state: Optional[StateCallback] = None,
+    ) -> None:
+        from mxfd.io.jack_pin import JackPin
+
+        self.synth = synth
+        self.rate = rate
+        self.period = period
+        self.client_name = client_name
+        self._feed = feed
+        self._on_sync = on_sync
+        self._on_state = on_state
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._gone = threading.Event()
+        self._gone_reason = ""
+        self.pin = JackPin(synth.plane, client_name=client_name, servername=servername, wake_fd=self._wake_w,
+                           on_shutdown=self._on_shutdown)
+        self._state = STOPPED
+        self._message = ""
+        self._stopping = threading.Event()
+        self._first_outcome = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._void = np.zeros((2, max(period, 16)), np.float32)
+        self._ports: list[str] = []
+        self._jack_period = period
+        #: What the latest clock report was read from: "jack frame time" or "callback".
+        self.sync_clock = "none yet"
+        self._clock_offsets: deque[int] = deque(maxlen=CLOCK_OFFSETS)
+        self.restarts = 0
+        self.feed_errors = 0
+        self.late_feeds = 0
+        self.last_error = ""
+
+    # -- the engine's face ------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``'running'`` (the pin plays on a server), ``'degraded'`` (none answers; retrying) or ``'stopped'``."""
+        return self._state
+
+    def start(self, timeout: float = 1.5) -> None:
+        """Start the feeder, which opens the pin; wait up to ``timeout`` for the first attempt's outcome."""
+        if self._state != STOPPED:
+            raise RuntimeError("JackPinOutput is already started")
+        self._stopping.clear()
+        self._first_outcome.clear()
+        self._set_state(DEGRADED, "starting")
+        self._thread = threading.Thread(target=self._main, name="mxfd-pin-feeder", daemon=True)
+        self._thread.start()
+        self._first_outcome.wait(timeout)
+
+    def stop(self) -> None:
+        """Close the pin and stop the feeder (the engine silences the plane first)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            if self._thread.is_alive():
+                log.error("the JACK pin's feeder did not stop in 5 s (is feed() blocking?)")
+            self._thread = None
+        self.pin.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_r = self._wake_w = -1
+        self._set_state(STOPPED, "stopped")
+
+    def played_position(self) -> Optional[int]:
+        """The first frame of the cycle JACK runs now (for a JACK client ordered after the pin); None unless running."""
+        if self._state != RUNNING:
+            return None
+        return self.pin.cycle_start()[1]
+
+    def status(self) -> dict[str, Any]:
+        """What ``mxfd status`` shows: the PortAudio pin's keys that apply, and the callback's own figures."""
+        pin = self.pin.status()
+        cons = self.synth.plane_arrays["cons"]
+        return {
+            "pin": "jack",
+            "device": f"JACK pin {self.client_name}",
+            "hostapi": "JACK, compiled callback",
+            "ports": list(self._ports),
+            "rate": self.rate,
+            "period": self._jack_period,
+            "latency_frames": 2 * self._jack_period,
+            "device_latency_s": self._jack_period / self.rate,
+            "state": self._state,
+            "message": self._message,
+            "overruns": pin["overruns"],
+            "xruns": pin["xruns"],
+            "callback_us": pin["callback_us"],
+            "cycles": pin["cycles"],
+            "ring": {
+                "late": int(cons[C_LATE]),
+                "high_water": int(cons[C_HIGH]),
+                "drops": int(self.synth.plane_arrays["prod"][P_DROPS]),
+            },
+            "sync_clock": self.sync_clock,
+            "feed_errors": self.feed_errors,
+            "late_feeds": self.late_feeds,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+        }
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _set_state(self, state: str, message: str) -> None:
+        changed = state != self._state
+        news = message != self._message
+        self._state = state
+        self._message = message
+        if state == DEGRADED and message != "starting" and (changed or news):
+            log.warning("audio output degraded (sound is discarded, retrying): %s", message)
+        elif state == RUNNING and changed:
+            log.info("audio output running: %s", message)
+        if changed and self._on_state is not None:
+            try:
+                self._on_state(state, message)
+            except Exception:
+                log.exception("on_state callback failed")
+
+    def _on_shutdown(self, reason: str) -> None:
+        self._gone_reason = reason  # a JACK thread: a flag and no more
+        self._gone.set()
+
+    # -- the feeder thread --------------------------------------------------------------------
+
+    def _main(self) -> None:
+        backoff = BACKOFF_MIN_S
+        while not self._stopping.is_set():
+            began = time.monotonic()
+            message = self._play()
+            self.last_error = message
+            if self._stopping.is_set():
+                break
+            if time.monotonic() - began >= STABLE_S:
+                backoff = BACKOFF_MIN_S
+            self._set_state(DEGRADED, message)
+            self._first_outcome.set()
+            self._void_until(time.monotonic() + backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            self.restarts += 1
+        self._first_outcome.set()
+
+    def _play(self) -> str:
+        """Open the pin and feed it until the server goes away or the pin stops; why it ended."""
+        import jack
+
+        self._gone.clear()
+        try:
+            self.pin.open()
+        except (jack.JackError, RuntimeError, OSError) as exc:
+            return f"no JACK server answers ({exc})"
+        client = self.pin.client
+        self._clock_offsets.clear()  # a new server: JACK's clock may have another origin
+        self._ports = self.pin.output_ports
+        self._jack_period = int(client.blocksize)
+        if self._jack_period > self.period:
+            log.warning("JACK runs %d-frame periods, mxfd is set for %d: thru may be late by a period "
+                        "(mxfd run --period %d)", self._jack_period, self.period, self._jack_period)
+        self._set_state(RUNNING, f"JACK pin {client.name} ({client.samplerate} Hz, period {client.blocksize})")
+        self._first_outcome.set()
+        try:
+            return self._feed_cycles()
+        finally:
+            self.pin.close()
+
+    def _feed_cycles(self) -> str:
+        countdown = 0
+        last_wake = time.monotonic()
+        fd = self._wake_r
+        while not self._stopping.is_set():
+            if self._gone.is_set():
+                return f"the JACK server went away ({self._gone_reason or 'no reason given'})"
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            now = time.monotonic()
+            if not ready:
+                if now - last_wake > SILENT_S:
+                    return f"the JACK pin's callback has not run for {SILENT_S:g} s"
+                continue
+            last_wake = now
+            try:
+                woke = len(os.read(fd, 4096))
+            except BlockingIOError:
+                continue
+            if woke > 1:
+                self.late_feeds += 1  # cycles went by while this thread waited (for the GIL, mostly)
+            self._feed_once(self.synth.ring.position)
+            countdown -= 1
+            if countdown <= 0 and self._on_sync is not None:
+                countdown = SYNC_INTERVAL
+                self._sync()
+        return "stopped"
+
+    def _sync(self) -> None:
+        assert self._on_sync is not None
+        a = self.pin.cycle_start()
+        b = self.pin.cycle_start()
+        if a != b:  # a cycle began between the two reads: the fields may be torn; next time
+            return
+        start_ns, frame, length, jack_frame = a
+        if length <= 0:
+            return
+        # JACK's own estimate of when the cycle began (its DLL-filtered frame time) jitters far less
+        # than the callback's wake-up, so the mapping slews less and onsets keep their samples.  It
+        # is on another clock base (µs since JACK's own origin): the offset to CLOCK_MONOTONIC is the
+        # least (callback reading - JACK's) of the recent reports, the callback never waking early.
+        client = self.pin.client
+        if client is not None:
+            jack_ns = int(frames_to_time(client_address(client), jack_frame)) * 1000
+            offsets = self._clock_offsets
+            offsets.append(start_ns - jack_ns)
+            start_ns = jack_ns + min(offsets)
+            self.sync_clock = "jack frame time"
+        heard = start_ns // 100 + length * UNITS_PER_SECOND // self.rate  # JACK plays it a period later
+        try:
+            self._on_sync(heard, frame)
+        except Exception:
+            self.feed_errors += 1
+            log.exception("on_sync failed")
+
+    def _feed_once(self, position: int) -> None:
+        try:
+            self._feed(position)
+        except Exception:
+            self.feed_errors += 1
+            if self.feed_errors & (self.feed_errors - 1) == 0:
+                log.exception("feeding the JACK pin failed (%d times so far)", self.feed_errors)
+
+    def _void_until(self, deadline: float) -> None:
+        """Render the plane into the void on a timer while no server plays it (the pin is closed)."""
+        n = self.period
+        period_s = n / self.rate
+        left, right = self._void[0, :n], self._void[1, :n]
+        due = time.monotonic()
+        countdown = 0
+        while not self._stopping.is_set() and due < deadline:
+            now = time.monotonic()
+            if now - due > 1.0:
+                due = now  # asleep for a second (suspend?): no catching up in a burst
+            while due <= now:
+                frame = self.synth.ring.position
+                run_cycle(self.synth.plane, n, left, right)
+                self._feed_once(frame + n)
+                countdown -= 1
+                if countdown <= 0 and self._on_sync is not None:
+                    countdown = SYNC_INTERVAL
+                    try:
+                        self._on_sync(int((due + period_s) * 1e7), frame)
+                    except Exception:
+                        self.feed_errors += 1
+                        log.exception("on_sync failed")
+                due += period_s
+            self._stopping.wait(max(0.0, due - time.monotonic()) + 3 * period_s)
+
+__all__ = ["FeedCallback", "JackPinOutput", "SILENT_S"]

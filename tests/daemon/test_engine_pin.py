@@ -1,0 +1,124 @@
+"""The engine on the JACK-native pin's side, without a server: what its feeder writes into the data plane's ring.
+
+The test plays the callback's part itself (``run_cycle`` on the plane, one
+period at a time), so every event's frame in the ring can be checked.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mxfd.core.clock import UNITS_PER_SECOND, master_time
+from mxfd.core.event import EVENT_COMPLETE
+from mxfd.daemon.config import Config, ConfigError, apply_overrides, loads
+from mxfd.daemon.engine import Engine
+from mxfd.synth.engine import dataplane
+from mxfd.synth.engine.dataplane import MSG
+from mxfd.synth.engine.plane_synth import PlaneSynth
+
+RATE = 48000
+PERIOD = 128
+TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+run_cycle: Any = dataplane.run_cycle
+
+
+def on_pin(soundfont: str = TIMGM) -> Config:
+    return loads(f'[audio]\npin = "jack"\n[synth]\nsoundfont = "{soundfont}"\nreverb = false\nchorus = false\n')
+
+
+class PinRig:
+    """An engine on a PlaneSynth, fed as the pin's feeder does, its plane rendered as the callback does."""
+
+    def __init__(self) -> None:
+        self.engine = Engine(on_pin())
+        self.synth = self.engine.synth
+        assert isinstance(self.synth, PlaneSynth)
+        self.t0 = master_time()
+        self.engine.on_sync(self.t0, 0)
+        self.left = np.zeros(PERIOD, np.float32)
+        self.right = np.zeros(PERIOD, np.float32)
+        self.seen: list[tuple[int, int]] = []  # (frame, word) of every record the ring held
+        self._read = 0
+
+    def cycles(self, n: int) -> None:
+        a = self.synth.plane_arrays
+        for _ in range(n):
+            self.engine.feed(self.synth.ring.position)
+            write = int(a["prod"][dataplane.P_WRITE])
+            cap = a["ring"].shape[0]
+            self.seen += [(int(a["ring"][i % cap, 0]), int(a["ring"][i % cap, 1])) for i in range(self._read, write)]
+            self._read = write
+            run_cycle(self.synth.plane, PERIOD, self.left, self.right)
+
+    def play(self, stream: Any, message: bytes, frame: int) -> None:
+        stream.capture(message, 0, len(message), self.t0 + frame * UNITS_PER_SECOND // RATE, EVENT_COMPLETE)
+        stream.flush()
+
+
+def status_bytes(rig: PinRig, status: int) -> list[int]:
+    """The frames of the ring's channel messages of kind ``status`` (any channel)."""
+    return [f for f, w in rig.seen if (w >> 56) & 0xFF == MSG and (w >> 16) & 0xF0 == status]
+
+
+def test_the_audio_pin_is_a_config_key_and_a_flag_checked_alike() -> None:
+    assert Config().audio.pin == "portaudio"
+    assert loads('[audio]\npin = "jack"\n').audio.pin == "jack"
+    with pytest.raises(ConfigError) as info:
+        loads('[audio]\npin = "alsa"\n')
+    assert "pin" in str(info.value) and "'portaudio', 'jack'" in str(info.value) and "\n" not in str(info.value)
+    assert apply_overrides(Config(), audio_pin="jack").audio.pin == "jack"
+    with pytest.raises(ConfigError, match="--audio-pin"):
+        apply_overrides(Config(), audio_pin="pulse")
+
+
+def test_pin_jack_builds_a_plane_synth_and_the_built_in_bank_falls_back_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert isinstance(Engine(on_pin()).synth, PlaneSynth)
+    with caplog.at_level(logging.WARNING):
+        engine = Engine(on_pin("builtin"))
+    assert not isinstance(engine.synth, PlaneSynth) and not engine.on_pin
+    assert [r.message for r in caplog.records].count(
+        "audio pin jack needs a SoundFont bank (the built-in bank is not on the compiled engine): "
+        "playing through PortAudio") == 1
+
+
+def test_the_feeder_writes_thru_events_at_their_frame_plus_the_latency() -> None:
+    rig = PinRig()
+    kbd = rig.engine.open_capture("kbd:out")
+    latency = rig.engine.render_latency_frames
+    frames = [1000, 1000 + 4 * PERIOD + 37, 3000 + 91]
+    rig.cycles(2)
+    for f in frames:
+        rig.play(kbd, bytes([0x90, 60, 100]), f)
+        rig.cycles(1 + (f - rig.synth.ring.position) // PERIOD if f > rig.synth.ring.position else 1)
+    rig.cycles(latency // PERIOD + 4)
+    assert status_bytes(rig, 0x90) == [f + latency for f in frames]
+    assert int(rig.synth.plane_arrays["cons"][dataplane.C_LATE]) == 0  # each one there before its cycle
+
+
+def test_a_panic_and_a_vanished_source_go_through_the_ring() -> None:
+    rig = PinRig()
+    kbd = rig.engine.open_capture("kbd:out")
+    rig.play(kbd, bytes([0x90, 60, 100]), 10)
+    rig.cycles(rig.engine.render_latency_frames // PERIOD + 3)
+    assert rig.synth.stats()["voices"] == 1
+    assert rig.engine.panic(timeout=0.0)["applied"] is False  # the feeder applies it at its next cycle
+    rig.cycles(2)
+    assert len(status_bytes(rig, 0xB0)) == 32  # CC 120 and CC 121 on each of the group's 16 channels
+    assert rig.synth.stats()["voices"] == 0
+    rig.engine.close_capture(kbd)
+    rig.cycles(2)
+    assert len(status_bytes(rig, 0xB0)) == 32 + 48  # its notes and pedals released: CC 64, 66, 123 each
+
+
+def test_a_bank_reload_on_the_pin_is_refused_and_the_font_plays_on() -> None:
+    engine = Engine(on_pin())
+    report = engine.reload_bank(on_pin("builtin"))
+    assert report["changed"] is False and report["bank"] == TIMGM
+    assert report["error"] == f"the JACK pin plays {TIMGM} until mxfd restarts: its bank cannot change while it runs"
+    assert engine.bank_info()["reload_error"] == report["error"] and isinstance(engine.synth, PlaneSynth)
