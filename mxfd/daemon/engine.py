@@ -711,7 +711,7 @@ class Engine:
             status = self.audio.status()
             ports = status.get("ports") or [None]
             ring = self.audio.played_ring()
-            if ports[0] != self._out_port or ring != self._followed_ring:
+            if ports[0] != self._out_port or ring is not self._followed_ring:
                 self._out_port, self._followed_ring = ports[0], ring
                 self.wake.set()  # the hot-plug pass connects the JACK reader after it, to read this ring
             self._set_latency(round(float(status.get("device_latency_s") or 0.0) * self.rate))
@@ -737,7 +737,7 @@ class Engine:
         """
         audio = self.audio
         m = self._out_map
-        if audio is None or m is None or ring is None or audio.played_ring() != ring:
+        if audio is None or m is None or ring is None or audio.played_ring() is not ring:
             return None
         if audio.played_position() is None:  # not running
             return None

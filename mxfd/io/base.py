@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, NamedTuple, Optional, Protocol
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol
 
 #: Bytes as adapters deliver them: a bytearray, a cffi buffer, a list of ints from rtmidi.
 MidiBytes = Any
@@ -36,18 +37,24 @@ class CaptureTarget(Protocol):
         """The current batch of arrivals is over: pass what was captured on now."""
 
 
-class PlayedRing(NamedTuple):
-    """Where the audio output's frame ring says which position it plays: a segment and word indices."""
+@dataclass(frozen=True, eq=False)
+class PlayedRing:
+    """Where the audio output says which position it plays: int64 words, and indices into them.
 
-    #: ``/dev/shm`` name of the segment
+    The position played is ``words[slot0 + ((n - 1) % slots) * slot_stride + 1]`` once
+    ``n = words[read]`` is above 0.  The words are a ``/dev/shm`` segment's first (``name``),
+    or memory of this process at ``address``, kept alive by ``keep``.  Compared by identity:
+    an output hands out one for as long as it plays from the same memory.
+    """
+
     name: str
-    #: int64 words of the control area at the segment's start
     words: int
-    #: word index of the count of frames played, of the first slot, the slot stride, and the slot count
     read: int
     slot0: int
     slot_stride: int
     slots: int
+    address: int = 0
+    keep: Any = None
 
 
 class ReaderProgress(Protocol):

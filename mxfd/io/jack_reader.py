@@ -359,7 +359,7 @@ class CompiledReader:
 
     def follow(self, ring: Optional[PlayedRing]) -> None:
         """Read the output's played position from ``ring`` from now on (None: there is no output)."""
-        if ring == self._followed:
+        if ring is self._followed:
             return
         self.ctl[C_FOLLOW] = 0
         if self._mapping is not None:
@@ -367,6 +367,9 @@ class CompiledReader:
             self._unmap()
         self._followed = ring
         if ring is None:
+            return
+        if not ring.name:
+            self._set_follow(ring.address, ring)
             return
         try:
             fd = os.open(os.path.join("/dev/shm", ring.name), os.O_RDONLY | os.O_CLOEXEC)
@@ -378,8 +381,11 @@ class CompiledReader:
         finally:
             os.close(fd)
         self._q = np.frombuffer(self._mapping, np.int64, ring.words)
+        self._set_follow(self._q.ctypes.data, ring)
+
+    def _set_follow(self, address: int, ring: PlayedRing) -> None:
         ctl = self.ctl
-        ctl[C_Q_ADDR] = self._q.ctypes.data
+        ctl[C_Q_ADDR] = address
         ctl[C_Q_WORDS] = ring.words
         ctl[C_Q_READ] = ring.read
         ctl[C_Q_SLOT0] = ring.slot0
