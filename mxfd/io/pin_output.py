@@ -53,6 +53,7 @@ from mxfd.io.audio import (
     StateCallback,
     SyncCallback,
 )
+from mxfd.io.base import PlayedRing
 from mxfd.io.libjack import client_address, frames_to_time
 from mxfd.synth.engine import dataplane
 from mxfd.synth.engine.dataplane import C_HIGH, C_LATE, P_DROPS
@@ -160,6 +161,10 @@ class JackPinOutput:
         if self._state != RUNNING:
             return None
         return self.pin.cycle_start()[1]
+
+    def played_ring(self) -> Optional[PlayedRing]:
+        """Where a compiled JACK reader reads :meth:`played_position` in its own cycle."""
+        return self.pin.played_ring()
 
     def status(self) -> dict[str, Any]:
         """What ``mxfd status`` shows: the PortAudio pin's keys that apply, and the callback's own figures."""
