@@ -95,7 +95,7 @@ from mxfd.core.wire import BadBufferError
 from mxfd.daemon.bank import BankError, bank_key, bank_name, choose_bank, describe_bank, yielding_gil
 from mxfd.daemon.config import Config
 from mxfd.daemon.streams import CaptureStream, PlaybackStream, RenderStream
-from mxfd.io.base import CaptureTarget, MidiBackend, PlayedRing, ReaderProgress, Wake
+from mxfd.io.base import CaptureTarget, MidiBackend, PlayedRing, ReaderProgress, ThruQueue, Wake
 from mxfd.render import SynthChoice, make_synth, output_gain
 
 log = logging.getLogger(__name__)
@@ -418,8 +418,14 @@ class Engine:
             rec.channel_group = group
             rec.stream = stream
             self._captures[id(stream)] = stream
-            self._set_thru(stream, self.config.midi.thru_for(name))
-            rec.thru = stream.thru is not None
+            thru = self.config.midi.thru_for(name)
+            if thru and stream.frame_accurate and self.thru_queue() is not None:
+                # The JACK reader plays it through the pin's thru queue in the cycle it came in: one
+                # period from key to sound, and no second path through a thru stream.
+                stream.direct_thru_base = self.synth.thru_base(group)
+            else:
+                self._set_thru(stream, thru)
+            rec.thru = stream.thru is not None or stream.direct_thru_base is not None
         return stream
 
     def close_capture(self, target: CaptureTarget) -> None:
@@ -743,6 +749,22 @@ class Engine:
             return None
         return m[1] + (played + self._pos_offset - m[0]) * UNITS_PER_SECOND // self.rate - m[2]
 
+    def thru_queue(self) -> Optional[ThruQueue]:
+        """On the JACK pin, its thru queue: the JACK reader plays what it reads through it, in the same cycle."""
+        audio = self.audio
+        if not self.on_pin or audio is None:
+            return None
+        queue: Optional[ThruQueue] = audio.thru_queue()
+        return queue
+
+    def pin_sync_port(self) -> Optional[str]:
+        """The JACK pin's port the JACK reader feeds (so it runs first in every cycle), while the pin plays."""
+        audio = self.audio
+        if not self.on_pin or audio is None:
+            return None
+        port: Optional[str] = audio.sync_port()
+        return port
+
     def follow_reader(self, progress: Optional[ReaderProgress]) -> None:
         """The JACK reader the render waits for, or None."""
         self._reader = progress
@@ -1055,6 +1077,12 @@ class Engine:
             self.hotplug.update(wants=m.wants, virtual_port="in" if m.virtual_port else None)
         with self._lock:
             for stream in list(self._captures.values()):
+                if stream.direct_thru_base is not None:
+                    if not m.thru_for(stream.name):
+                        # Its reader plays it through the pin: the port itself must go for thru to stop.
+                        log.warning("thru is off for %s from its next connection on (it plays through the JACK pin)",
+                                    stream.name)
+                    continue
                 self._set_thru(stream, m.thru_for(stream.name))
                 rec = self._inputs.get(stream.name)
                 if rec is not None:
@@ -1179,6 +1207,9 @@ class Engine:
             "thru_latency_ms": {
                 "frame_accurate": round(self.frame_latency_100ns / 10_000, 3),
                 "on_arrival": round(self.render_latency_100ns / 10_000, 3),
+                # JACK input the reader plays straight through the pin: heard one period after its frame.
+                "through_pin": round((self.server_period() or self.period) * 1000 / self.rate, 3)
+                if self.thru_queue() is not None else None,
             },
             "reader_timeouts": self.reader_timeouts,
             "input_lost": self.input_lost(),

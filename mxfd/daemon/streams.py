@@ -74,6 +74,9 @@ class CaptureStream:
         self.thru: Optional[RenderStream] = None
         #: Stamped at each event's frame on the output's clock (plays a period sooner).
         self.frame_accurate = False
+        #: The first synth channel its reader plays it on straight through the JACK pin (then
+        #: :attr:`thru` is None), or None.
+        self.direct_thru_base: Optional[int] = None
         #: Messages (or raw chunks) taken, and dropped for want of events.
         self.events = 0
         self.dropped = 0

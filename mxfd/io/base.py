@@ -57,6 +57,23 @@ class PlayedRing:
     keep: Any = None
 
 
+@dataclass(frozen=True, eq=False)
+class ThruQueue:
+    """A data plane's thru queue, where a compiled JACK reader that runs before the pin puts what it reads.
+
+    ``rows`` rows of four int64 at ``rows_address`` (frame offset, first channel, length, packed
+    bytes), the count of rows used at ``count_address``, the count of events beyond them at
+    ``drops_address``; the pin's callback plays the rows in the same cycle and empties the queue.
+    ``keep`` holds that memory.  Compared by identity.
+    """
+
+    rows: int
+    rows_address: int
+    count_address: int
+    drops_address: int
+    keep: Any = None
+
+
 class ReaderProgress(Protocol):
     """How far a JACK input reader that follows the output has passed its cycles on."""
 
@@ -78,6 +95,12 @@ class OutputClock(Protocol):
 
         None when that output no longer plays (the reader then stamps on JACK's clock).
         """
+
+    def thru_queue(self) -> Optional[ThruQueue]:
+        """The JACK-native pin's thru queue, where the reader plays what it reads in the same cycle; None."""
+
+    def pin_sync_port(self) -> Optional[str]:
+        """The pin's port the reader feeds, so that JACK runs the reader before the pin; None."""
 
     def follow_reader(self, progress: Optional[ReaderProgress]) -> None:
         """The reader whose verdict on each cycle the render waits for (None: no reader)."""

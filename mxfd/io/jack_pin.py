@@ -41,7 +41,6 @@ import numpy.typing as npt
 from numba import cfunc
 from numba.np import numpy_support
 
-from mxfd.io.base import PlayedRing
 from mxfd.io.jacklog import connecting, route_jack_messages
 from mxfd.io.libjack import (
     ADDRESSES,
@@ -192,7 +191,8 @@ class JackPin:
         self._event = np.zeros(MIDI_EVENT_WORDS, np.uint64)
         self._clock = np.zeros(2, np.int64)
         self._stats = np.zeros(S_TIMES + TIMES, np.int64)
-        self._played_ring: Optional[PlayedRing] = None
+        #: The input port a JACK reader feeds to run before the pin (its full name), once open.
+        self.sync_port: Optional[str] = None
         self._byte = np.ones(1, np.uint8)
         self._arg = np.zeros(_A_N, np.int64)
         self._arg[_A_PLANE] = address(plane)
@@ -217,6 +217,8 @@ class JackPin:
         self.server_gone = False
         try:
             outs = [client.outports.register(f"out_{i}") for i in range(2)]
+            # Nothing is read from it: a JACK MIDI reader that feeds it runs before the pin in every cycle.
+            self.sync_port = client.inports.register("sync").name
             self._arg[_A_LEFT] = port_address(outs[0])
             self._arg[_A_RIGHT] = port_address(outs[1])
             self._arg[_A_RATE] = client.samplerate
@@ -280,14 +282,6 @@ class JackPin:
     @property
     def output_ports(self) -> list[str]:
         return [p.name for p in self.client.outports] if self.client is not None else []
-
-    def played_ring(self) -> PlayedRing:
-        """The first frame of the cycle JACK runs now, where a compiled JACK reader ordered after the pin reads it."""
-        if self._played_ring is None:
-            self._played_ring = PlayedRing(name="", words=len(self._stats), read=S_CYCLES, slot0=S_START_FRAME - 1,
-                                           slot_stride=0, slots=1, address=int(self._stats.ctypes.data),
-                                           keep=self._stats)  # fmt: skip
-        return self._played_ring
 
     def cycle_start(self) -> tuple[int, int, int, int]:
         """(CLOCK_MONOTONIC ns, first frame, length, JACK frame time) of the latest cycle.

@@ -49,12 +49,13 @@ import os
 import time
 from typing import Any, Final, Mapping, NamedTuple, Optional
 
+import numba
 import numpy as np
 import numpy.typing as npt
 from numba import cfunc
 from numba.np import numpy_support
 
-from mxfd.io.base import PlayedRing
+from mxfd.io.base import PlayedRing, ThruQueue
 from mxfd.io.libjack import (
     ADDRESSES,
     MIDI_EVENT_WORDS,
@@ -112,7 +113,13 @@ C_Q_SLOTS = 19
 C_FOLLOWED = 20  # cycles read with ports present and an output to follow
 C_DONE_PY = 21  # as C_DONE, from the drain thread
 C_PLAYED = 22  # the latest cycle's played position, written after its records are published
-C_N = 24
+C_THRU_ON = 24  # 1: the fields below describe a data plane's thru queue (see set_thru_queue)
+C_THRU_ADDR = 25
+C_THRU_ROWS = 26
+C_THRU_N_ADDR = 27
+C_THRU_DROPS_ADDR = 28  # the int64 the plane counts thru events beyond its queue's room in
+C_THRU = 29  # events played straight through the thru queue
+C_N = 32
 
 # the callback's argument
 _A_CTL = 0
@@ -127,7 +134,8 @@ _A_TIMES = 8  # uint32 frames, pad, uint64 usecs, uint64 next usecs, float perio
 _A_WAKE_FD = 9
 _A_WAKE_BYTE = 10
 _A_CLOCK = 11
-_A_N = 12
+_A_THRU_BASE = 12  # (MAX_PORTS,) the first channel each port plays straight through, -1: none
+_A_N = 13
 
 _F_GET_BUFFER = 0
 _F_EVENT_COUNT = 1
@@ -144,6 +152,33 @@ _CLOCK_MONOTONIC = 1
 carray: Any = numpy_support.carray
 
 
+@numba.njit(nogil=True, cache=True)
+def _hold_thru_impl(ctl: Any, offset: Any, base: Any, src: Any, size: Any) -> None:
+    """Queue a channel message to play at ``offset`` of this very cycle, as the pin's own inputs do.
+
+    The row format is :func:`mxfd.synth.engine.dataplane.hold_thru`'s; the pin's callback, which
+    JACK runs after this one in the cycle, plays the queue and empties it.
+    """
+    count = carray(as_ptr(ctl[C_THRU_N_ADDR]), 1, dtype=np.int64)
+    row = count[0]
+    if row >= ctl[C_THRU_ROWS]:
+        drops = carray(as_ptr(ctl[C_THRU_DROPS_ADDR]), 1, dtype=np.int64)
+        drops[0] += 1
+        return
+    q = carray(as_ptr(ctl[C_THRU_ADDR]), (ctl[C_THRU_ROWS], 4), dtype=np.int64)
+    q[row, 0] = offset
+    q[row, 1] = base
+    q[row, 2] = size
+    b1 = np.int64(src[1]) if size > 1 else np.int64(0)
+    b2 = np.int64(src[2]) if size > 2 else np.int64(0)
+    q[row, 3] = (np.int64(src[0]) << 16) | (b1 << 8) | b2
+    count[0] = row + 1
+    ctl[C_THRU] += 1
+
+
+_hold_thru: Any = _hold_thru_impl  # typed Any for the compiled caller: mypy cannot follow numba's types
+
+
 @cfunc(PROCESS_SIGNATURE, cache=True)
 def _process(nframes: int, arg: Any) -> int:
     a = carray(arg, _A_N, dtype=np.int64)
@@ -155,7 +190,9 @@ def _process(nframes: int, arg: Any) -> int:
     data = carray(as_ptr(a[_A_DATA]), DATA, dtype=np.uint8)
     ev = carray(as_ptr(a[_A_EVENT]), MIDI_EVENT_WORDS, dtype=np.uint64)
     times = carray(as_ptr(a[_A_TIMES]), 4, dtype=np.uint64)
+    thru_base = carray(as_ptr(a[_A_THRU_BASE]), MAX_PORTS, dtype=np.int64)
     n = np.int64(nframes)
+    thru_on = ctl[C_THRU_ON] != 0
 
     frame = np.int64(call_u_p(fn[_F_LAST_FRAME_TIME], as_ptr(a[_A_CLIENT])))
     last = ctl[C_LAST_FRAME]
@@ -202,6 +239,8 @@ def _process(nframes: int, arg: Any) -> int:
                 ctl[C_DROPPED] += 1
                 continue
             src = carray(as_ptr(np.int64(ev[2])), size, dtype=np.uint8)
+            if thru_on and thru_base[slot] >= 0 and size <= 3 and 0x80 <= src[0] < 0xF0:
+                _hold_thru(ctl, np.int64(ev[0] & np.uint64(0xFFFFFFFF)), thru_base[slot], src, size)
             for k in range(size):
                 data[(bw + k) & (DATA - 1)] = src[k]
             r = w % RECORDS
@@ -260,6 +299,8 @@ class CompiledReader:
         self.ctl[C_DONE] = self.ctl[C_DONE_PY] = -(1 << 62)
         self.ports = np.zeros(MAX_PORTS, np.int64)
         self.gens = np.zeros(MAX_PORTS, np.int64)
+        self.thru_base = np.full(MAX_PORTS, -1, np.int64)
+        self._thru_queue: Optional[ThruQueue] = None
         self.rec = np.zeros((RECORDS, R_N), np.int64)
         self.data = np.zeros(DATA, np.uint8)
         self._event = np.zeros(MIDI_EVENT_WORDS, np.uint64)
@@ -275,7 +316,7 @@ class CompiledReader:
         arrays: tuple[tuple[int, npt.NDArray[Any]], ...] = (
             (_A_CTL, self.ctl), (_A_PORTS, self.ports), (_A_GENS, self.gens), (_A_REC, self.rec),
             (_A_DATA, self.data), (_A_EVENT, self._event), (_A_TIMES, self._times), (_A_CLOCK, self._clock),
-            (_A_WAKE_BYTE, self._byte), (_A_FUNCTIONS, self._functions),
+            (_A_WAKE_BYTE, self._byte), (_A_FUNCTIONS, self._functions), (_A_THRU_BASE, self.thru_base),
         )  # fmt: skip
         for index, array in arrays:
             self._arg[index] = array.ctypes.data
@@ -341,19 +382,46 @@ class CompiledReader:
 
     # -- ports ----------------------------------------------------------------------------------
 
-    def add_port(self, port_address: int) -> tuple[int, int]:
-        """Publish a port; its (slot, generation).  Raises RuntimeError when every slot is taken."""
+    def add_port(self, port_address: int, thru_base: int = -1) -> tuple[int, int]:
+        """Publish a port; its (slot, generation).  Raises RuntimeError when every slot is taken.
+
+        ``thru_base``: the first channel its channel messages play on straight through the thru
+        queue (:meth:`set_thru_queue`) in the cycle they came in; -1: none.
+        """
         free = np.flatnonzero(self.ports == 0)
         if len(free) == 0:
             raise RuntimeError(f"the JACK reader reads at most {MAX_PORTS} ports")
         slot = int(free[0])
         self.gens[slot] += 1
+        self.thru_base[slot] = thru_base
         self.ports[slot] = port_address  # last: the callback reads the slot from now on
         return slot, int(self.gens[slot])
 
     def remove_port(self, slot: int) -> None:
         """Unpublish a port's slot (wait :meth:`wait_cycles` before the port itself goes)."""
         self.ports[slot] = 0
+        self.thru_base[slot] = -1
+
+    def set_thru_queue(self, queue: Optional[ThruQueue]) -> None:
+        """Play ports' channel messages straight into ``queue`` from now on (None: no longer)."""
+        if queue is self._thru_queue:
+            return
+        ctl = self.ctl
+        ctl[C_THRU_ON] = 0
+        if self._thru_queue is not None:
+            self.wait_cycles()
+        self._thru_queue = queue
+        if queue is None:
+            return
+        ctl[C_THRU_ADDR] = queue.rows_address
+        ctl[C_THRU_ROWS] = queue.rows
+        ctl[C_THRU_N_ADDR] = queue.count_address
+        ctl[C_THRU_DROPS_ADDR] = queue.drops_address
+        ctl[C_THRU_ON] = 1  # last: the fields above are in place
+
+    def thru_events(self) -> int:
+        """Events played straight through the thru queue."""
+        return int(self.ctl[C_THRU])
 
     # -- the output's position ------------------------------------------------------------------
 

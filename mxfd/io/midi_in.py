@@ -219,6 +219,7 @@ class JackMidiBackend:
         self.client: Any = None
         self._times: Optional[_CycleTimes] = None
         self._sync_port: Any = None
+        self._sync_out: Any = None
         self._rate = 48000
         #: Cycles stamped from the output's clock, and from JACK's (no output playing).
         self.cycles_output_clock = 0
@@ -359,6 +360,7 @@ class JackMidiBackend:
         self._entries = ()
         self._virtual = None
         self._sync_port = None
+        self._sync_out = None
         self._alive = False
         self.client = None
         if client is None:
@@ -416,14 +418,24 @@ class JackMidiBackend:
         return [p.name for p in ports if not is_mxfd_port(p.name) and p.name not in by_hand]
 
     def _follow_output(self) -> None:
-        """Keep the audio output's port connected to ``sync``: JACK then runs this client after it.
+        """Order this client against the audio output, and have the reader read the output's position.
 
-        And have the reader read the output's position from the ring it plays now.
+        Behind a PortAudio output, the output's port feeds ``sync``: JACK runs this client after
+        the output, whose position in the cycle is then known.  Before the JACK-native pin,
+        ``sync_out`` feeds the pin's ``sync``: JACK runs this client first, and what it reads
+        plays straight through the pin's thru queue in the same cycle, one period from key to
+        sound (the pin's position then is the first frame it is about to render).
         """
         reader, clock = self._reader, self.output_clock
-        if reader is not None and clock is not None:
-            reader.follow(clock.played_ring())
-        if self._sync_port is None or self.output_port is None:
+        if reader is None or clock is None or self.client is None:
+            return
+        queue = clock.thru_queue()
+        pin_sync = clock.pin_sync_port() if queue is not None else None
+        reader.follow(clock.played_ring())
+        if pin_sync is not None:
+            self._feed_pin(pin_sync)
+        reader.set_thru_queue(queue if pin_sync is not None else None)
+        if pin_sync is not None or self._sync_port is None or self.output_port is None:
             return
         name = self.output_port()
         if not name:
@@ -434,6 +446,21 @@ class JackMidiBackend:
                 log.debug("JACK: %s -> %s (input stamped on the output's clock)", name, self._sync_port.name)
         except Exception as exc:
             log.debug("JACK: cannot follow %s: %s", name, exc)
+
+    def _feed_pin(self, pin_sync: str) -> None:
+        """``sync_out`` connected to the pin's ``pin_sync`` (and ``sync`` to nothing: no cycle in the graph)."""
+        client = self.client
+        try:
+            if self._sync_port is not None:
+                for p in client.get_all_connections(self._sync_port):
+                    client.disconnect(p, self._sync_port)
+            if self._sync_out is None:
+                self._sync_out = client.outports.register("sync_out")
+            if pin_sync not in {p.name for p in client.get_all_connections(self._sync_out)}:
+                client.connect(self._sync_out, pin_sync)
+                log.debug("JACK: %s -> %s (input played through the pin in its cycle)", self._sync_out.name, pin_sync)
+        except Exception as exc:
+            log.debug("JACK: cannot feed %s: %s", pin_sync, exc)
 
     def _port_name(self, source: str) -> str:
         short = re.sub(r"[:]+", "/", source)[:200] or "source"
@@ -468,8 +495,9 @@ class JackMidiBackend:
 
         reader = self._reader
         assert reader is not None
+        thru = getattr(target, "direct_thru_base", None)
         try:
-            slot, generation = reader.add_port(port_address(port))
+            slot, generation = reader.add_port(port_address(port), -1 if thru is None else int(thru))
         except RuntimeError:
             port.unregister()
             raise

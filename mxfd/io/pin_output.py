@@ -53,10 +53,10 @@ from mxfd.io.audio import (
     StateCallback,
     SyncCallback,
 )
-from mxfd.io.base import PlayedRing
+from mxfd.io.base import PlayedRing, ThruQueue
 from mxfd.io.libjack import client_address, frames_to_time
 from mxfd.synth.engine import dataplane
-from mxfd.synth.engine.dataplane import C_HIGH, C_LATE, P_DROPS
+from mxfd.synth.engine.dataplane import C_HIGH, C_LATE, C_POSITION, C_THRU_DROPS, P_DROPS
 from mxfd.synth.engine.plane_synth import PlaneSynth
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,8 @@ class JackPinOutput:
         #: What the latest clock report was read from: "jack frame time" or "callback".
         self.sync_clock = "none yet"
         self._clock_offsets: deque[int] = deque(maxlen=CLOCK_OFFSETS)
+        self._played_ring: Optional[PlayedRing] = None
+        self._thru_queue: Optional[ThruQueue] = None
         self.restarts = 0
         self.feed_errors = 0
         self.late_feeds = 0
@@ -162,9 +164,29 @@ class JackPinOutput:
             return None
         return self.pin.cycle_start()[1]
 
-    def played_ring(self) -> Optional[PlayedRing]:
-        """Where a compiled JACK reader reads :meth:`played_position` in its own cycle."""
-        return self.pin.played_ring()
+    def played_ring(self) -> PlayedRing:
+        """The first frame the pin renders next, where a compiled JACK reader that runs before it reads it."""
+        if self._played_ring is None:
+            cons = self.synth.plane_arrays["cons"]
+            self._played_ring = PlayedRing(name="", words=len(cons), read=C_POSITION, slot0=C_POSITION - 1,
+                                           slot_stride=0, slots=1, address=int(cons.ctypes.data),
+                                           keep=cons)  # fmt: skip
+        return self._played_ring
+
+    def thru_queue(self) -> ThruQueue:
+        """The plane's thru queue, where such a reader puts what this cycle plays from its inputs."""
+        if self._thru_queue is None:
+            a = self.synth.plane_arrays
+            thru, count, cons = a["thru"], a["thru_n"], a["cons"]
+            self._thru_queue = ThruQueue(rows=len(thru), rows_address=int(thru.ctypes.data),
+                                         count_address=int(count.ctypes.data),
+                                         drops_address=int(cons.ctypes.data) + 8 * C_THRU_DROPS,
+                                         keep=(thru, count, cons))  # fmt: skip
+        return self._thru_queue
+
+    def sync_port(self) -> Optional[str]:
+        """The pin's port a JACK reader feeds to run before it in every cycle, while the pin plays."""
+        return self.pin.sync_port if self._state == RUNNING else None
 
     def status(self) -> dict[str, Any]:
         """What ``mxfd status`` shows: the PortAudio pin's keys that apply, and the callback's own figures."""

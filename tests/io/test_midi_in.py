@@ -498,3 +498,28 @@ def test_the_alsa_backend_opens_or_says_why_it_cannot() -> None:
         assert not any(is_mxfd_port(n) for n in backend.list_sources())
     finally:
         backend.close()
+
+
+def test_a_ports_channel_messages_are_queued_to_play_through_in_their_cycle_and_nothing_else_is(
+    fake_jack: tuple[FakeJack, JackMidiBackend],
+) -> None:
+    import numpy as np
+
+    from mxfd.io.base import ThruQueue
+
+    fake, backend = fake_jack
+    reader = backend._reader
+    assert reader is not None
+    rows, count, drops = np.zeros((2, 4), np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64)
+    reader.set_thru_queue(ThruQueue(rows=2, rows_address=rows.ctypes.data, count_address=count.ctypes.data,
+                                    drops_address=drops.ctypes.data, keep=(rows, count, drops)))  # fmt: skip
+    reader.add_port(0x1000, thru_base=16)  # played on the second channel group
+    reader.add_port(0x2000)  # captured only
+    fake.events = [(5, b"\x90\x3c\x64"), (9, bytes([0xF0, 1, 2, 0xF7])), (11, b"\xc0\x13"), (12, b"\xfe")]
+    cycles(fake, backend, 1)
+    # Both ports read the same fake buffer: the first queues its two channel messages, the second none.
+    assert count[0] == 2 and drops[0] == 0
+    assert rows.tolist() == [[5, 16, 3, 0x903C64], [11, 16, 2, 0xC01300]]
+    assert reader.thru_events() == 2 and reader.pending()[1] - reader.pending()[0] == 8  # all still captured
+    cycles(fake, backend, 1)  # nobody emptied the queue (the pin does, each cycle): beyond it, counted
+    assert count[0] == 2 and drops[0] == 2

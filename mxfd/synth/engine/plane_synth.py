@@ -76,6 +76,11 @@ class PlaneSynth(SoundFontSynth):
     def render(self, out: npt.NDArray[np.float32]) -> None:
         raise RuntimeError("a PlaneSynth is rendered by its data plane (mxfd.synth.engine.dataplane.run_cycle)")
 
+    def thru_base(self, group: int) -> int:
+        """The first channel ``group`` plays on, for input played straight into the plane's thru queue."""
+        with self._lock:
+            return self._slot(group) * CHANNELS_PER_GROUP
+
     def release_channel_group(self, group: int) -> None:
         """Release the notes and pedals of ``group``, in order with what the ring already holds."""
         slot = self._slots.get(group)
