@@ -10,9 +10,11 @@ Starts a private ``jackd -d dummy`` (48 kHz, period 128), then:
    in ``mxfd-out:out_0``, exact to the sample; ``--runs`` runs of 20 notes,
    for each JACK reader (``jack-client``: frame-accurate stamps; ``rtmidi``:
    stamped when the period is processed);
-3. the same probe against the JACK-native pin (``mxfd.io.jack_pin``: the
-   data plane rendered in JACK's thread by compiled code) over TimGM6mb, in
-   a child process of its own, and its idle cost;
+3. the same probe against ``mxfd run`` on the JACK-native pin (``[audio] pin
+   = "jack"``: its reader plays JACK input through the pin in the same
+   cycle), and against the pin alone (``mxfd.io.jack_pin``: the data plane
+   rendered in JACK's thread by compiled code) over TimGM6mb in a child
+   process of its own; the idle cost of both;
 4. the same probe against FluidSynth (``fluidsynth -a jack -m jack``, same
    program) in the same run;
 5. CPU and resident memory of the idle daemon (and its audio worker) over
@@ -254,6 +256,8 @@ def main() -> int:
     starts: list[float] = []
     idle: Optional[tuple[float, float, float, float]] = None
     latency_ms = ""
+    sf2 = next((p for p in SOUNDFONTS if os.path.exists(p)), None)
+    daemon_pin: Optional[tuple[float, float, float]] = None
     try:
         for reader in ("jack-client", "rtmidi"):
             config = f'[midi]\napi = "jack"\njack_reader = "{reader}"\n'
@@ -268,6 +272,19 @@ def main() -> int:
                     idle = idle_cost(d.proc.pid, a.idle)
             finally:
                 d.close()
+        if sf2:
+            # The daemon itself on the JACK-native pin: its reader plays JACK input through the pin.
+            config = f'[midi]\napi = "jack"\n[audio]\npin = "jack"\n[synth]\nsoundfont = "{sf2}"\n'
+            d = Mxfd(tmp, config, env)
+            try:
+                ready = d.wait_ready()
+                time.sleep(1.0)
+                label = f"mxfd run, JACK pin ({os.path.basename(sf2)})"
+                rows.append((label, probe_runs(label, r"^mxfd:in$", r"^mxfd-out:out_0$", env, a.runs, a.verbose)))
+                cpu, rss, kcpu, krss = idle_cost(d.proc.pid, a.idle)
+                daemon_pin = (cpu + kcpu, rss + krss, ready)
+            finally:
+                d.close()
         for _ in range(max(0, a.starts - 2)):
             d = Mxfd(tmp, '[midi]\napi = "jack"\n', env)
             try:
@@ -275,7 +292,6 @@ def main() -> int:
             finally:
                 d.close()
 
-        sf2 = next((p for p in SOUNDFONTS if os.path.exists(p)), None)
         if sf2:
             child = subprocess.Popen(
                 [sys.executable, __file__, "--pin-child", sf2], env=env, stdin=subprocess.PIPE,
@@ -328,6 +344,9 @@ def main() -> int:
     print(f"(target: max <= 8.000 ms, jitter no worse than FluidSynth's; JACK xruns during the run: {xruns})")
     if latency_ms:
         print(f"mxfd's own report at READY: {latency_ms}")
+    if daemon_pin:
+        print(f"mxfd run on the JACK pin: idle over {a.idle:g} s {daemon_pin[0]:.1f}% CPU, {daemon_pin[1]:.0f} MiB RSS "
+              f"(every process); start to READY {daemon_pin[2]:.2f} s")
     if pin_idle is not None:
         print(f"JACK pin idle over {a.idle:g} s: {pin_idle[0]:.1f}% CPU, {pin_idle[1]:.0f} MiB RSS; its own status: "
               f"{pin_status}")
