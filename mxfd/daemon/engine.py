@@ -368,6 +368,7 @@ class Engine:
             stream = PlaybackStream(
                 name, group, self.synth, self._close_playback, schedule_prefetch=self._prefetch
             )
+            stream.on_submit = self._kick
             self._render_streams = (*self._render_streams, stream)
         log.info("client stream %r opened (channel group %d)", name, group)
         return stream
@@ -449,6 +450,7 @@ class Engine:
             stream.thru = RenderStream(
                 stream.name, stream.channel_group, self.synth, remap_groups=False, schedule_prefetch=self._prefetch
             )
+            stream.thru.on_submit = self._kick
             self._render_streams = (*self._render_streams, stream.thru)
         elif not on and stream.thru is not None:
             thru = stream.thru
@@ -526,7 +528,14 @@ class Engine:
             self._control_serial += 1
             serial = self._control_serial
             self._control.append((what, arg))
+        self._kick()
         return serial
+
+    def _kick(self) -> None:
+        """Events or a request arrived: the JACK pin's feeder, asleep while idle, feeds them at once."""
+        audio = self.audio
+        if audio is not None and self.on_pin:
+            audio.wake()
 
     def wait_control(self, serial: int, timeout: float) -> bool:
         """Wait until the render thread has applied request ``serial``."""
@@ -625,13 +634,15 @@ class Engine:
             self._fade(out)
         self.renders += 1
 
-    def feed(self, position: int) -> None:
+    def feed(self, position: int) -> bool:
         """The JACK pin's cycle on the control plane (its feeder thread): what :meth:`render` does, bar rendering.
 
         ``position`` is the frame the data plane renders next.  Control requests are applied, every
         render stream releases what is due by two periods ahead (plus the synth's pre-fetch) and
         the synth writes the events due before then into the ring: the callback, a cycle later,
-        finds them there whether or not this thread was late by up to a period.
+        finds them there whether or not this thread was late by up to a period.  Returns whether
+        anything still waits to be fed (the feeder then wakes every cycle; else it sleeps longer
+        until :meth:`_kick` wakes it).
         """
         if self._control:
             self._apply_control()
@@ -641,10 +652,13 @@ class Engine:
             self._run_deferred(position)
         ahead = position + 2 * self.period
         until = synth.wave_sink.sample_to_ref(ahead)
+        busy = False
         for s in self._render_streams:
             s.release(until)
+            busy = busy or s.pending() > 0
         synth.feed(ahead)
         self.renders += 1
+        return busy or synth.has_pending or bool(self._control) or bool(self._deferred)
 
     def _render_outgoing(self, out: Any) -> None:
         """The synth a swap replaced, mixed in until its releases and tails have ended (render thread)."""

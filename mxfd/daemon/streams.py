@@ -181,6 +181,8 @@ class RenderStream:
         #: Buffers refused for want of events (thru only: clients wait instead).
         self.dropped = 0
         self.closed = False
+        #: Called after each buffer taken: the JACK pin's feeder, asleep while nothing is to feed, wakes.
+        self.on_submit: Optional[Callable[[], None]] = None
 
     def submit(self, data: bytes, start_time: int) -> int:
         """Unpack one buffer (validated whole first); returns the number of events.
@@ -189,7 +191,10 @@ class RenderStream:
         :class:`~mxfd.core.allocator.AllocatorExhausted`, with nothing applied.
         """
         with self._lock:
-            return self.unpacker.unpack(data, start_time)
+            n = self.unpacker.unpack(data, start_time)
+        if self.on_submit is not None:
+            self.on_submit()
+        return n
 
     def release(self, until: int) -> int:
         """Pass every event due by ``until`` to the synth (the render thread calls this)."""

@@ -18,7 +18,8 @@ inputs.  Its process callback is a numba ``@cfunc`` (see
    period (``overruns``), and the clock reading and frame of the cycle's
    start, from which the control plane maps the master clock to frames;
 4. writes a byte to an optional descriptor, so a control-plane thread that
-   feeds the ring can wake once a cycle.
+   feeds the ring can wake once a cycle (or once every few, while it has
+   nothing to feed: :meth:`JackPin.set_wake_every`).
 
 No Python runs in the callback and it never takes the GIL, so nothing the
 rest of the process does can make it late.  It calls libjack and libc by
@@ -82,7 +83,8 @@ _A_WAKE_FD = 8  # -1: none
 _A_WAKE_BYTE = 9
 _A_CLIENT = 10
 _A_FUNCTIONS = 11  # address of the C functions' addresses (_F_*)
-_A_N = 12
+_A_WAKE_EVERY = 12  # write the wake-up byte at the end of every this many cycles (1: each)
+_A_N = 13
 
 # the stats vector
 S_CYCLES = 0
@@ -158,7 +160,7 @@ def _process(nframes: int, arg: Any) -> int:
         stats[S_MAX_NS] = took
     if took * a[_A_RATE] > nframes * 1_000_000_000:
         stats[S_OVERRUNS] += 1
-    if a[_A_WAKE_FD] >= 0:
+    if a[_A_WAKE_FD] >= 0 and n % a[_A_WAKE_EVERY] == 0:
         call_l_ipl(fn[_F_WRITE], a[_A_WAKE_FD], as_ptr(a[_A_WAKE_BYTE]), 1)
     return 0
 
@@ -201,6 +203,7 @@ class JackPin:
         self._arg[_A_CLOCK] = self._clock.ctypes.data
         self._arg[_A_STATS] = self._stats.ctypes.data
         self._arg[_A_WAKE_FD] = wake_fd
+        self._arg[_A_WAKE_EVERY] = 1
         self._arg[_A_WAKE_BYTE] = self._byte.ctypes.data
         self._arg[_A_FUNCTIONS] = self._functions.ctypes.data
         self._ports: dict[str, tuple[int, Any]] = {}
@@ -259,6 +262,10 @@ class JackPin:
         self.server_gone = True
         if self.on_shutdown is not None:
             self.on_shutdown(str(reason))
+
+    def set_wake_every(self, cycles: int) -> None:
+        """Write the wake-up byte every ``cycles`` cycles from now on (a feeder with nothing to feed sleeps longer)."""
+        self._arg[_A_WAKE_EVERY] = max(1, cycles)
 
     def _on_xrun(self, delayed_usecs: float) -> None:
         self.xruns += 1

@@ -109,5 +109,10 @@ class PlaneSynth(SoundFontSynth):
         self.ring.push(self.ring.position, pack(SOUND_OFF, 0, 0, 0, 0, 0))
 
     @property
+    def has_pending(self) -> bool:
+        """Events taken and not yet in the ring."""
+        return self._head < len(self._pending_at) or bool(self._inbox)
+
+    @property
     def idle(self) -> bool:
         return super().idle and int(self.plane_arrays["prod"][0]) == int(self.plane_arrays["cons"][0])
