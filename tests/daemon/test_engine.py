@@ -430,7 +430,7 @@ def test_status_is_json_and_counts_inputs_even_after_they_are_gone() -> None:
          "connects": 1}
     ]  # fmt: skip
     assert status["extra"] == {"answer": 42}
-    assert status["thru_latency_ms"] == {"frame_accurate": 5.333, "on_arrival": 8.0}
+    assert status["thru_latency_ms"] == {"frame_accurate": 5.333, "on_arrival": 8.0, "through_pin": None}
     for key in ("audio", "synth", "events", "render_streams", "capture_streams", "render_latency_100ns"):
         assert key in status
 
