@@ -12,7 +12,13 @@ re-struck every two seconds at staggered times, for ``--seconds``.  Prints:
 * CPU of the daemon and of its audio worker, and the daemon's RSS;
 * renders that went ahead without the JACK reader (it was late).
 
-Run: ``.venv/bin/python benchmarks/bench_daemon_load.py [--seconds 60] [--notes 128]``.
+With ``--pin`` the daemon plays on the JACK-native pin (``[audio] pin =
+"jack"``, TimGM6mb): its own count of ``overruns`` (cycles whose compiled
+callback took longer than the period) and the callback's time per cycle
+are printed instead.  ``--poll`` adds a client asking ``status`` 100 times a
+second, ``--stream`` one streaming 10 000 controller events a second.
+
+Run: ``.venv/bin/python benchmarks/bench_daemon_load.py [--seconds 60] [--notes 128] [--pin] [--poll] [--stream]``.
 The CPU is shared with whatever else runs on the machine; repeat on a quiet one.
 """
 
@@ -101,12 +107,59 @@ def status(socket_path: str) -> dict[str, Any]:
         return c.status()
 
 
+class Loader:
+    """The extra clients: status polled 100 times a second, 10 000 controller events a second."""
+
+    def __init__(self, socket_path: str, poll: bool, stream: bool) -> None:
+        self._stop = threading.Event()
+        self.polls = 0
+        self.events = 0
+        self._threads = []
+        if poll:
+            self._threads.append(threading.Thread(target=self._poll, args=(socket_path,), daemon=True))
+        if stream:
+            self._threads.append(threading.Thread(target=self._stream, args=(socket_path,), daemon=True))
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(5.0)
+
+    def _poll(self, socket_path: str) -> None:
+        with Client(socket_path, name="bench-poll") as c:
+            while not self._stop.wait(0.01):
+                c.status()
+                self.polls += 1
+
+    def _stream(self, socket_path: str) -> None:
+        with Client(socket_path, name="bench-stream") as c:
+            now, latency = c.time()
+            offset = now - time.monotonic_ns() // 100
+            k = 0
+            while not self._stop.wait(0.01):
+                t = time.monotonic_ns() // 100 + offset + latency
+                # 100 events per 10 ms: mod wheel sweeps on channel 1 of the client's own group
+                c.play((t + i * 1000, 1, bytes((0xB0, 1, (k + i) & 0x7F))) for i in range(100))
+                k += 100
+                self.events += 100
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--notes", type=int, default=128)
     ap.add_argument("--restrike", type=float, default=2.0, help="seconds between re-strikes of one note")
+    ap.add_argument("--pin", action="store_true", help="play on the JACK-native pin (TimGM6mb)")
+    ap.add_argument("--poll", action="store_true", help="a client polls status 100 times a second")
+    ap.add_argument("--stream", action="store_true", help="a client streams 10 000 controller events a second")
     a = ap.parse_args()
+    config = '[midi]\napi = "jack"\n'
+    if a.pin:
+        config += '[audio]\npin = "jack"\n[synth]\nsoundfont = "/usr/share/sounds/sf2/TimGM6mb.sf2"\n'
 
     name = f"mxfd-load-{os.getpid()}"
     tmp = Path(tempfile.mkdtemp(prefix="mxfd-load-"))
@@ -118,13 +171,15 @@ def main() -> int:
     jackd = start_jackd(name, str(tmp / "jackd.log"))
     voices: list[int] = []
     try:
-        d = Mxfd(tmp, '[midi]\napi = "jack"\n', env)
+        d = Mxfd(tmp, config, env)
         try:
             d.wait_ready()
             time.sleep(1.0)
             player = Player(a.notes, a.restrike)
+            load = Loader(sock, a.poll, a.stream)
             try:
                 player.start()
+                load.start()
                 time.sleep(2.0)  # every note sounding
                 before = status(sock)
                 xr0 = sum("XRun" in ln for ln in (tmp / "jackd.log").read_text(errors="replace").splitlines())
@@ -143,6 +198,7 @@ def main() -> int:
                 xr1 = sum("XRun" in ln for ln in (tmp / "jackd.log").read_text(errors="replace").splitlines())
                 player.all_off()
             finally:
+                load.close()
                 player.close()
         finally:
             d.close()
@@ -151,8 +207,15 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     b, f = before["audio"], after["audio"]
-    print(f"{a.notes} notes held (re-struck every {a.restrike:g} s), {elapsed:.0f} s, JACK dummy 48000 Hz, period 128")
-    print(f"{'underruns (render late)':34} {f['ring_underruns'] - b['ring_underruns']:>8}   (target 0)")
+    extra = "".join(f", {w}" for w, on in (("status polled 100/s", a.poll), ("10k CC/s streamed", a.stream)) if on)
+    print(f"{a.notes} notes held (re-struck every {a.restrike:g} s), {elapsed:.0f} s, JACK dummy 48000 Hz, period 128, "
+          f"{'JACK pin' if a.pin else 'PortAudio pin'}{extra}")
+    if a.pin:
+        print(f"{'overruns (callback over the period)':34} {f['overruns'] - b['overruns']:>8}   (target 0)")
+        cb = f["callback_us"]
+        print(f"{'callback µs p50 / p99 / max':34} {cb['p50']:g} / {cb['p99']:g} / {cb['max']:g}")
+    else:
+        print(f"{'underruns (render late)':34} {f['ring_underruns'] - b['ring_underruns']:>8}   (target 0)")
     print(f"{'xruns (PortAudio/JACK)':34} {f['xruns'] - b['xruns']:>8}")
     print(f"{'JACK server XRun lines':34} {xr1 - xr0:>8}")
     print(f"{'renders without the JACK reader':34} {after['reader_timeouts'] - before['reader_timeouts']:>8}")
@@ -161,6 +224,8 @@ def main() -> int:
     print(f"{'daemon CPU':34} {100 * (c1 - c0) / elapsed:7.1f}%")
     print(f"{'audio worker CPU':34} {100 * (k1 - k0) / elapsed:7.1f}%")
     print(f"{'daemon RSS':34} {rss / 2**20:7.0f} MiB")
+    if a.poll or a.stream:
+        print(f"{'status polls / events streamed':34} {load.polls} / {load.events}")
     if hasattr(os, "getloadavg"):
         print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0

@@ -81,6 +81,11 @@ def stop(proc: Optional[subprocess.Popen[bytes]], timeout: float = 10.0) -> None
         proc.wait(5)
 
 
+#: The probe connects itself to ``mxfd:in``; hot-plug must not connect it a second time meanwhile (its
+#: program change could land on the other port's channel group only, and the notes sound as a piano).
+NOT_THE_PROBE = 'exclude = ["^latency-probe:"]\n'
+
+
 class Mxfd:
     """``mxfd run`` with a notify socket, like systemd runs it."""
 
@@ -260,7 +265,7 @@ def main() -> int:
     daemon_pin: Optional[tuple[float, float, float]] = None
     try:
         for reader in ("jack-client", "rtmidi"):
-            config = f'[midi]\napi = "jack"\njack_reader = "{reader}"\n'
+            config = f'[midi]\napi = "jack"\njack_reader = "{reader}"\n{NOT_THE_PROBE}'
             d = Mxfd(tmp, config, env)
             try:
                 starts.append(d.wait_ready())
@@ -274,7 +279,7 @@ def main() -> int:
                 d.close()
         if sf2:
             # The daemon itself on the JACK-native pin: its reader plays JACK input through the pin.
-            config = f'[midi]\napi = "jack"\n[audio]\npin = "jack"\n[synth]\nsoundfont = "{sf2}"\n'
+            config = f'[midi]\napi = "jack"\n{NOT_THE_PROBE}[audio]\npin = "jack"\n[synth]\nsoundfont = "{sf2}"\n'
             d = Mxfd(tmp, config, env)
             try:
                 ready = d.wait_ready()
@@ -286,7 +291,7 @@ def main() -> int:
             finally:
                 d.close()
         for _ in range(max(0, a.starts - 2)):
-            d = Mxfd(tmp, '[midi]\napi = "jack"\n', env)
+            d = Mxfd(tmp, f'[midi]\napi = "jack"\n{NOT_THE_PROBE}', env)
             try:
                 starts.append(d.wait_ready())
             finally:

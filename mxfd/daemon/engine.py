@@ -1176,6 +1176,8 @@ class Engine:
             out["watched"] = True
             for key in ("stalls", "cycles", "ms", "xruns"):
                 out[key] += part[key]
+            for key in ("dropped", "played_through_pin"):
+                out[key] = out.get(key, 0) + part.get(key, 0)
             ago = part["last_s_ago"]
             if ago is not None and (out["last_s_ago"] is None or ago < out["last_s_ago"]):
                 out["last_s_ago"] = ago

@@ -658,6 +658,7 @@ class JackMidiBackend:
             "xruns": self.xruns,
             "dropped": self._lost()[3],
             "orphaned": self.orphaned,
+            "played_through_pin": self._reader.thru_events() if self._reader is not None else 0,
             "last_s_ago": ago,
         }
 
