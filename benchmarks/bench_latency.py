@@ -148,7 +148,43 @@ def pin_child(soundfont: str) -> int:
     return 0
 
 
+_PROGRAM_SENDER = r"""
+import re, sys, threading, time, jack
+pattern, program = sys.argv[1], int(sys.argv[2])
+c = jack.Client("bench-program", no_start_server=True)
+out = c.midi_outports.register("out")
+sent = threading.Event()
+armed = threading.Event()
+
+@c.set_process_callback
+def process(frames):
+    out.clear_buffer()
+    if armed.is_set() and not sent.is_set():
+        out.write_midi_event(0, bytes([0xC0, program]))
+        sent.set()
+
+with c:
+    dst = next(p for p in c.get_ports(is_midi=True, is_input=True) if re.search(pattern, p.name))
+    c.connect(out, dst)
+    time.sleep(0.1)  # the connection is live in the graph before anything is sent
+    armed.set()
+    sent.wait(2.0)
+    time.sleep(0.1)
+"""
+
+
+def send_program(midi_in: str, env: dict[str, str], program: int = 80) -> None:
+    """Set the probe's program on a live connection first.
+
+    The probe sends its own program change in its first cycle, which may run before its
+    connection is made: the change is then lost and the notes sound with the slow attack of a
+    piano, whatever the synth (so FluidSynth's max and some of mxfd's runs read 9.5 ms).
+    """
+    subprocess.run([sys.executable, "-c", _PROGRAM_SENDER, midi_in, str(program)], env=env, timeout=30, check=True)
+
+
 def probe(midi_in: str, audio_out: str, env: dict[str, str], notes: int = 20) -> dict[str, Any]:
+    send_program(midi_in, env)
     out = subprocess.run(
         [sys.executable, str(PROBE), "--program", "80", "--notes", str(notes), "--midi-in", midi_in,
          "--audio-out", audio_out],
