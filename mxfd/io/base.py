@@ -14,6 +14,7 @@ notifications from their system (JACK port registration) set the shared
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -21,6 +22,15 @@ from typing import Any, Optional, Protocol
 
 #: Bytes as adapters deliver them: a bytearray, a cffi buffer, a list of ints from rtmidi.
 MidiBytes = Any
+
+
+def close_fds(*fds: int) -> None:
+    """Close descriptors that may already be closed (a pipe's two ends at shutdown)."""
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 class BackendUnavailable(RuntimeError):

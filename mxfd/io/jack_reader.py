@@ -55,7 +55,7 @@ import numpy.typing as npt
 from numba import cfunc
 from numba.np import numpy_support
 
-from mxfd.io.base import PlayedRing, ThruQueue
+from mxfd.io.base import PlayedRing, ThruQueue, close_fds
 from mxfd.io.libjack import (
     ADDRESSES,
     MIDI_EVENT_WORDS,
@@ -345,11 +345,7 @@ class CompiledReader:
         """Release the descriptors and the output's mapping (the client is closed: nothing calls back)."""
         self.ctl[C_FOLLOW] = 0
         self._unmap()
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_fds(self._wake_r, self._wake_w)
         self._wake_r = self._wake_w = -1
 
     # -- counters -------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ from mxfd.io.audio import (
     StateCallback,
     SyncCallback,
 )
-from mxfd.io.base import PlayedRing, ThruQueue
+from mxfd.io.base import PlayedRing, ThruQueue, close_fds
 from mxfd.io.libjack import client_address, frames_to_time
 from mxfd.synth.engine import dataplane
 from mxfd.synth.engine.dataplane import C_HIGH, C_LATE, C_POSITION, C_THRU_DROPS, P_DROPS
@@ -154,11 +154,7 @@ class JackPinOutput:
                 log.error("the JACK pin's feeder did not stop in 5 s (is feed() blocking?)")
             self._thread = None
         self.pin.close()
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_fds(self._wake_r, self._wake_w)
         self._wake_r = self._wake_w = -1
         self._set_state(STOPPED, "stopped")
 

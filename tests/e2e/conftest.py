@@ -5,8 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
+
+from tests.e2e.ears import Ear
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
@@ -29,3 +32,14 @@ def compiled_engine() -> None:
     """
     done = subprocess.run([PYTHON, "-c", _WARM_UP], cwd=ROOT, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture
+def ear(daemon: Any) -> Iterator[Ear]:
+    """An ear on ``mxfd-out``, the audio output of the test module's ``daemon``."""
+    e = Ear()
+    try:
+        e.connect(r"^mxfd-out:", timeout=15.0)
+        yield e
+    finally:
+        e.close()

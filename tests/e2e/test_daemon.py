@@ -175,16 +175,6 @@ def daemon(jack_server: JackServer, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture
-def ear(daemon: Daemon) -> Iterator[Ear]:
-    e = Ear()
-    try:
-        e.connect(OUT, timeout=15.0)
-        yield e
-    finally:
-        e.close()
-
-
-@pytest.fixture
 def keyboard(daemon: Daemon) -> Iterator[Keyboard]:
     k = Keyboard(KBD)
     try:

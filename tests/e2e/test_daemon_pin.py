@@ -47,16 +47,6 @@ def daemon(jack_server: JackServer, tmp_path_factory: pytest.TempPathFactory) ->
         d.close()
 
 
-@pytest.fixture
-def ear(daemon: Daemon) -> Iterator[Ear]:
-    e = Ear()
-    try:
-        e.connect(OUT, timeout=15.0)
-        yield e
-    finally:
-        e.close()
-
-
 def staccato_file(path: str, notes: list[tuple[float, int]], program: int = 80) -> None:
     """A type 0 file at 120 bpm (480 PPQN): each (start s, note) held 80 ms, then all sound off (no tail)."""
     mid = mido.MidiFile(type=0, ticks_per_beat=480)

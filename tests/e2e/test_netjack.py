@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 from tests.e2e.ears import Ear, dominant_frequency, rms_dbfs, wait_until
-from tests.e2e.test_daemon import CONFIG, OUT, Daemon, connected
+from tests.e2e.test_daemon import CONFIG, Daemon, connected
 from tests.jackserver import JackServer, die_with_parent
 
 pytestmark = pytest.mark.e2e
@@ -185,16 +185,6 @@ def keyboard(server_a: JackServer) -> Iterator[NetKeyboard]:
         yield k
     finally:
         k.close()
-
-
-@pytest.fixture
-def ear(daemon: Daemon) -> Iterator[Ear]:
-    e = Ear()
-    try:
-        e.connect(OUT, timeout=15.0)
-        yield e
-    finally:
-        e.close()
 
 
 def ear_clock(ear: Ear) -> tuple[int, float]:
