@@ -192,6 +192,8 @@ def _process(nframes: int, arg: Any) -> int:
     times = carray(as_ptr(a[_A_TIMES]), 4, dtype=np.uint64)
     thru_base = carray(as_ptr(a[_A_THRU_BASE]), MAX_PORTS, dtype=np.int64)
     n = np.int64(nframes)
+    if n <= 0:
+        return 0  # JACK never asks for none; a division by it below would raise
     thru_on = ctl[C_THRU_ON] != 0
 
     frame = np.int64(call_u_p(fn[_F_LAST_FRAME_TIME], as_ptr(a[_A_CLIENT])))
@@ -206,7 +208,7 @@ def _process(nframes: int, arg: Any) -> int:
     ctl[C_LAST_NFRAMES] = n
 
     played = np.int64(-1)
-    if ctl[C_FOLLOW] != 0:
+    if ctl[C_FOLLOW] != 0 and ctl[C_Q_SLOTS] > 0:
         q = carray(as_ptr(ctl[C_Q_ADDR]), ctl[C_Q_WORDS], dtype=np.int64)
         taken = q[ctl[C_Q_READ]]
         if taken > 0:
