@@ -18,6 +18,8 @@ import mido
 import numpy as np
 import pytest
 
+from mxfd.client import Client
+from mxfd.core.wire import decode_buffer
 from tests.e2e.ears import Ear, Keyboard, KeyProbe, dominant_frequency, rms_dbfs, wait_until
 from tests.e2e.test_client import onsets
 from tests.e2e.test_daemon import CONFIG, KBD, OUT, PYTHON, ROOT, Daemon, connected, forget_probe, hear_note
@@ -163,6 +165,27 @@ def test_play_sounds_each_note_at_the_files_time(daemon: Daemon, ear: Ear, tmp_p
     for k in gaps:
         want = round(notes[k][0] * ear.rate) - round(notes[k - 1][0] * ear.rate)
         assert abs(gaps[k] - want) <= ear.rate // 4000, (gaps, takes)
+
+
+def test_what_a_keyboard_plays_on_the_pin_reaches_a_subscriber_whole_sysex_included(daemon: Daemon) -> None:
+    sysex = (0xF0, 0x7D, 0x01, 0x02, 0x03, 0xF7)
+    played = [(0x90, 64, 100), sysex, (0x80, 64, 0)]
+    kbd = Keyboard(KBD)
+    try:
+        assert wait_until(lambda: connected(kbd.port_name), 5.0), daemon.output()[-3000:]
+        with Client(daemon.socket_path, name="test-pin-capture") as c:
+            c.subscribe(f"^{kbd.port_name}$")
+            for message in played:
+                kbd.send(*message)
+            got: list[bytes] = []
+            deadline = time.monotonic() + 5.0
+            while len(got) < len(played) and time.monotonic() < deadline:
+                cap = c.receive(0.5)
+                if cap is not None:
+                    got.extend(m for _t, _g, _f, m in decode_buffer(cap.data, cap.start_time))
+        assert got == [bytes(m) for m in played], got
+    finally:
+        kbd.close()
 
 
 def test_a_restarted_jack_server_brings_the_pin_back(daemon: Daemon, jack_server: JackServer) -> None:
