@@ -169,6 +169,19 @@ def _describe_exit(rc: int) -> str:
     return f"exit status {rc} ({_EXIT_MEANING.get(rc, 'unexpected')})"
 
 
+def announce_state(state: str, message: str, changed: bool, news: bool, on_state: Optional[StateCallback]) -> None:
+    """Say an audio pin's new state once (both pins): the log line, then ``on_state`` if it changed."""
+    if state == DEGRADED and message != "starting" and (changed or news):
+        log.warning("audio output degraded (sound is discarded, retrying): %s", message)
+    elif state == RUNNING and changed:
+        log.info("audio output running: %s", message)
+    if changed and on_state is not None:
+        try:
+            on_state(state, message)
+        except Exception:
+            log.exception("on_state callback failed")
+
+
 class AudioOutput:
     """The audio output pin: renders through ``render`` and plays on a PortAudio device.
 
@@ -472,17 +485,7 @@ class AudioOutput:
             news = message != self._message
             self._state = state
             self._message = message
-        if state == DEGRADED and message != "starting" and (changed or news):
-            log.warning("audio output degraded (sound is discarded, retrying): %s", message)
-        elif state == RUNNING and changed:
-            log.info("audio output running: %s", message)
-        if not changed:
-            return
-        if self._on_state is not None:
-            try:
-                self._on_state(state, message)
-            except Exception:
-                log.exception("on_state callback failed")
+        announce_state(state, message, changed, news, self._on_state)
 
     # -- render thread ---------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ import numpy.typing as npt
 from numba import cfunc
 from numba.np import numpy_support
 
-from mxfd.io.jacklog import connecting, route_jack_messages
+from mxfd.io.jacklog import close_client, connecting, route_jack_messages
 from mxfd.io.libjack import (
     ADDRESSES,
     MIDI_EVENT_WORDS,
@@ -160,7 +160,7 @@ def _process(nframes: int, arg: Any) -> int:
         stats[S_MAX_NS] = took
     if took * a[_A_RATE] > nframes * 1_000_000_000:
         stats[S_OVERRUNS] += 1
-    if a[_A_WAKE_FD] >= 0 and n % a[_A_WAKE_EVERY] == 0:
+    if a[_A_WAKE_FD] >= 0 and (a[_A_WAKE_EVERY] <= 1 or n % a[_A_WAKE_EVERY] == 0):  # never a division by 0
         call_l_ipl(fn[_F_WRITE], a[_A_WAKE_FD], as_ptr(a[_A_WAKE_BYTE]), 1)
     return 0
 
@@ -247,14 +247,7 @@ class JackPin:
             _dead_clients.append(client)
             self._ports.clear()
             return
-        try:
-            client.deactivate()
-        except Exception as exc:
-            log.debug("JACK pin: deactivate: %s", exc)
-        try:
-            client.close()
-        except Exception as exc:
-            log.debug("JACK pin: close: %s", exc)
+        close_client(client, deactivate=True, what="JACK pin")
         self._inputs.fill(0)
         self._ports.clear()
 

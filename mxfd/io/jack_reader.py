@@ -47,7 +47,7 @@ from __future__ import annotations
 import mmap
 import os
 import time
-from typing import Any, Final, Mapping, NamedTuple, Optional
+from typing import Any, Final, Mapping, Optional
 
 import numba
 import numpy as np
@@ -56,6 +56,19 @@ from numba import cfunc
 from numba.np import numpy_support
 
 from mxfd.io.base import PlayedRing, ThruQueue, close_fds
+from mxfd.io.jack_records import (
+    R_BYTE,
+    R_CYCLE,
+    R_GEN,
+    R_N,
+    R_NEXT_USECS,
+    R_NFRAMES,
+    R_OFFSET,
+    R_PLAYED,
+    R_SIZE,
+    R_SLOT,
+    R_USECS,
+)
 from mxfd.io.libjack import (
     ADDRESSES,
     MIDI_EVENT_WORDS,
@@ -76,18 +89,6 @@ MAX_PORTS: Final = 64
 RECORDS: Final = 4096
 DATA: Final = 1 << 17
 
-# a record's fields
-R_SLOT = 0
-R_GEN = 1
-R_OFFSET = 2  # frame offset within the cycle
-R_NFRAMES = 3  # the cycle's length
-R_PLAYED = 4  # the output's position in that cycle, -1: none
-R_USECS = 5  # JACK's time of the cycle's start (µs), and of the next cycle's
-R_NEXT_USECS = 6
-R_BYTE = 7  # where its bytes start in the byte ring (a running count)
-R_SIZE = 8
-R_CYCLE = 9  # the cycle's number
-R_N = 10
 
 # the control vector
 C_WRITE = 0  # records published (callback)
@@ -271,19 +272,6 @@ def _process(nframes: int, arg: Any) -> int:
     ctl[C_PLAYED] = played
     ctl[C_CYCLES] = cycle + 1
     return 0
-
-
-class Record(NamedTuple):
-    """One event as the callback left it."""
-
-    slot: int
-    generation: int
-    offset: int
-    nframes: int
-    played: int
-    usecs: int
-    next_usecs: int
-    cycle: int
 
 
 class CompiledReader:
@@ -485,22 +473,25 @@ class CompiledReader:
         """The records published and not drained: (first, end), running counts."""
         return int(self.ctl[C_READ]), int(self.ctl[C_WRITE])
 
-    def record(self, n: int) -> Record:
-        r = self.rec[n % RECORDS]
-        return Record(int(r[R_SLOT]), int(r[R_GEN]), int(r[R_OFFSET]), int(r[R_NFRAMES]), int(r[R_PLAYED]),
-                      int(r[R_USECS]), int(r[R_NEXT_USECS]), int(r[R_CYCLE]))  # fmt: skip
+    def records(self, first: int, end: int) -> list[list[int]]:
+        """Records ``first`` to ``end`` (running counts) as lists of ints, fields in ``R_*`` order."""
+        a, b = first % RECORDS, end % RECORDS
+        if a < b or first == end:
+            rows: list[list[int]] = self.rec[a:b].tolist()
+        else:
+            rows = self.rec[a:].tolist() + self.rec[:b].tolist()  # wrapped round the ring
+        return rows
 
-    def data_of(self, n: int) -> tuple[Any, int, int]:
-        """The bytes of record ``n`` as (buffer, start, end), valid until :meth:`consumed`."""
-        r = self.rec[n % RECORDS]
-        start = int(r[R_BYTE]) & (DATA - 1)
-        size = int(r[R_SIZE])
+    def data_of(self, record: list[int]) -> tuple[Any, int, int]:
+        """A record's bytes as (buffer, start, end), valid until :meth:`consumed`."""
+        start = record[R_BYTE] & (DATA - 1)
+        size = record[R_SIZE]
         if start + size <= DATA:
             return self._view, start, start + size
-        head = DATA - start
+        head = DATA - start  # wrapped round the byte ring: put together (once in 128 KiB)
         scratch = self._scratch
-        scratch[:head] = self.data[start:].tobytes()
-        scratch[head:size] = self.data[: size - head].tobytes()
+        scratch[:head] = self._view[start:]
+        scratch[head:size] = self._view[: size - head]
         return scratch, 0, size
 
     def consumed(self, end: int, played: int) -> None:

@@ -64,6 +64,23 @@ def connecting() -> Iterator[None]:
         _local.connecting = depth
 
 
+def close_client(client: Any, *, deactivate: bool, what: str) -> None:
+    """Deactivate (unless told not to: libjack crashes in it after a server shutdown) and close a client.
+
+    What either call raises is logged at debug level under ``what``: a client being closed has nothing
+    more to lose.
+    """
+    if deactivate:
+        try:
+            client.deactivate()
+        except Exception as exc:
+            log.debug("%s: deactivate: %s", what, exc)
+    try:
+        client.close()
+    except Exception as exc:
+        log.debug("%s: close: %s", what, exc)
+
+
 def _on_error(message: str) -> None:
     text = message.strip()
     if getattr(_local, "connecting", 0):

@@ -60,7 +60,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from mxfd.core.clock import UNITS_PER_US, Clock, master_time
 from mxfd.core.event import EVENT_COMPLETE
 from mxfd.io.base import BackendUnavailable, CaptureTarget, OutputClock, Wake, is_mxfd_port
-from mxfd.io.jacklog import connecting, route_jack_messages
+from mxfd.io.jack_records import R_CYCLE, R_GEN, R_NEXT_USECS, R_NFRAMES, R_OFFSET, R_PLAYED, R_SLOT, R_USECS
+from mxfd.io.jacklog import close_client, connecting, route_jack_messages
 from mxfd.io.sched import make_realtime
 
 if TYPE_CHECKING:
@@ -365,16 +366,8 @@ class JackMidiBackend:
         self.client = None
         if client is None:
             return
-        if alive:
-            # After a server shutdown libjack crashes in deactivate; close alone is safe then.
-            try:
-                client.deactivate()
-            except Exception as exc:
-                log.debug("JACK: deactivate: %s", exc)
-        try:
-            client.close()
-        except Exception as exc:
-            log.debug("JACK: close: %s", exc)
+        # After a server shutdown libjack crashes in deactivate; close alone is safe then.
+        close_client(client, deactivate=alive, what="JACK")
         # Nothing calls the reader back now: drain what it left, then let it go.
         self._draining.clear()
         if self._drain_thread is not None:
@@ -580,29 +573,29 @@ class JackMidiBackend:
         played = -1
         t0 = span = 0
         try:
-            for n in range(first, end):
-                r = reader.record(n)
-                if r.cycle != cycle:
+            for r in reader.records(first, end):
+                if r[R_CYCLE] != cycle:
                     for target in touched:
                         target.flush()
                     touched.clear()
-                    cycle, played = r.cycle, r.played
+                    cycle, played = r[R_CYCLE], r[R_PLAYED]
                     stamp = clock.stamp_played(played, ring) if clock is not None and played >= 0 else None
                     if stamp is not None:
-                        t0, span = stamp, r.nframes * 10_000_000 // rate
+                        t0, span = stamp, r[R_NFRAMES] * 10_000_000 // rate
                         self.cycles_output_clock += 1
-                    elif times is not None and r.usecs:
-                        t0, span = times.master_time(r.usecs), (r.next_usecs - r.usecs) * UNITS_PER_US
+                    elif times is not None and r[R_USECS]:
+                        t0, span = times.master_time(r[R_USECS]), (r[R_NEXT_USECS] - r[R_USECS]) * UNITS_PER_US
                         self.cycles_jack_clock += 1
                     else:
                         t0, span = time.monotonic_ns() // 100, 0
                         self.cycles_jack_clock += 1
-                entry = slots[r.slot]
-                if entry is None or entry.generation != r.generation:
+                entry = slots[r[R_SLOT]]
+                if entry is None or entry.generation != r[R_GEN]:
                     self.orphaned += 1
                     continue
-                data, start, stop = reader.data_of(n)
-                entry.target.capture(data, start, stop, t0 + r.offset * span // r.nframes, EVENT_COMPLETE)
+                data, start, stop = reader.data_of(r)
+                at = t0 + r[R_OFFSET] * span // r[R_NFRAMES]
+                entry.target.capture(data, start, stop, at, EVENT_COMPLETE)
                 entry.events += 1
                 if entry.target not in touched:
                     touched.append(entry.target)

@@ -52,6 +52,7 @@ from mxfd.io.audio import (
     SYNC_INTERVAL,
     StateCallback,
     SyncCallback,
+    announce_state,
 )
 from mxfd.io.base import PlayedRing, ThruQueue, close_fds
 from mxfd.io.libjack import client_address, frames_to_time
@@ -226,15 +227,7 @@ class JackPinOutput:
         news = message != self._message
         self._state = state
         self._message = message
-        if state == DEGRADED and message != "starting" and (changed or news):
-            log.warning("audio output degraded (sound is discarded, retrying): %s", message)
-        elif state == RUNNING and changed:
-            log.info("audio output running: %s", message)
-        if changed and self._on_state is not None:
-            try:
-                self._on_state(state, message)
-            except Exception:
-                log.exception("on_state callback failed")
+        announce_state(state, message, changed, news, self._on_state)
 
     def _on_shutdown(self, reason: str) -> None:
         self._gone_reason = reason  # a JACK thread: a flag and no more
