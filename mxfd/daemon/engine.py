@@ -65,9 +65,11 @@ never on the audio thread.
 the data plane in JACK's cycle.  :meth:`Engine.feed` is then the render
 callback minus the rendering, on the pin's feeder thread once a cycle: the
 control requests, the streams' events due within two periods of the plane's
-position, written into the plane's ring.  JACK input is stamped on the pin's
-own frames (its cycle's first frame is :meth:`played_position`), so thru
-plays two periods after its frame, every time.  A bank cannot change under a
+position, written into the plane's ring.  JACK input does not go that way:
+the JACK reader runs before the pin in every cycle and puts each channel
+message into the pin's thru queue for that very cycle (:meth:`thru_queue`),
+so it is heard one period after its frame, every time; it is stamped on the
+pin's own frames for the capture path.  A bank cannot change under a
 running plane: a reload that asks for another is refused and says so.
 
 *Threads.*  Capture runs on the adapters' threads and touches only its own
@@ -746,10 +748,11 @@ class Engine:
     def stamp_played(self, played: int, ring: Optional[PlayedRing]) -> Optional[int]:
         """Master time at which a JACK cycle's first frame arrived, on the output's clock.
 
-        The JACK reader runs after the output in every cycle (its ``sync`` port
-        follows the output), so ``played``, the position the output took in
-        that cycle, is known exactly: frame ``offset`` of the cycle is sample
-        ``played + offset``.  Stamping it through the same mapping the synth
+        The JACK reader runs after the PortAudio output in every cycle (its
+        ``sync`` port follows the output), or before the JACK pin (its
+        ``sync_out`` feeds the pin), so ``played``, the position the output
+        plays in that cycle, is known exactly: frame ``offset`` of the cycle is
+        sample ``played + offset``.  Stamping it through the same mapping the synth
         renders with (less the device's latency, which the thru latency adds
         back) makes thru exact to the sample however the JACK clock wanders
         against the master clock.  None unless ``ring`` is the output's that
