@@ -720,13 +720,16 @@ class Engine:
         if self._fade_at >= total:
             self._faded.set()
 
-    def on_sync(self, ref_time: int, sample_position: int) -> None:
-        """The pin's clock report, in the synth's sample positions (they differ after a reopen)."""
+    def on_sync(self, ref_time: int, sample_position: int, step: bool = False) -> None:
+        """The pin's clock report, in the synth's sample positions (they differ after a reopen).
+
+        ``step``: the device's schedule moved (the JACK pin saw an xrun); re-anchor there, don't slew.
+        """
         start = self._sync_start
         self._sync_start = False
         synth_position = sample_position + self._pos_offset
         ws = self.synth.wave_sink
-        ws.sync_to_master(ref_time, synth_position, start=start)
+        ws.sync_to_master(ref_time, synth_position, start=start or step)
         if start and self.audio is not None:
             # The report says when a sample leaves the *device*; thru must allow
             # for the device's own latency, measured by now, on top of the queue.

@@ -15,10 +15,12 @@ in Python is the control plane's side of each cycle, on one *feeder* thread
   ring.  A cycle of slack: a feeder late by up to a period changes nothing
   that is heard.
 * every :data:`~mxfd.io.audio.SYNC_INTERVAL` cycles it reports the clock,
-  ``on_sync(master time, frame)``, exactly as the PortAudio pin does: the
-  cycle's start on ``CLOCK_MONOTONIC`` (read inside the callback) plus the
-  output latency of one period (JACK plays a cycle's buffer during the next
-  one), against the cycle's first frame.
+  ``on_sync(master time, frame, step)``, as the PortAudio pin does: the
+  cycle's start on ``CLOCK_MONOTONIC`` (read inside the callback, least
+  phase of the recent reports) plus the output latency of one period (JACK
+  plays a cycle's buffer during the next one), against the cycle's first
+  frame.  ``step`` says the cycles' schedule moved (an xrun): the engine
+  re-anchors instead of slewing.
 * while no server answers, or after it went away, the same thread renders
   the plane into the void on a timer (one consumer at a time: the pin is
   closed then), so events are consumed, control requests applied and the
@@ -36,12 +38,12 @@ import os
 import select
 import threading
 import time
-from collections import deque
 from typing import Any, Callable, Final, Optional
 
 import numpy as np
 
 from mxfd.core.clock import UNITS_PER_SECOND
+from mxfd.core.cycle_clock import CycleClock
 from mxfd.io.audio import (
     BACKOFF_MAX_S,
     BACKOFF_MIN_S,
@@ -51,11 +53,9 @@ from mxfd.io.audio import (
     STOPPED,
     SYNC_INTERVAL,
     StateCallback,
-    SyncCallback,
     announce_state,
 )
 from mxfd.io.base import PlayedRing, ThruQueue, close_fds
-from mxfd.io.libjack import client_address, frames_to_time
 from mxfd.synth.engine import dataplane
 from mxfd.synth.engine.dataplane import C_HIGH, C_LATE, C_POSITION, C_THRU_DROPS, P_DROPS
 from mxfd.synth.engine.plane_synth import PlaneSynth
@@ -65,14 +65,13 @@ log = logging.getLogger(__name__)
 # Typed Any: mypy cannot follow numba's types.
 run_cycle: Any = dataplane.run_cycle
 
-#: ``feed(position)``: the control plane's work for the cycle that renders from ``position`` on.
 #: ``feed(position)``: the control plane's side of a cycle; True while it has events still to feed.
 FeedCallback = Callable[[int], bool]
 #: While the control plane has nothing to feed, the feeder is woken every this many cycles only
 #: (43 ms at 48 kHz / 128): idle costs next to nothing; :meth:`JackPinOutput.wake` brings it back at once.
 IDLE_WAKE_EVERY: Final = 16
-#: Clock reports whose least offset (JACK's clock to CLOCK_MONOTONIC) maps JACK's cycle times (about 10 s).
-CLOCK_OFFSETS: Final = 512
+#: ``on_sync(master time, frame, step)``: ``step`` asks to re-anchor the mapping there, not to slew.
+PinSyncCallback = Callable[[int, int, bool], None]
 #: A running client whose callback has not come for this long counts as gone.
 SILENT_S: Final = 1.0
 
@@ -93,7 +92,7 @@ class JackPinOutput:
         period: int,
         client_name: str = "mxfd-out",
         servername: Optional[str] = None,
-        on_sync: Optional[SyncCallback] = None,
+        on_sync: Optional[PinSyncCallback] = None,
         on_state: Optional[StateCallback] = None,
     ) -> None:
         from mxfd.io.jack_pin import JackPin
@@ -118,9 +117,9 @@ class JackPinOutput:
         self._void = np.zeros((2, max(period, 16)), np.float32)
         self._ports: list[str] = []
         self._jack_period = period
-        #: What the latest clock report was read from: "jack frame time" or "callback".
+        #: What the latest clock report was read from ("callback wake-up" once the pin plays).
         self.sync_clock = "none yet"
-        self._clock_offsets: deque[int] = deque(maxlen=CLOCK_OFFSETS)
+        self.clock = CycleClock(rate)
         self._played_ring: Optional[PlayedRing] = None
         self._thru_queue: Optional[ThruQueue] = None
         self.restarts = 0
@@ -214,6 +213,7 @@ class JackPinOutput:
                 "drops": int(self.synth.plane_arrays["prod"][P_DROPS]),
             },
             "sync_clock": self.sync_clock,
+            "clock_steps": self.clock.steps,
             "feed_errors": self.feed_errors,
             "late_feeds": self.late_feeds,
             "restarts": self.restarts,
@@ -262,7 +262,7 @@ class JackPinOutput:
         except (jack.JackError, RuntimeError, OSError) as exc:
             return f"no JACK server answers ({exc})"
         client = self.pin.client
-        self._clock_offsets.clear()  # a new server: JACK's clock may have another origin
+        self.clock.reset()  # a new client: its frames start again
         self._ports = self.pin.output_ports
         self._jack_period = int(client.blocksize)
         if self._jack_period > self.period:
@@ -319,23 +319,15 @@ class JackPinOutput:
         b = self.pin.cycle_start()
         if a != b:  # a cycle began between the two reads: the fields may be torn; next time
             return
-        start_ns, frame, length, jack_frame = a
+        start_ns, frame, length, _jack_frame = a
         if length <= 0:
             return
-        # JACK's own estimate of when the cycle began (its DLL-filtered frame time) jitters far less
-        # than the callback's wake-up, so the mapping slews less and onsets keep their samples.  It
-        # is on another clock base (µs since JACK's own origin): the offset to CLOCK_MONOTONIC is the
-        # least (callback reading - JACK's) of the recent reports, the callback never waking early.
-        client = self.pin.client
-        if client is not None:
-            jack_ns = int(frames_to_time(client_address(client), jack_frame)) * 1000
-            offsets = self._clock_offsets
-            offsets.append(start_ns - jack_ns)
-            start_ns = jack_ns + min(offsets)
-            self.sync_clock = "jack frame time"
-        heard = start_ns // 100 + length * UNITS_PER_SECOND // self.rate  # JACK plays it a period later
+        # The callback's own readings, least phase first (mxfd.core.cycle_clock says why not JACK's).
+        start = self.clock.report(start_ns, frame, length, self.pin.xruns)
+        self.sync_clock = "callback wake-up"
+        heard = start.start_ns // 100 + length * UNITS_PER_SECOND // self.rate  # JACK plays it a period later
         try:
-            self._on_sync(heard, frame)
+            self._on_sync(heard, frame, start.step)
         except Exception:
             self.feed_errors += 1
             log.exception("on_sync failed")
@@ -369,7 +361,7 @@ class JackPinOutput:
                 if countdown <= 0 and self._on_sync is not None:
                     countdown = SYNC_INTERVAL
                     try:
-                        self._on_sync(int((due + period_s) * 1e7), frame)
+                        self._on_sync(int((due + period_s) * 1e7), frame, False)
                     except Exception:
                         self.feed_errors += 1
                         log.exception("on_sync failed")

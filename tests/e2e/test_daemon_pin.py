@@ -77,7 +77,7 @@ def test_status_has_the_pins_contract_keys(daemon: Daemon) -> None:
     assert audio["state"] == "running", audio
     assert audio["pin"] == "jack"
     assert audio["ports"] == ["mxfd-out:out_0", "mxfd-out:out_1"]
-    assert audio["sync_clock"] == "jack frame time"
+    assert audio["sync_clock"] == "callback wake-up"
     assert isinstance(audio["overruns"], int) and isinstance(audio["xruns"], int)
     us = audio["callback_us"]
     assert set(us) == {"p50", "p99", "max"}
