@@ -76,21 +76,24 @@ worker); only then does it take back the frames the worker never played.
 The worker cannot outlive the daemon (pipe-EOF lifeline and
 PR_SET_PDEATHSIG), and ``stop()`` reaps it and unlinks the segment.
 
-*on_sync(ref_time, sample_position).*  "Sample ``sample_position`` leaves
-the device at about master time ``ref_time``" (100 ns units,
+*on_sync(ref_time, sample_position, step).*  "Sample ``sample_position``
+leaves the device at about master time ``ref_time``" (100 ns units,
 ``mxfd.core.clock.master_time``'s clock).  While running it is derived, every
-:data:`SYNC_INTERVAL` frames, from the frame the callback just played:
-PortAudio's ``outputBufferDacTime`` (stream clock) mapped to the master clock
-by the offset ``monotonic_at_callback − currentTime``, minimum-filtered over
-the interval (the minimum is the sample least delayed by the GIL and the
-callback trampoline).  Its error is the error of PortAudio's latency report
-(JACK: the playback port's latency) plus the residual callback entry delay
-(typically tens of µs) plus JACK's ``jack_frame_time`` interpolation (< 1
-period); it does not see latency added after the JACK port (e.g. a USB
-DAC's FIFO beyond what the driver reports).  While degraded it is the timer's
-nominal time plus the queue latency (``periods × period``): self-consistent,
-but no sound is made.  The mapping steps when the state changes;
-``on_state`` is called first, so a wave sink can reset its PLL there.
+:data:`SYNC_INTERVAL` frames, from the frames the callback just played: when
+the callback started (``CLOCK_MONOTONIC``, read as it starts) less the
+duration of the frames before it, the least of the interval (the callback
+least delayed by the GIL and the trampoline), through a
+:class:`~mxfd.core.cycle_clock.CycleClock`, plus PortAudio's latency report
+(``outputBufferDacTime − currentTime``; JACK: the playback port's latency).
+Not PortAudio's stream time itself: under JACK it is ``jack_frame_time``,
+whose filter an xrun resets and which then takes seconds to converge.
+``step`` is set after an xrun or an underrun moved the frames against the
+clock.  Its error is the latency report's plus the residual callback entry
+delay (tens of µs); it does not see latency added after the JACK port (e.g.
+a USB DAC's FIFO beyond what the driver reports).  While degraded it is the
+timer's nominal time plus the queue latency (``periods × period``):
+self-consistent, but no sound is made.  The mapping steps when the state
+changes; ``on_state`` is called first, so a wave sink can reset its PLL there.
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mxfd.core.clock import ReferenceTime
+from mxfd.core.cycle_clock import NS_PER_SECOND, CycleClock
 from mxfd.core.frames import (
     FILE_64_BYTE_ALIGNMENT,
     KSALLOCATOR_OPTIONF_SYSTEM_MEMORY,
@@ -128,8 +132,8 @@ log = logging.getLogger(__name__)
 
 #: ``render(frame, sample_position)``: fill ``frame`` (float32, (period, channels)).
 RenderCallback = Callable[[AudioView, int], None]
-#: ``on_sync(ref_time, sample_position)``.
-SyncCallback = Callable[[ReferenceTime, int], None]
+#: ``on_sync(ref_time, sample_position, step)``: ``step`` asks to re-anchor the mapping there, not to slew.
+SyncCallback = Callable[[ReferenceTime, int, bool], None]
 #: ``on_state(state, message)``.
 StateCallback = Callable[[str, str], None]
 
@@ -155,8 +159,8 @@ WAKE_HISTORY: Final = 1 << 16
 RENDER_RT_PRIORITY: Final = RT_PRIORITY
 
 _WORKER_PATH: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "audio_worker.py")
-#: A callback-to-stream-time offset this far off the others means the stream's clock was re-based.
-TIME_BASE_JUMP_NS: Final = 1_000_000_000
+#: No callback's phase seen yet in the sync interval.
+NO_PHASE: Final = 1 << 62
 _EXIT_MEANING: Final = {0: "stopped", 2: "could not open the device", 3: "the stream died", 4: "bad configuration"}
 
 
@@ -265,7 +269,8 @@ class AudioOutput:
         self._foreign_views: dict[int, tuple[Frame, AudioView]] = {}
         self._foreign_for: Optional[FrameAllocator] = None
         self._sync_countdown = SYNC_INTERVAL
-        self._min_offset_ns = 0
+        self._min_phase_ns = NO_PHASE
+        self.clock = CycleClock(rate)
         self._device_latency_ns: Optional[int] = None  # measured from the played frames' stamps; 0 is a value
         self._wake_ns = np.zeros(WAKE_HISTORY, dtype=np.int64)
         self._wakes = 0
@@ -564,27 +569,27 @@ class AudioOutput:
         while self._freed < read:
             n = self._freed
             own.free(own.frame(ring.slot_frame(n)))
-            offset = ring.slot_cb_ns(n) - ring.slot_current_ns(n)
-            if self._min_offset_ns != 1 << 62 and abs(offset - self._min_offset_ns) > TIME_BASE_JUMP_NS:
-                # PortAudio's stream time changed its base (under PipeWire's libjack its first callback's
-                # time is 2**32 frames off the rest): offsets from before are of another clock.
-                self._min_offset_ns = offset
-            elif offset < self._min_offset_ns:
-                self._min_offset_ns = offset
+            position = ring.slot_position(n)
+            phase = ring.slot_cb_ns(n) - position * NS_PER_SECOND // self.rate
+            if phase < self._min_phase_ns:
+                self._min_phase_ns = phase
             self._sync_countdown -= 1
             if self._sync_countdown <= 0:
                 self._sync_countdown = SYNC_INTERVAL
-                dac_ns = ring.slot_dac_ns(n)
-                self._device_latency_ns = dac_ns - ring.slot_current_ns(n)
+                self._device_latency_ns = ring.slot_dac_ns(n) - ring.slot_current_ns(n)
+                # An underrun (a silent period) or an xrun moves the frames against the clock.
+                moves = ring.underruns + ring.xruns
+                start = self.clock.report(self._min_phase_ns + position * NS_PER_SECOND // self.rate, position,
+                                          self.period, moves)
                 if self._on_sync is not None:
-                    self._emit_sync((dac_ns + self._min_offset_ns) // 100, ring.slot_position(n))
-                self._min_offset_ns = 1 << 62
+                    self._emit_sync((start.start_ns + self._device_latency_ns) // 100, position, start.step)
+                self._min_phase_ns = NO_PHASE
             self._freed = n + 1
 
-    def _emit_sync(self, ref_time: int, position: int) -> None:
+    def _emit_sync(self, ref_time: int, position: int, step: bool = False) -> None:
         assert self._on_sync is not None
         try:
-            self._on_sync(ref_time, position)
+            self._on_sync(ref_time, position, step)
         except Exception:
             log.exception("on_sync callback failed")
 
@@ -599,8 +604,9 @@ class AudioOutput:
         fd = link.fileno()
         ring = self._ring
         assert ring is not None
-        self._min_offset_ns = 1 << 62
+        self._min_phase_ns = NO_PHASE
         self._sync_countdown = SYNC_INTERVAL
+        self.clock.reset()  # a new stream: its counters and frames start again
         rbufs = self._rbufs
         wake = self._wake_ns
         try:

@@ -8,6 +8,8 @@ keyboard appears.  Nothing here is a mock: both are real JACK clients.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
 import select
 import subprocess
@@ -35,14 +37,29 @@ from mxfd.io.libjack import (
 # holds (a Python callback there made the ear itself one of the clients JACK counted xruns against).
 # arg: [0] left port, [1] right port, [2] the ring's address, [3] its length in frames,
 # [4] frames recorded so far, [5] the client, [6] the JACK frame time the next cycle should start at,
-# [7] cycles missed so far, [8] where they were missed (an array of MISSED_MAX frame counts).
-# The callback is the only writer of [4], [6], [7] and of the array.
+# [7] cycles missed so far, [8] where they were missed (an array of MISSED_MAX frame counts),
+# [9] a timespec, [10] the cycle log (CYCLE_LOG rows of frames recorded before the cycle and its
+# start on CLOCK_MONOTONIC, ns), [11] cycles logged so far.
+# The callback is the only writer of [4], [6], [7], [9], [11] and of the arrays.
 MISSED_MAX = 4096
+CYCLE_LOG = 1 << 15
+#: Cycles after a frame's own whose least phase says when it was heard (see Ear.time_of).
+PHASE_CYCLES = 32
+_CLOCK_MONOTONIC = 1
+_clock_gettime = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)(
+    ("clock_gettime", ctypes.CDLL(ctypes.util.find_library("c"))))
 
 
 @cfunc(PROCESS_SIGNATURE, nopython=True)  # type: ignore[misc]
 def _record(nframes: int, arg: Any) -> int:
-    st = carray(arg, 9, dtype=np.int64)
+    st = carray(arg, 12, dtype=np.int64)
+    ts = carray(as_ptr(st[9]), 2, dtype=np.int64)
+    _clock_gettime(_CLOCK_MONOTONIC, as_ptr(st[9]))
+    log = carray(as_ptr(st[10]), CYCLE_LOG * 2, dtype=np.int64)
+    row = (st[11] % CYCLE_LOG) * 2
+    log[row] = st[4]
+    log[row + 1] = ts[0] * 1_000_000_000 + ts[1]
+    st[11] += 1
     t = np.int64(last_frame_time(as_ptr(st[5])))
     if st[6] >= 0 and t != st[6]:
         missed = carray(as_ptr(st[8]), MISSED_MAX, dtype=np.int64)
@@ -84,9 +101,12 @@ class Ear:
         self.ports = [self.client.inports.register(f"in_{i + 1}") for i in range(2)]
         self.ring = np.zeros((int(seconds * self.rate), 2), dtype=np.float32)
         self._missed = np.zeros(MISSED_MAX, dtype=np.int64)
+        self._timespec = np.zeros(2, dtype=np.int64)
+        self._cycles = np.zeros((CYCLE_LOG, 2), dtype=np.int64)
         self._state = np.array(
             [*(port_address(p) for p in self.ports), self.ring.ctypes.data, self.ring.shape[0], 0,
-             client_address(self.client), -1, 0, self._missed.ctypes.data],
+             client_address(self.client), -1, 0, self._missed.ctypes.data, self._timespec.ctypes.data,
+             self._cycles.ctypes.data, 0],
             dtype=np.int64,
         )
         self.xruns: list[tuple[int, float]] = []
@@ -107,6 +127,25 @@ class Ear:
 
     def _on_xrun(self, delayed_usecs: float) -> None:
         self.xruns.append((self.written, time.monotonic()))
+
+    def time_of(self, frame: int) -> int:
+        """When recorded frame ``frame`` (a count from the ear's start) was heard: CLOCK_MONOTONIC ns.
+
+        The least phase (a cycle's start less the duration of the frames recorded before it) of the
+        frame's cycle and the :data:`PHASE_CYCLES` after it: the callback never starts early, and a
+        schedule that moved (an xrun: the dummy driver anchors its cycles at the late one; a cycle the
+        ear missed) moves every later phase later, never earlier, so the least is the frame's own
+        schedule.  Measured so, a gap between two sounds is the time a listener hears between them,
+        xruns or not; in frames, an xrun between them would change it.
+        """
+        n = int(self._state[11]) - 1  # the newest row may be half written
+        rows = self._cycles[np.arange(max(0, n - CYCLE_LOG + 1), n) % CYCLE_LOG]
+        c = int(np.searchsorted(rows[:, 0], frame, side="right")) - 1
+        if c < 0 or c + 1 >= len(rows):
+            raise ValueError(f"frame {frame} is not in the ear's cycle log")
+        w = rows[c : c + PHASE_CYCLES]
+        phase = int((w[:, 1] - w[:, 0] * 1_000_000_000 // self.rate).min())
+        return phase + frame * 1_000_000_000 // self.rate
 
     def disturbances(self, mark: int) -> list[int]:
         """Frames after ``mark`` where the recording's timeline may have lost periods: xruns and missed cycles."""
