@@ -187,27 +187,6 @@ def keyboard(server_a: JackServer) -> Iterator[NetKeyboard]:
         k.close()
 
 
-def ear_clock(ear: Ear) -> tuple[int, float]:
-    """(frames recorded, the monotonic time where they end), read in the second half of a cycle.
-
-    By then the ear has run in that cycle (it runs right after mxfd's output, at the cycle's start), so
-    what it recorded ends where the cycle does.
-    """
-    c = ear.client
-    period = c.blocksize
-    seen = []
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
-        start = c.last_frame_time
-        written = ear.written
-        now, into = time.monotonic(), c.frame_time - start
-        if period // 2 <= into < period and c.last_frame_time == start and ear.written == written:
-            return written, now + (period - into) / c.samplerate
-        seen.append(into)
-        time.sleep(0.0002)
-    raise AssertionError(f"could not read the ear's clock in the second half of a cycle in 5 s: {seen[-20:]}")
-
-
 def onset_index(heard: np.ndarray, threshold: float = 1e-3) -> Optional[int]:
     """The first sample of ``heard`` above ``threshold``, or None."""
     loud = np.flatnonzero(np.abs(heard) > threshold)
@@ -243,8 +222,7 @@ def play_a4(daemon: Daemon, ear: Ear, keyboard: NetKeyboard, seconds: float = 0.
     at = onset_index(heard)
     onset = None
     if at is not None:
-        written, end = ear_clock(ear)
-        onset = end - (written - (mark + at)) / ear.rate
+        onset = ear.time_of(mark + at) / 1e9
     until = (onset if onset is not None else sent + seconds) + REPORT_DELAY_S
     why = []
     if any(sent - 0.01 <= t <= until for t in keyboard.xruns):
@@ -356,7 +334,11 @@ def test_netjack_adds_its_network_latency_and_one_cycle_to_key_to_sound(
     try:
         for _ in range(TAKES):
             net, near = play_a4(daemon, ear, keyboard, 0.1), play_a4(daemon, ear, local, 0.1)
-            assert net.onset is not None and near.onset is not None, "a note was not heard"
+            for take in (net, near):
+                assert take.onset is not None or take.disturbed, "a note was not heard, and nothing disturbed it"
+            if net.onset is None or near.onset is None:
+                takes.append(f"a note lost; {net.disturbed} {near.disturbed}")
+                continue
             net_ms, local_ms = (net.onset - net.sent) * 1000, (near.onset - near.sent) * 1000
             takes.append(f"{net_ms:.1f} ms over netJACK2, {local_ms:.1f} ms on B; {net.disturbed} {near.disturbed}")
             if not net.disturbed and not near.disturbed:
@@ -367,7 +349,7 @@ def test_netjack_adds_its_network_latency_and_one_cycle_to_key_to_sound(
             pytest.fail(f"fewer than {CLEAN_TAKES} takes undisturbed:\n" + "\n".join(takes))
     finally:
         local.close()
-    added = [(n - b) / cycle_ms for n, b in clean]
+    added = sorted((n - b) / cycle_ms for n, b in clean)
     median = float(np.median(added))
     net_ms, local_ms = (float(np.median([t[i] for t in clean])) for i in (0, 1))
     print(f"\nkey-to-sound (median of {len(clean)} undisturbed takes of {len(takes)}): {net_ms:.1f} ms from server A "
@@ -375,9 +357,10 @@ def test_netjack_adds_its_network_latency_and_one_cycle_to_key_to_sound(
           f"cycles ({', '.join(f'{a:.2f}' for a in added)})")
     # netJACK2's default latency is 5 cycles, and the slave's cycle adds one: it starts when the master's
     # packet reaches it (6.0 in every take on a quiet machine).  On a loaded one either path may take a
-    # cycle more now and then, and the slave, which only follows the master's packets, may fall a few behind.
-    assert 4.5 < median < 7.5, takes
-    assert max(added) < 15, takes
+    # cycle more now and then, and the slave, which only follows the master's packets, may fall a few
+    # behind: the least of the takes is the path's own latency, load only adds to it.
+    assert 4.5 < added[0] < 7.5, takes
+    assert added[-1] < 15, takes
 
 
 def test_the_net_client_is_excluded_by_name_when_configured(
