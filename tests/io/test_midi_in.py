@@ -164,9 +164,16 @@ def test_the_virtual_port_is_named_client_in_and_takes_every_message_kind(jack_b
         helper.connect(kbd.port_name, "mxfd-test-in:in")
         sysex = [0xF0, 0x7E, 0x7F, 0x09, 0x01, 0xF7]
         for msg in ([0x90, 69, 100], sysex, [0xF8], [0xFE], [0x80, 69, 0]):
-            kbd.send(*msg)
-            assert wait_until(lambda: not kbd._queue, 5.0)
-        assert wait_until(lambda: len(target.got) == 5, 5.0)
+            # Sent again only if it was lost in an xrun: the sender's callback is Python, and JACK
+            # drops what a client that missed its cycle wrote.
+            for _try in range(5):
+                had, xruns, stalls = len(target.got), jack_backend.xruns, jack_backend.stalls
+                kbd.send(*msg)
+                assert wait_until(lambda: not kbd._queue, 5.0)
+                if wait_until(lambda had=had: len(target.got) > had, 2.0):
+                    break
+                assert (jack_backend.xruns, jack_backend.stalls) != (xruns, stalls), f"{msg} lost, no xrun"
+        assert len(target.got) == 5
     finally:
         helper.close()
         kbd.close()
@@ -273,15 +280,25 @@ def test_a_closed_source_gets_nothing_more(jack_backend: JackMidiBackend) -> Non
 def test_the_reader_runs_every_cycle_while_python_holds_the_gil(jack_backend: JackMidiBackend) -> None:
     jack_backend.open_virtual("in", Target())
     assert wait_until(lambda: jack_backend._cycles > 10, 2.0)
-    before, stalls = jack_backend._cycles, jack_backend.stalls
-    # sum() over a range runs in C without letting go of the GIL; a Python
-    # process callback would miss every cycle for as long as it runs.
-    t0 = time.monotonic()
-    sum(range(10_000_000))
-    held = time.monotonic() - t0
-    ran = jack_backend._cycles - before
-    assert ran >= held * 0.8 * jack_backend.samplerate / jack_backend.server_period, (held, ran)
-    assert jack_backend.stalls == stalls
+    # Judged in a take JACK reported no xrun in: a loaded machine can pre-empt any client's thread.
+    takes = []
+    for _take in range(10):
+        before, stalls, xruns = jack_backend._cycles, jack_backend.stalls, jack_backend.xruns
+        # sum() over a range runs in C without letting go of the GIL; a Python
+        # process callback would miss every cycle for as long as it runs.
+        t0 = time.monotonic()
+        sum(range(10_000_000))
+        held = time.monotonic() - t0
+        ran = jack_backend._cycles - before
+        time.sleep(0.1)  # JACK's xrun notice waits for the GIL too
+        takes.append(f"held {held:.3f} s, ran {ran} cycles, {jack_backend.stalls - stalls} stalls, "
+                     f"{jack_backend.xruns - xruns} xruns")
+        if jack_backend.xruns == xruns:
+            break
+    else:
+        pytest.fail("JACK reported xruns in every take:\n" + "\n".join(takes))
+    assert ran >= held * 0.8 * jack_backend.samplerate / jack_backend.server_period, takes
+    assert jack_backend.stalls == stalls, takes
 
 
 class FakeJack:
