@@ -205,7 +205,7 @@ SETTLE_S = 0.1
 REPORT_DELAY_S = 0.05
 #: At most this many plays of the file for every note to be judged once with nothing disturbing it
 #: (the dummy driver's own xruns vary with the machine's load: see the record test).
-PLAY_TAKES = 12
+PLAY_TAKES = 24
 
 
 def test_play_sounds_each_note_at_the_files_time_and_pitch(daemon: Daemon, ear: Ear, tmp_path: Any) -> None:

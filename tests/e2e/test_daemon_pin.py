@@ -145,7 +145,7 @@ def test_play_sounds_each_note_at_the_files_time(daemon: Daemon, ear: Ear, tmp_p
     gaps: dict[int, float] = {}
     takes = []
     near = (ear.rate // 10, ear.rate // 20)  # before an onset: until re-anchored; after: JACK's report delay
-    for _take in range(6 * TAKES):
+    for _take in range(8 * TAKES):
         mark = ear.mark()
         proc = subprocess.run([PYTHON, "-m", "mxfd", "play", "--socket", daemon.socket_path, path], cwd=ROOT,
                               capture_output=True, text=True, timeout=30)

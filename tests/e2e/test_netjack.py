@@ -245,7 +245,7 @@ def play_a4(daemon: Daemon, ear: Ear, keyboard: NetKeyboard, seconds: float = 0.
 #: How long after an xrun JACK may take to report it (s).
 REPORT_DELAY_S = 0.05
 #: At most this many takes for the latency to be measured CLEAN_TAKES times with nothing disturbing it.
-TAKES = 12
+TAKES = 24
 CLEAN_TAKES = 3
 
 
