@@ -68,8 +68,11 @@ run_cycle: Any = dataplane.run_cycle
 #: ``feed(position)``: the control plane's side of a cycle; True while it has events still to feed.
 FeedCallback = Callable[[int], bool]
 #: While the control plane has nothing to feed, the feeder is woken every this many cycles only
-#: (43 ms at 48 kHz / 128): idle costs next to nothing; :meth:`JackPinOutput.wake` brings it back at once.
-IDLE_WAKE_EVERY: Final = 16
+#: (171 ms at 48 kHz / 128), for the clock report: idle costs next to nothing;
+#: :meth:`JackPinOutput.wake` brings it back at once.
+IDLE_WAKE_EVERY: Final = 64
+#: The feeder's longest sleep with no wake-up byte: how soon it sees a silent callback.
+FEEDER_TIMEOUT_S: Final = 0.25
 #: ``on_sync(master time, frame, step)``: ``step`` asks to re-anchor the mapping there, not to slew.
 PinSyncCallback = Callable[[int, int, bool], None]
 #: A running client whose callback has not come for this long counts as gone.
@@ -148,6 +151,7 @@ class JackPinOutput:
     def stop(self) -> None:
         """Close the pin and stop the feeder (the engine silences the plane first)."""
         self._stopping.set()
+        self.wake()
         if self._thread is not None:
             self._thread.join(5.0)
             if self._thread.is_alive():
@@ -230,8 +234,9 @@ class JackPinOutput:
         announce_state(state, message, changed, news, self._on_state)
 
     def _on_shutdown(self, reason: str) -> None:
-        self._gone_reason = reason  # a JACK thread: a flag and no more
+        self._gone_reason = reason  # a JACK thread: a flag and a wake-up, no more
         self._gone.set()
+        self.wake()
 
     # -- the feeder thread --------------------------------------------------------------------
 
@@ -291,7 +296,7 @@ class JackPinOutput:
         while not self._stopping.is_set():
             if self._gone.is_set():
                 return f"the JACK server went away ({self._gone_reason or 'no reason given'})"
-            ready, _, _ = select.select([fd], [], [], 0.1)
+            ready, _, _ = select.select([fd], [], [], FEEDER_TIMEOUT_S)
             now = time.monotonic()
             if not ready:
                 if now - last_wake > SILENT_S:
