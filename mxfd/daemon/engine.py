@@ -723,7 +723,7 @@ class Engine:
     def on_sync(self, ref_time: int, sample_position: int, step: bool = False) -> None:
         """The pin's clock report, in the synth's sample positions (they differ after a reopen).
 
-        ``step``: the device's schedule moved (the JACK pin saw an xrun); re-anchor there, don't slew.
+        ``step``: the device's frames moved against the clock (an xrun, an underrun); re-anchor, don't slew.
         """
         start = self._sync_start
         self._sync_start = False

@@ -53,6 +53,7 @@ from mxfd.io.audio import (
     STOPPED,
     SYNC_INTERVAL,
     StateCallback,
+    SyncCallback,
     announce_state,
 )
 from mxfd.io.base import PlayedRing, ThruQueue, close_fds
@@ -73,8 +74,6 @@ FeedCallback = Callable[[int], bool]
 IDLE_WAKE_EVERY: Final = 64
 #: The feeder's longest sleep with no wake-up byte: how soon it sees a silent callback.
 FEEDER_TIMEOUT_S: Final = 0.25
-#: ``on_sync(master time, frame, step)``: ``step`` asks to re-anchor the mapping there, not to slew.
-PinSyncCallback = Callable[[int, int, bool], None]
 #: A running client whose callback has not come for this long counts as gone.
 SILENT_S: Final = 1.0
 
@@ -95,7 +94,7 @@ class JackPinOutput:
         period: int,
         client_name: str = "mxfd-out",
         servername: Optional[str] = None,
-        on_sync: Optional[PinSyncCallback] = None,
+        on_sync: Optional[SyncCallback] = None,
         on_state: Optional[StateCallback] = None,
     ) -> None:
         from mxfd.io.jack_pin import JackPin
