@@ -416,6 +416,19 @@ def test_output_clock_jitter_is_slewed_not_re_anchored() -> None:
     assert abs(ws.sample_to_ref(pos) - rig.time_of(pos)) <= 20
 
 
+def test_a_report_that_says_the_schedule_moved_re_anchors_even_a_small_step() -> None:
+    # The pin knows the frames moved against the clock (an xrun): under half a period, slewing would
+    # carry the move for seconds.
+    rig = Rig()
+    ws = rig.engine.synth.wave_sink
+    resyncs = ws.resyncs
+    pos = 64 * PERIOD
+    moved = rig.time_of(pos) + 4_000  # 0.4 ms later
+    rig.engine.on_sync(moved, pos, True)
+    assert ws.resyncs == resyncs + 1
+    assert abs(ws.sample_to_ref(pos) - moved) <= 1
+
+
 def test_status_is_json_and_counts_inputs_even_after_they_are_gone() -> None:
     rig = Rig()
     e = rig.engine
