@@ -262,6 +262,19 @@ class KeyProbe:
         self._bytes[k, : len(message)] = message
         self._state[5] = k + 1  # published last: the callback reads the row from now on
 
+    def schedule_notes(self, start: int, gap: int, count: int = 8) -> list[int]:
+        """``count`` A4s from frame ``start``, ``gap`` frames apart and off the period grid; their frames.
+
+        Each is released a third of the gap on and silenced (all sound off) at two thirds, so every
+        note starts from silence.
+        """
+        notes = [start + k * gap + (k * 37) % self.period for k in range(count)]
+        for f in notes:
+            self.schedule(f, 0x90, 69, 110)
+            self.schedule(f + gap // 3, 0x80, 69, 0)
+            self.schedule(f + gap * 2 // 3, 0xB0, 120, 0)
+        return notes
+
     def heard(self, start: int, frames: int) -> np.ndarray:
         """What came in from JACK frame ``start`` on, ``frames`` of it."""
         return self.ring[np.arange(start, start + frames) % len(self.ring)]

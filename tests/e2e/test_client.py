@@ -176,8 +176,6 @@ def _heard_out(x: np.ndarray, rate: int, notes: int, gap: float = 0.05) -> bool:
 
 def make_midi(path: str, notes: list[tuple[float, float, int]], program: int = 80) -> None:
     """A type 0 file at 120 bpm (480 PPQN): ``notes`` as (start s, length s, note); no reverb."""
-    mid = mido.MidiFile(type=0, ticks_per_beat=480)
-    track = mido.MidiTrack()
     events: list[tuple[int, mido.Message]] = [
         (0, mido.Message("program_change", program=program)),
         (0, mido.Message("control_change", control=91, value=0)),
@@ -187,6 +185,13 @@ def make_midi(path: str, notes: list[tuple[float, float, int]], program: int = 8
         on = round(start * 960)  # 960 ticks a second at 120 bpm and 480 PPQN
         events.append((on, mido.Message("note_on", note=note, velocity=100)))
         events.append((on + round(length * 960), mido.Message("note_off", note=note)))
+    save_type0(path, events)
+
+
+def save_type0(path: str, events: list[tuple[int, mido.Message]]) -> None:
+    """Write ``events`` (absolute tick, message; in any order) as a type 0 file of 480 PPQN."""
+    mid = mido.MidiFile(type=0, ticks_per_beat=480)
+    track = mido.MidiTrack()
     prev = 0
     for t, m in sorted(events, key=lambda e: e[0]):
         track.append(m.copy(time=t - prev))

@@ -21,7 +21,7 @@ import pytest
 from mxfd.client import Client
 from mxfd.core.wire import decode_buffer
 from tests.e2e.ears import Ear, Keyboard, KeyProbe, dominant_frequency, rms_dbfs, wait_until
-from tests.e2e.test_client import onsets
+from tests.e2e.test_client import onsets, save_type0
 from tests.e2e.test_daemon import CONFIG, KBD, OUT, PYTHON, ROOT, Daemon, connected, forget_probe, hear_note
 from tests.jackserver import JackServer
 
@@ -51,20 +51,13 @@ def daemon(jack_server: JackServer, tmp_path_factory: pytest.TempPathFactory) ->
 
 def staccato_file(path: str, notes: list[tuple[float, int]], program: int = 80) -> None:
     """A type 0 file at 120 bpm (480 PPQN): each (start s, note) held 80 ms, then all sound off (no tail)."""
-    mid = mido.MidiFile(type=0, ticks_per_beat=480)
-    track = mido.MidiTrack()
     events: list[tuple[int, mido.Message]] = [(0, mido.Message("program_change", program=program))]
     for start, note in notes:
         on = round(start * 960)  # 960 ticks a second at 120 bpm and 480 PPQN
         events.append((on, mido.Message("note_on", note=note, velocity=100)))
         events.append((on + 77, mido.Message("note_off", note=note)))
         events.append((on + 154, mido.Message("control_change", control=120, value=0)))
-    prev = 0
-    for t, m in sorted(events, key=lambda e: e[0]):
-        track.append(m.copy(time=t - prev))
-        prev = t
-    mid.tracks.append(track)
-    mid.save(path)
+    save_type0(path, events)
 
 
 def first_sound(x: np.ndarray) -> int:
@@ -114,11 +107,7 @@ def test_key_to_sound_latency_is_one_period_for_every_note(daemon: Daemon) -> No
             xruns = daemon.status()["audio"]["xruns"]
             start = probe.now + probe.rate // 2  # the last test's release tail has died away by then
             probe.schedule(start - 100, 0xC0, 80)
-            notes = [start + k * gap + (k * 37) % period for k in range(8)]  # off the period grid
-            for f in notes:
-                probe.schedule(f, 0x90, 69, 110)
-                probe.schedule(f + gap // 3, 0x80, 69, 0)
-                probe.schedule(f + gap * 2 // 3, 0xB0, 120, 0)  # all sound off: silence before the next
+            notes = probe.schedule_notes(start, gap)
             assert probe.wait_past(notes[-1] + gap)
             time.sleep(0.1)
             latencies = [first_sound(probe.heard(f, gap // 3)) for f in notes]

@@ -59,11 +59,7 @@ def test_a_key_is_heard_exactly_one_period_after_it_was_played(rig: Rig) -> None
     for _take in range(TAKES):
         xruns = rig.pin.xruns
         start = probe.now + probe.rate // 10
-        notes = [start + k * gap + (k * 37) % period for k in range(8)]  # off the period grid
-        for f in notes:
-            probe.schedule(f, 0x90, 69, 110)
-            probe.schedule(f + gap // 3, 0x80, 69, 0)
-            probe.schedule(f + gap * 2 // 3, 0xB0, 120, 0)  # all sound off: silence before the next
+        notes = probe.schedule_notes(start, gap)
         assert probe.wait_past(notes[-1] + gap)
         latencies = [first_sound(probe.heard(f, gap // 3)) for f in notes]
         clean = rig.pin.xruns == xruns
