@@ -135,6 +135,12 @@ class PipeWireRig:
         return SINK in subprocess.run(["pactl", "list", "short", "sinks"], env=self._server_env(),
                                       capture_output=True, text=True, timeout=10).stdout
 
+    def _sink_is_default(self) -> bool:
+        env = self._server_env()
+        subprocess.run(["pactl", "set-default-sink", SINK], env=env, capture_output=True, timeout=10)
+        return subprocess.run(["pactl", "get-default-sink"], env=env, capture_output=True, text=True,
+                              timeout=10).stdout.strip() == SINK
+
     def start(self, timeout: float = 15.0) -> None:
         if "dbus" not in self.procs:
             self._spawn("dbus", ["dbus-daemon", "--session", "--nofork", "--nopidfile", f"--address={self.bus}"])
@@ -152,7 +158,9 @@ class PipeWireRig:
             f"rate={self.rate}", "channels=2", f"sink_properties=device.description={SINK}",
         ).strip()
         self._wait("the null sink", self._sink_graph_ready, timeout)
-        self._run("pactl", "set-default-sink", SINK)
+        # pipewire-pulse keeps the default in wireplumber's "default" metadata: until wireplumber
+        # has made it, set-default-sink answers "Not supported".
+        self._wait("the null sink as the default", self._sink_is_default, timeout)
         self.set_quantum(self.quantum)
 
     def set_quantum(self, quantum: int) -> None:
