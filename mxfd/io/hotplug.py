@@ -11,7 +11,10 @@ closes the sources whose port is gone or no longer wanted, and opens the new
 ones, each into a capture stream of its own made by ``open_stream``.  So a
 keyboard that is unplugged is closed cleanly (``close_stream`` releases what
 it left held) and is connected again on the pass after it returns: within
-milliseconds with notifications, within ``poll_interval`` without.
+milliseconds with notifications, within ``poll_interval`` without.  One that
+returns before a pass saw it go (same name, a new port, and the connection
+to the old one dropped: the backend's ``disconnected``) is closed and
+connected again in the same pass, as is a source someone disconnected.
 
 A backend whose system went away (the JACK server died) is closed with all
 its sources and reopened every ``retry_interval`` until the system is back;
@@ -234,11 +237,18 @@ class Hotplug:
     def _follow(self, b: MidiBackend, st: _BackendState) -> None:
         names = b.list_sources()
         present = set(names)
+        dropped = getattr(b, "disconnected", None)  # a port that went and came back between two passes
         for name in list(st.sources):
-            if name not in present or not self.wants(name):
-                why = "gone" if name not in present else "no longer wanted"
-                log.info("%s: %s: %s, closing", b.kind, name, why)
-                self._close(b, st.sources.pop(name))
+            if name not in present:
+                why = "gone"
+            elif not self.wants(name):
+                why = "no longer wanted"
+            elif dropped is not None and dropped(st.sources[name].handle):
+                why = "its connection was dropped (plugged in again?)"
+            else:
+                continue
+            log.info("%s: %s: %s, closing", b.kind, name, why)
+            self._close(b, st.sources.pop(name))
         for name in list(st.failed):
             if name not in present:
                 del st.failed[name]

@@ -177,6 +177,8 @@ class JackPort:
         self.name = name
         self.port = port
         self.target = target
+        #: the connection from the source has been seen made (see JackMidiBackend.disconnected)
+        self.linked = False
         #: its slot in the compiled reader's port table, and the slot's generation then
         self.slot = slot
         self.generation = generation
@@ -409,6 +411,29 @@ class JackMidiBackend:
         if self._reader is not None:
             self._reader.set_has_input(self._has_input())
         return [p.name for p in ports if not is_mxfd_port(p.name) and p.name not in by_hand]
+
+    def disconnected(self, handle: object) -> bool:
+        """Whether JACK dropped the connection of ``handle``'s port to its source since it was seen made.
+
+        It does when the source's port is unregistered: a keyboard unplugged and plugged in
+        again between two passes keeps its name, but the new port is not connected (jackd2 may
+        even give it the old port's id).  Only a connection seen once counts: PipeWire shows a
+        new link a little after ``jack_connect`` returns.
+        """
+        assert isinstance(handle, JackPort)
+        client = self.client
+        if client is None or not self._alive:
+            return False
+        import jack
+
+        try:
+            linked = any(p.name == handle.name for p in client.get_all_connections(handle.port))
+        except jack.JackError as exc:
+            log.debug("JACK: connections of %s: %s", handle.name, exc)
+            return False
+        if linked:
+            handle.linked = True
+        return handle.linked and not linked
 
     def _follow_output(self) -> None:
         """Order this client against the audio output, and have the reader read the output's position.

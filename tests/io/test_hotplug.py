@@ -37,6 +37,8 @@ class ScriptedBackend:
         self.available = True
         self.is_alive = False
         self.refuse: set[str] = set()
+        #: ports whose connection was dropped since they were opened (plugged in again)
+        self.replaced: set[str] = set()
         self.opened: dict[str, Handle] = {}
         self.virtual: Optional[Handle] = None
         self.closes = 0
@@ -65,7 +67,11 @@ class ScriptedBackend:
         h = self.opened[name] = Handle(name)
         return h
 
+    def disconnected(self, handle: Any) -> bool:
+        return handle.name in self.replaced
+
     def close_source(self, handle: Any) -> None:
+        self.replaced.discard(handle.name)
         if handle is self.virtual:
             self.virtual = None
         else:
@@ -129,6 +135,20 @@ def test_a_vanished_port_is_closed_and_its_stream_after_it() -> None:
     b.ports = ["pads:out", "kbd:out"]
     h.reconcile()
     assert sorted(b.opened) == ["kbd:out", "pads:out"]
+
+
+def test_a_port_replugged_between_two_passes_is_closed_and_opened_again_in_one_pass() -> None:
+    b, s = ScriptedBackend(), Streams()
+    b.ports = ["kbd:out", "pads:out"]
+    h = watcher(b, s)
+    h.reconcile()
+    first = b.opened["kbd:out"]
+    b.replaced.add("kbd:out")  # same name, a new port: what it held before is released
+    h.reconcile()
+    assert s.closed == ["kbd:out"]
+    assert sorted(b.opened) == ["kbd:out", "pads:out"] and b.opened["kbd:out"] is not first
+    h.reconcile()
+    assert s.closed == ["kbd:out"]
 
 
 def test_a_port_that_fails_to_open_is_retried_on_later_passes() -> None:
@@ -275,5 +295,25 @@ def test_a_keyboard_is_connected_when_it_appears_and_reconnected_within_millisec
         assert connects_within(h, "test-hp-kbd:out") < CONNECT_S
         kbd.note_on(62)
         assert wait_until(lambda: len(streams.open["test-hp-kbd:out"].got) == 1, 2.0)
+    finally:
+        kbd.close()
+
+
+@pytest.mark.e2e
+def test_a_keyboard_replugged_faster_than_a_pass_can_look_is_connected_again(
+    jack_watch: tuple[Hotplug, Streams],
+) -> None:
+    h, streams = jack_watch
+    kbd = FrameSender("test-hp-kbd")
+    try:
+        assert connects_within(h, "test-hp-kbd:out") < CONNECT_S
+        first = streams.open["test-hp-kbd:out"]
+        kbd.replug()  # JACK dropped the connection with the old port; the name is the same
+        assert wait_until(lambda: "test-hp-kbd:out" in streams.closed, 1.0)
+        assert wait_until(lambda: "test-hp-kbd:out" in h.connected(), 1.0)
+        again = streams.open["test-hp-kbd:out"]
+        assert again is not first
+        kbd.note_on(62)
+        assert wait_until(lambda: bytes([0x90, 62, 100]) in again.messages(), 2.0), again.messages()
     finally:
         kbd.close()

@@ -81,14 +81,24 @@ class FrameSender:
         self.client.activate()
 
     def _process(self, frames: int) -> None:
-        self.port.clear_buffer()
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            return  # the port is being replaced (replug): not to be touched now
+        try:
+            self.port.clear_buffer()
             queue, self._queue = self._queue, []
-        base = self.client.last_frame_time
-        for offset, msg in queue:
-            self.port.write_midi_event(offset, msg)
-            self.sent_frames.append(base + offset)
-            self.sent_usecs.append(self._frames_to_time(base + offset))
+            base = self.client.last_frame_time
+            for offset, msg in queue:
+                self.port.write_midi_event(offset, msg)
+                self.sent_frames.append(base + offset)
+                self.sent_usecs.append(self._frames_to_time(base + offset))
+        finally:
+            self._lock.release()
+
+    def replug(self) -> None:
+        """Unplug the port and plug a new one in under the same name at once, as a quick hand would."""
+        with self._lock:
+            self.port.unregister()
+            self.port = self.client.midi_outports.register("out")
 
     def send_in_one_cycle(self, *events: tuple[int, bytes]) -> None:
         with self._lock:
