@@ -69,8 +69,10 @@ position, written into the plane's ring.  JACK input does not go that way:
 the JACK reader runs before the pin in every cycle and puts each channel
 message into the pin's thru queue for that very cycle (:meth:`thru_queue`),
 so it is heard one period after its frame, every time; it is stamped on the
-pin's own frames for the capture path.  A bank cannot change under a
-running plane: a reload that asks for another is refused and says so.
+pin's own frames for the capture path.  Another font goes to the running
+plane as it goes to the SoundFont synth (the callback swaps it in at a
+record of the ring, held notes sounding on); the built-in bank, which is
+not on the compiled engine, is refused there and the log says so.
 
 *Threads.*  Capture runs on the adapters' threads and touches only its own
 stream, the subscribers (which must be quick), the history ring (a lock)
@@ -1022,14 +1024,12 @@ class Engine:
             if key == self._bank_key:
                 self.bank_error = None  # the config asks for the bank that plays: nothing is refused
                 return {"bank": self.bank_name, "changed": False, "error": None}
-            if self.on_pin:
-                self.bank_error = (f"the JACK pin plays {self.bank_name} until mxfd restarts: "
-                                   "its bank cannot change while it runs")
-                log.error("soundfont not changed: %s", self.bank_error)
-                return {"bank": self.bank_name, "changed": False, "error": self.bank_error}
             try:
                 with yielding_gil():  # the render thread, beside, never waits long for the GIL
                     choice = self._choose_bank(config)
+                    if self.on_pin and choice.font is None:
+                        raise BankError("the JACK pin plays SoundFonts only: the built-in bank needs "
+                                        "mxfd run --audio-pin portaudio")
                     self._swap_bank(config, choice)
             except BankError as exc:
                 self.bank_error = str(exc)
@@ -1047,6 +1047,8 @@ class Engine:
         if choice.font is not None and hasattr(synth, "replace_font"):
             synth.replace_font(choice.font, gain_db=choice.gain_db, reverb=choice.reverb, chorus=choice.chorus)
             self._gain = output_gain(choice)
+            if self.on_pin and (choice.reverb and not synth.effects[0] or choice.chorus and not synth.effects[1]):
+                log.warning("the JACK pin started without reverb or chorus: they come on at the next start")
             return
         self._incoming = (_make_synth(config, choice), output_gain(choice))
         if not self.wait_control(self._request("swap"), SWAP_WAIT_S):

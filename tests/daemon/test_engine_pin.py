@@ -23,6 +23,7 @@ from mxfd.synth.engine.plane_synth import PlaneSynth
 RATE = 48000
 PERIOD = 128
 TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+FLUIDR3 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 run_cycle: Any = dataplane.run_cycle
 
 
@@ -116,9 +117,25 @@ def test_a_panic_and_a_vanished_source_go_through_the_ring() -> None:
     assert len(status_bytes(rig, 0xB0)) == 32 + 48  # its notes and pedals released: CC 64, 66, 123 each
 
 
-def test_a_bank_reload_on_the_pin_is_refused_and_the_font_plays_on() -> None:
+def test_a_reload_to_the_built_in_bank_on_the_pin_is_refused_and_the_font_plays_on() -> None:
     engine = Engine(on_pin())
     report = engine.reload_bank(on_pin("builtin"))
     assert report["changed"] is False and report["bank"] == TIMGM
-    assert report["error"] == f"the JACK pin plays {TIMGM} until mxfd restarts: its bank cannot change while it runs"
+    assert report["error"] == ("the JACK pin plays SoundFonts only: the built-in bank needs "
+                               "mxfd run --audio-pin portaudio")
     assert engine.bank_info()["reload_error"] == report["error"] and isinstance(engine.synth, PlaneSynth)
+
+
+def test_a_reload_to_another_font_on_the_pin_swaps_it_into_the_plane_under_a_held_note() -> None:
+    rig = PinRig()
+    kbd = rig.engine.open_capture("kbd:out")
+    rig.play(kbd, bytes([0xC0, 19]), 10)
+    rig.play(kbd, bytes([0x90, 60, 100]), 10)
+    rig.cycles(rig.engine.render_latency_frames // PERIOD + 3)
+    report = rig.engine.reload_bank(on_pin(FLUIDR3))
+    assert report == {"bank": FLUIDR3, "changed": True, "error": None}
+    assert rig.engine.synth is rig.synth and rig.synth.font.path == FLUIDR3
+    rig.cycles(2)
+    assert int(rig.synth.plane_arrays["cons"][dataplane.C_SWAPS]) == 1
+    stats = rig.synth.stats()
+    assert stats["retiring_voices"] > 0 and stats["voices"] == stats["retiring_voices"]  # the held note, old font

@@ -3,8 +3,10 @@
 numba's ``cache=True`` checks only the source file of the function it
 loads, but a compiled function contains the functions it calls from
 other modules: after an edit or an upgrade of one module, another module's
-cached code could still hold the old version.  :func:`check` hashes every
-source file the compiled engine is built from (and the numba version);
+cached code could still hold the old version (the JACK pin's callback
+holding an old layout of the data plane would write past its arrays).
+:func:`check` hashes every source file the compiled engine, and the code
+compiled with it, is built from (and the numba version);
 when the hash differs from the one stored beside the cache, the engine's
 cache files are deleted, so the next render compiles afresh (about a
 minute) and stores a consistent cache.
@@ -18,10 +20,20 @@ import os
 from typing import Final
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_SOUNDFONT = os.path.join(os.path.dirname(_HERE), "soundfont")
-_CORE_MIDI = os.path.join(os.path.dirname(os.path.dirname(_HERE)), "core", "midi.py")
-#: The directories whose ``__pycache__`` hold compiled engine code (the engine's, and the zone lookup's).
-CACHE_DIRS: Final = (os.path.join(_HERE, "__pycache__"), os.path.join(_SOUNDFONT, "__pycache__"))
+_SYNTH = os.path.dirname(_HERE)
+_PACKAGE = os.path.dirname(_SYNTH)
+_SOUNDFONT = os.path.join(_SYNTH, "soundfont")
+_IO = os.path.join(_PACKAGE, "io")
+#: Compiled code outside the engine's and the soundfont package's folders, and what it is built from:
+#: the master section and its effects, the JACK callbacks (the pin's holds the data plane's render).
+_OTHER_SOURCES: Final = (
+    os.path.join(_PACKAGE, "core", "midi.py"),
+    os.path.join(_SYNTH, "master.py"),
+    os.path.join(_SYNTH, "effects.py"),
+    *(os.path.join(_IO, name) for name in ("jack_pin.py", "jack_reader.py", "jack_records.py", "libjack.py")),
+)
+#: The directories whose ``__pycache__`` hold compiled code of the engine or built with it.
+CACHE_DIRS: Final = tuple(os.path.join(d, "__pycache__") for d in (_HERE, _SOUNDFONT, _SYNTH, _IO))
 _STAMP: Final = os.path.join(CACHE_DIRS[0], "engine-source.sha256")
 
 
@@ -30,7 +42,7 @@ def source_hash() -> str:
 
     h = hashlib.sha256(numba.__version__.encode())
     files = sorted(glob.glob(os.path.join(_HERE, "*.py"))) + sorted(glob.glob(os.path.join(_SOUNDFONT, "*.py")))
-    for path in [*files, _CORE_MIDI]:
+    for path in [*files, *_OTHER_SOURCES]:
         with open(path, "rb") as fh:
             h.update(os.path.basename(path).encode())
             h.update(fh.read())

@@ -13,7 +13,8 @@ voice engine's state, the master section's arrays and two queues.
   length, three bytes; see :func:`pack`).  Kind :data:`MSG` is a MIDI
   message; :data:`SOUND_OFF` silences every voice and resets every
   channel (stop, shutdown), as a System Reset of each group in its place
-  among the events.  The
+  among the events; :data:`BANK` swaps in the engine state the control
+  plane put in ``next`` (another font; see below).  The
   control plane is the only writer of ``write`` and of the records ahead of
   it, the callback the only writer of ``read``: one producer, one consumer,
   aligned 8-byte counters, records written before the counter that
@@ -25,6 +26,20 @@ voice engine's state, the master section's arrays and two queues.
   this very cycle at the frame it came at.  The cycle's output leaves one
   period later, so a key is heard exactly one period after it was played:
   the physical limit of constant latency through JACK.
+
+* **A new bank** is a whole engine state, built on the control plane and
+  offered in the plane's ``next`` field (``prod[P_BANK]`` counts the
+  offers), then a :data:`BANK` record.  At a chunk's start the callback
+  carries every channel's state over to it, looks the presets up in its
+  font and makes it the engine; the old one goes on as ``retiring``: it
+  gets the same events with note-ons turned into note-offs, so a held note
+  sounds on from the old font until it is released, and its buses are
+  mixed into the new engine's before the master section.  Only one state
+  retires at a time (a swap during a swap cuts the older one's tails).
+  ``cons[C_SWAPS]`` names the engine (the number of the offer it came
+  from), ``cons[C_RETIRED]`` the state ``retiring`` refers to, and
+  ``cons[C_RETIRING]`` whether it still sounds: the control plane keeps
+  every state any of those name alive, so the callback never frees one.
 
 :func:`run_cycle` renders ``n`` frames from frame ``frame``: per engine
 chunk it takes the ring's records and the held thru events due before the
@@ -48,16 +63,18 @@ from numba.extending import intrinsic
 
 from mxfd.synth.engine import layout as L
 from mxfd.synth.engine.block import render_block
-from mxfd.synth.engine.channels import CHANNELS_PER_GROUP, SYSTEM_RESET
+from mxfd.synth.engine.channels import CHANNELS_PER_GROUP, SYSTEM_RESET, resolve_all
 from mxfd.synth.master import L_CHORUS_TAIL, L_REVERB_TAIL, Master, master_process
 
 #: Record kinds.
 MSG: Final = 0
 SOUND_OFF: Final = 1
+BANK: Final = 2
 
 # producer-side counters (the control plane writes them)
 P_WRITE: Final = 0
 P_DROPS: Final = 1
+P_BANK: Final = 2  # engine states offered in ``next`` so far
 # consumer-side counters (the callback writes them)
 C_READ: Final = 0
 C_LATE: Final = 1  # records that came after their frame had been rendered
@@ -67,7 +84,11 @@ C_HIGH: Final = 4  # the most records waiting in the ring at the start of a cycl
 C_THRU: Final = 5  # thru events played
 C_THRU_DROPS: Final = 6  # thru events beyond the queue's room
 C_EVENTS: Final = 7  # records applied
-N_COUNTERS: Final = 8
+C_SWAPS: Final = 8  # the offer the engine came from (0: the first engine)
+C_RETIRED: Final = 9  # the offer ``retiring`` came from
+C_RETIRING: Final = 10  # 1 while ``retiring`` has voices sounding
+N_COUNTERS: Final = 11
+NOTE_ON: Final = 0x90
 
 
 def pack(kind: int, base: int, length: int, b0: int, b1: int, b2: int) -> int:
@@ -86,7 +107,7 @@ class DataPlane(structref.StructRefProxy):
 
 
 FIELDS: Final = (
-    "engine",
+    "engine", "next", "retiring",
     # the master section's arguments after (bus, out, m), as Master.arguments() gives them
     "mix", "lim", "reverb_on", "combs", "comb_len", "comb_pos", "comb_store", "allpasses", "ap_len", "ap_pos",
     "rstate", "chorus_on", "line", "cstate",
@@ -99,12 +120,12 @@ structref.define_proxy(DataPlane, DataPlaneType, list(FIELDS))  # type: ignore[n
 
 @numba.njit(cache=True)
 def _construct(  # type: ignore[no-untyped-def]
-    engine, mix, lim, reverb_on, combs, comb_len, comb_pos, comb_store, allpasses, ap_len, ap_pos, rstate,
-    chorus_on, line, cstate, ring, prod, cons, thru, thru_n, frames, groups,
+    engine, next_engine, retiring, mix, lim, reverb_on, combs, comb_len, comb_pos, comb_store, allpasses, ap_len,
+    ap_pos, rstate, chorus_on, line, cstate, ring, prod, cons, thru, thru_n, frames, groups,
 ):
     return DataPlane(  # type: ignore[no-untyped-call]
-        engine, mix, lim, reverb_on, combs, comb_len, comb_pos, comb_store, allpasses, ap_len, ap_pos, rstate,
-        chorus_on, line, cstate, ring, prod, cons, thru, thru_n, frames, groups,
+        engine, next_engine, retiring, mix, lim, reverb_on, combs, comb_len, comb_pos, comb_store, allpasses, ap_len,
+        ap_pos, rstate, chorus_on, line, cstate, ring, prod, cons, thru, thru_n, frames, groups,
     )
 
 
@@ -174,8 +195,56 @@ def new_dataplane(engine: Any, master: Master, *, frames: int, groups: int, ring
         "frames": np.zeros((frames, 2), np.float32),
     }
     names = ("ring", "prod", "cons", "thru", "thru_n", "frames")
-    dp = _construct(engine, *master.arguments(), *(arrays[k] for k in names), groups)  # type: ignore[call-arg]
+    dp = _construct(engine, engine, engine, *master.arguments(), *(arrays[k] for k in names), groups)  # type: ignore[call-arg]
     return dp, arrays
+
+
+@numba.njit(cache=True)
+def offer(dp, engine) -> None:  # type: ignore[no-untyped-def]
+    """Put ``engine`` in ``next`` for a :data:`BANK` record to swap in (the control plane; then push the record)."""
+    dp.next = engine
+    dp.prod[P_BANK] += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _swap(dp) -> None:  # type: ignore[no-untyped-def]
+    """Make the offered state the engine, its channels the old one's; the old one retires (see the docstring)."""
+    cons = dp.cons
+    offered = dp.prod[P_BANK]
+    if offered <= cons[C_SWAPS]:
+        return  # already in: a later offer replaced this one before its record came
+    old = dp.engine
+    new = dp.next
+    new.ci[:, :] = old.ci
+    new.cc[:, :] = old.cc
+    for k in L.CUMULATIVE_COUNTERS:
+        new.counters[k] = old.counters[k]
+    resolve_all(new)
+    dp.retiring = old
+    cons[C_RETIRED] = cons[C_SWAPS]
+    cons[C_RETIRING] = 1 if old.counters[L.K_HIGH_WATER] > 0 else 0
+    dp.engine = new
+    cons[C_SWAPS] = offered
+
+
+@numba.njit(nogil=True, cache=True)
+def _render_retiring(dp, eng, k: int, m: int) -> None:  # type: ignore[no-untyped-def]
+    """The retiring state's voices on into the engine's buses; this chunk's events, note-ons as note-offs."""
+    ret = dp.retiring
+    for i in range(k):
+        ret.ev_offset[i] = eng.ev_offset[i]
+        ret.ev_base[i] = eng.ev_base[i]
+        ret.ev_length[i] = eng.ev_length[i]
+        status = eng.ev_data[i, 0]
+        ret.ev_data[i, 0] = status - 0x10 if status & 0xF0 == NOTE_ON else status
+        ret.ev_data[i, 1] = eng.ev_data[i, 1]
+        ret.ev_data[i, 2] = eng.ev_data[i, 2]
+    render_block(ret, k, m)
+    for b in range(eng.out.shape[0]):
+        for i in range(m):
+            eng.out[b, i] += ret.out[b, i]
+    if ret.counters[L.K_HIGH_WATER] == 0:
+        dp.cons[C_RETIRING] = 0
 
 
 @numba.njit(nogil=True, cache=True)
@@ -239,6 +308,13 @@ def run_cycle(dp, n: int, left, right) -> None:  # type: ignore[no-untyped-def]
                 kind = (word >> 56) & 0xFF
                 if kind == SOUND_OFF and k + dp.groups > room:
                     break  # no room left for its resets in this chunk: the next one starts with it
+                if kind == BANK:
+                    if k > 0:
+                        break  # the events before it play on the old engine; the next chunk starts with it
+                    r += 1
+                    _swap(dp)
+                    eng = dp.engine
+                    continue
                 r += 1
                 if at < start:
                     cons[C_LATE] += 1
@@ -259,7 +335,8 @@ def run_cycle(dp, n: int, left, right) -> None:  # type: ignore[no-untyped-def]
                 cons[C_THRU] += 1
             k += 1
         cons[C_READ] = r  # the records are copied: their slots are the producer's again
-        silent = eng.counters[L.K_HIGH_WATER] == 0 and k == 0 and dp.lim[L_REVERB_TAIL] == 0.0 and (
+        retiring = cons[C_RETIRING] != 0
+        silent = eng.counters[L.K_HIGH_WATER] == 0 and k == 0 and not retiring and dp.lim[L_REVERB_TAIL] == 0.0 and (
             dp.lim[L_CHORUS_TAIL] == 0.0
         )
         if silent:
@@ -268,6 +345,8 @@ def run_cycle(dp, n: int, left, right) -> None:  # type: ignore[no-untyped-def]
                 right[pos + i] = 0.0
         else:
             render_block(eng, k, m)
+            if retiring:
+                _render_retiring(dp, eng, k, m)
             master_process(eng.out, out, m, dp.mix, dp.lim, dp.reverb_on, dp.combs, dp.comb_len, dp.comb_pos,
                            dp.comb_store, dp.allpasses, dp.ap_len, dp.ap_pos, dp.rstate, dp.chorus_on, dp.line,
                            dp.cstate)

@@ -157,6 +157,10 @@ K_IGNORED = 7  # messages the engine does not act on
 K_MALFORMED = 8
 K_EXCLUSIVE_KILLS = 9
 N_COUNTERS = 10
+#: Counters that count since the start: a new font's state takes them over.
+CUMULATIVE_COUNTERS: Final = (
+    K_NOTES, K_STOLEN, K_NO_PRESET, K_VOICES_PEAK, K_NEXT_NOTE_ID, K_IGNORED, K_MALFORMED, K_EXCLUSIVE_KILLS,
+)  # fmt: skip
 
 # -- configuration (EngineArrays.config) ------------------------------------------------------
 G_RATE = 0

@@ -12,9 +12,20 @@ them there.  Feeding runs on one control-plane thread (the ring has one
 producer), typically once a cycle, a cycle ahead of the callback.
 
 What used to change the engine directly from the control plane (release a
-vanished source's held notes, silence everything) travels in the same ring
-as records, so the callback, the only owner of the voice arrays while it
-runs, applies them in order with the events around them.
+vanished source's held notes, silence everything, another font) travels in
+the same ring as records, so the callback, the only owner of the voice
+arrays while it runs, applies them in order with the events around them.
+
+*Another font* (:meth:`replace_font`): the new engine state is built here,
+offered to the plane and swapped in by the callback at a :data:`BANK`
+record; the old state retires there, sounding its held notes on.  Every
+state is numbered by its offer (0: the first).  This side keeps each one
+alive while the plane may still reach it (its engine, its retiring state,
+its offered state), and lets go of the others in :meth:`collect_retired`,
+on a control thread, only once they were already out of reach at the
+previous call, so the callback never drops the last reference (which
+would free memory in JACK's thread).  The master section is the plane's:
+a font swapped in on the pin can turn reverb and chorus off, not on.
 """
 
 from __future__ import annotations
@@ -27,8 +38,20 @@ import numpy.typing as npt
 from mxfd.core.mxf import KSState
 from mxfd.synth.engine import layout as L
 from mxfd.synth.engine.channels import CHANNELS_PER_GROUP
-from mxfd.synth.engine.dataplane import MSG, SOUND_OFF, EventRing, new_dataplane, pack
-from mxfd.synth.engine.synth import SoundFontSynth
+from mxfd.synth.engine.dataplane import (
+    BANK,
+    C_RETIRED,
+    C_RETIRING,
+    C_SWAPS,
+    MSG,
+    P_BANK,
+    SOUND_OFF,
+    EventRing,
+    new_dataplane,
+    offer,
+    pack,
+)
+from mxfd.synth.engine.synth import Retiring, SoundFontSynth
 from mxfd.synth.soundfont.font import SoundFont
 
 #: Records the event ring holds: ten periods of a 10 000-events-a-second stream, many times over.
@@ -44,6 +67,48 @@ class PlaneSynth(SoundFontSynth):
             self.engine_state, self.master, frames=self._chunk, groups=self._groups, ring_records=RING_RECORDS
         )
         self.ring = EventRing(self.plane_arrays)
+        #: every engine state the plane may reach, by the number of its offer (see the module docstring)
+        self._states: dict[int, Retiring] = {0: Retiring(self.engine_state, self._a, self.font)}
+        self._unreached: set[int] = set()
+
+    # -- another font ----------------------------------------------------------------------------
+
+    def replace_font(self, font: SoundFont, *, gain_db: float = 0.0, reverb: bool = True, chorus: bool = True) -> None:
+        """Play ``font`` (at ``gain_db``) from the callback's next chunk on; held notes sound on from the old one.
+
+        ``reverb`` and ``chorus`` can go off (no voice sends to them) but not on where the plane
+        began without them: its master section is fixed.
+        """
+        state, arrays = self._new_state(font, gain_db, reverb and self.effects[0], chorus and self.effects[1])
+        with self._lock:
+            offer(self.plane, state)
+            number = int(self.plane_arrays["prod"][P_BANK])
+            self._states[number] = Retiring(state, arrays, font)
+            self.engine_state, self._a, self.font = state, arrays, font
+            self.ring.push(self.ring.position, pack(BANK, 0, 0, 0, 0, 0))
+
+    def _reached(self) -> set[int]:
+        cons, prod = self.plane_arrays["cons"], self.plane_arrays["prod"]
+        return {int(cons[C_SWAPS]), int(cons[C_RETIRED]), int(prod[P_BANK])}
+
+    @property
+    def retiring_voices(self) -> int:
+        """Voices still sounding from a replaced font."""
+        cons = self.plane_arrays["cons"]
+        if not cons[C_RETIRING]:
+            return 0
+        old = self._states.get(int(cons[C_RETIRED]))
+        return int(old.arrays["counters"][L.K_SOUNDING]) if old is not None else 0
+
+    def collect_retired(self) -> int:
+        """Let go of the states the plane can no longer reach, as of the previous call too (a control thread)."""
+        with self._lock:
+            unreached = set(self._states) - self._reached()
+            done = unreached & self._unreached
+            self._unreached = unreached - done
+            for number in done:
+                del self._states[number]
+        return len(done)
 
     def feed(self, until: int) -> None:
         """Queue every event due before frame ``until`` in the ring (the one feeding thread)."""
@@ -115,4 +180,5 @@ class PlaneSynth(SoundFontSynth):
 
     @property
     def idle(self) -> bool:
-        return super().idle and int(self.plane_arrays["prod"][0]) == int(self.plane_arrays["cons"][0])
+        ring_empty = int(self.plane_arrays["prod"][0]) == int(self.plane_arrays["cons"][0])
+        return super().idle and ring_empty and not self.plane_arrays["cons"][C_RETIRING]

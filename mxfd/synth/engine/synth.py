@@ -62,11 +62,6 @@ if TYPE_CHECKING:
 
 #: FluidSynth's default synth.gain: a font sounds as loud here as there.
 FLUIDSYNTH_GAIN: Final = 0.2
-#: Counters that count since the start; they carry over to a new font's state.
-_CUMULATIVE: Final = (
-    L.K_NOTES, L.K_STOLEN, L.K_NO_PRESET, L.K_VOICES_PEAK, L.K_NEXT_NOTE_ID, L.K_IGNORED, L.K_MALFORMED,
-    L.K_EXCLUSIVE_KILLS,
-)  # fmt: skip
 _EVENT_FIELDS: Final = ("ev_offset", "ev_base", "ev_length", "ev_data")
 NOTE_ON: Final = 0x90
 NOTE_OFF: Final = 0x80
@@ -191,7 +186,7 @@ class SoundFontSynth(MiniportSink):
             old = Retiring(self.engine_state, self._a, self.font)
             np.copyto(arrays["ci"], old.arrays["ci"])
             np.copyto(arrays["cc"], old.arrays["cc"])
-            for k in _CUMULATIVE:
+            for k in L.CUMULATIVE_COUNTERS:
                 arrays["counters"][k] = old.arrays["counters"][k]
             resolve_all(state)
             self.engine_state, self._a, self.font = state, arrays, font
