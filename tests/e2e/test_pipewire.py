@@ -292,6 +292,7 @@ def test_a_quantum_changed_while_mxfd_plays_keeps_the_sound_and_status_reports_t
                 # its log): a held organ note, played before, must sound on through the change instead.
                 peer.listen_to(MONITOR)
                 peer.send(KBD, 0xC0, 19)
+                peer.send(KBD, 0xB0, 93, 0)  # no chorus: its sweep pulls the organ's peak off 440 Hz by 0.5 %
                 peer.send(KBD, 0x90, A4, 100)
                 assert wait_until(lambda: recent_dbfs(peer) > -40, 2.0), "the held note never sounded"
             restarts = jack_daemon.status()["audio"]["restarts"]
