@@ -12,10 +12,9 @@ ones, each into a capture stream of its own made by ``open_stream``.  So a
 keyboard that is unplugged is closed cleanly (``close_stream`` releases what
 it left held) and is connected again on the pass after it returns: within
 milliseconds with notifications, within ``poll_interval`` without.  One that
-returns before a pass saw it go (same name, a new port, and the connection
-to the old one dropped: the backend's ``disconnected``) is closed and
-connected again by the pass after the one that found it so, as is a source
-someone disconnected.
+returns before a pass saw it go (same name, a new port, the connection to
+the old one dropped: the backend's ``reconnect_dropped`` connects it again)
+is closed and opened anew in the same pass, so what it held is released.
 
 A backend whose system went away (the JACK server died) is closed with all
 its sources and reopened every ``retry_interval`` until the system is back;
@@ -58,8 +57,6 @@ class _BackendState:
     virtual: Optional[_Open] = None
     sources: dict[str, _Open] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
-    #: sources whose connection a pass found dropped: closed if the next pass finds it so too
-    dropped: set[str] = field(default_factory=set)
 
 
 class Hotplug:
@@ -240,24 +237,16 @@ class Hotplug:
     def _follow(self, b: MidiBackend, st: _BackendState) -> None:
         names = b.list_sources()
         present = set(names)
-        dropped = getattr(b, "disconnected", None)  # a port that went and came back between two passes
+        replugged = getattr(b, "reconnect_dropped", None)  # a port that went and came back between two passes
         for name in list(st.sources):
             if name not in present:
                 why = "gone"
             elif not self.wants(name):
                 why = "no longer wanted"
-            elif dropped is not None and dropped(st.sources[name].handle):
-                if name not in st.dropped:
-                    # PipeWire drops a vanishing port's links before the port: look again before
-                    # taking it for a keyboard plugged in again.
-                    st.dropped.add(name)
-                    self._recheck_at = time.monotonic() + RECHECK_S
-                    continue
-                why = "its connection was dropped (plugged in again?)"
+            elif replugged is not None and replugged(st.sources[name].handle):
+                why = "plugged in again"  # what it held before is released: its note-offs may be lost
             else:
-                st.dropped.discard(name)
                 continue
-            st.dropped.discard(name)
             log.info("%s: %s: %s, closing", b.kind, name, why)
             self._close(b, st.sources.pop(name))
         for name in list(st.failed):

@@ -177,7 +177,7 @@ class JackPort:
         self.name = name
         self.port = port
         self.target = target
-        #: the connection from the source has been seen made (see JackMidiBackend.disconnected)
+        #: the connection from the source has been seen made (see JackMidiBackend.reconnect_dropped)
         self.linked = False
         #: its slot in the compiled reader's port table, and the slot's generation then
         self.slot = slot
@@ -412,13 +412,15 @@ class JackMidiBackend:
             self._reader.set_has_input(self._has_input())
         return [p.name for p in ports if not is_mxfd_port(p.name) and p.name not in by_hand]
 
-    def disconnected(self, handle: object) -> bool:
-        """Whether JACK dropped the connection of ``handle``'s port to its source since it was seen made.
+    def reconnect_dropped(self, handle: object) -> bool:
+        """If JACK dropped ``handle``'s connection since it was seen made, make it again; True if that worked.
 
-        It does when the source's port is unregistered: a keyboard unplugged and plugged in
-        again between two passes keeps its name, but the new port is not connected (jackd2 may
-        even give it the old port's id).  Only a connection seen once counts: PipeWire shows a
-        new link a little after ``jack_connect`` returns.
+        JACK drops it when the source's port is unregistered: a keyboard unplugged and plugged in
+        again between two passes keeps its name, but its new port is not connected (and jackd2
+        may give it the old port's id, so the id tells nothing).  A port whose client went
+        inactive or is going away (netJACK's when its master stops, PipeWire's just before it
+        removes the port) refuses the connection: it is left for its port to vanish.  Only a
+        connection seen once counts: PipeWire shows a new link a little after ``jack_connect``.
         """
         assert isinstance(handle, JackPort)
         client = self.client
@@ -427,13 +429,16 @@ class JackMidiBackend:
         import jack
 
         try:
-            linked = any(p.name == handle.name for p in client.get_all_connections(handle.port))
+            if any(p.name == handle.name for p in client.get_all_connections(handle.port)):
+                handle.linked = True
+                return False
+            if not handle.linked:
+                return False
+            client.connect(handle.name, handle.port)
         except jack.JackError as exc:
-            log.debug("JACK: connections of %s: %s", handle.name, exc)
+            log.debug("JACK: %s is not connected and cannot be again: %s", handle.name, exc)
             return False
-        if linked:
-            handle.linked = True
-        return handle.linked and not linked
+        return True
 
     def _follow_output(self) -> None:
         """Order this client against the audio output, and have the reader read the output's position.
