@@ -109,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"audio output device, a name, part of one or an index; `mxfd ports` lists them "
                           f"(default: [audio] device, {defaults.audio.device!r})")
     run.add_argument("--audio-pin", metavar="|".join(AUDIO_PINS),
-                     help=f"what plays the audio: portaudio (any device) or jack (the compiled JACK-native "
-                          f"callback; a SoundFont bank only) (default: [audio] pin, {defaults.audio.pin})")
+                     help=f"what plays the audio: jack (the compiled JACK-native callback; a SoundFont bank "
+                          f"only), portaudio (any device), or auto: jack where a JACK server answers "
+                          f"(default: [audio] pin, {defaults.audio.pin})")
     run.add_argument("--rate", type=_positive_int, metavar="HZ",
                      help=f"sample rate (default: [audio] rate, {defaults.audio.rate})")
     run.add_argument("--period", type=_positive_int, metavar="FRAMES",

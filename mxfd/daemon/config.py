@@ -29,8 +29,9 @@ RATES = (44100, 48000, 88200, 96000)
 MIDI_APIS = ("auto", "alsa", "jack")
 #: How JACK MIDI is read: JACK-Client (frame-accurate stamps) or rtmidi (period-accurate).
 JACK_READERS = ("jack-client", "rtmidi")
-#: What plays the audio: the PortAudio worker (any device) or the JACK-native pin (a SoundFont on JACK).
-AUDIO_PINS = ("portaudio", "jack")
+#: What plays the audio: the JACK-native pin where a JACK server answers and the bank is a SoundFont (auto),
+#: the PortAudio worker (any device), or the JACK-native pin.
+AUDIO_PINS = ("auto", "portaudio", "jack")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 #: Longest capture history the daemon keeps (the retroactive recorder's ring).
 MAX_HISTORY_SECONDS = 300.0
@@ -96,8 +97,9 @@ class AudioConfig:
     rate: int = 48000
     period: int = 128
     periods: int = 2
-    #: "portaudio" (the default) or "jack": the compiled callback of mxfd.io.jack_pin renders in JACK's cycle.
-    pin: str = "portaudio"
+    #: "jack": the compiled callback of mxfd.io.jack_pin renders in JACK's cycle; "portaudio": the worker;
+    #: "auto": jack where a JACK server answers at start, the bank is a SoundFont and the device is "default".
+    pin: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,8 @@ loaded leaves the running one as it was.  Synths and font states that stopped
 sounding are let go by :meth:`Engine.collect_retired` on a control thread,
 never on the audio thread.
 
-*The JACK-native pin* (``[audio] pin = "jack"`` with a font): the synth is a
+*The JACK-native pin* (with a font: ``[audio] pin = "jack"``, or the default
+``"auto"`` where a JACK server answers at start; :func:`pin_choice`): the synth is a
 :class:`~mxfd.synth.engine.plane_synth.PlaneSynth` and the output a
 :class:`~mxfd.io.pin_output.JackPinOutput`, whose compiled callback renders
 the data plane in JACK's cycle.  :meth:`Engine.feed` is then the render
@@ -100,6 +101,7 @@ from mxfd.daemon.bank import BankError, bank_key, bank_name, choose_bank, descri
 from mxfd.daemon.config import Config
 from mxfd.daemon.streams import CaptureStream, PlaybackStream, RenderStream
 from mxfd.io.base import CaptureTarget, MidiBackend, PlayedRing, ReaderProgress, ThruQueue, Wake
+from mxfd.io.jacklog import server_answers
 from mxfd.render import SynthChoice, make_synth, output_gain
 
 log = logging.getLogger(__name__)
@@ -126,9 +128,26 @@ CaptureCallback = Callable[[str, int, bytes], None]
 SWAP_WAIT_S = 2.0
 
 
-def wants_plane(config: Config, choice: SynthChoice) -> bool:
-    """Whether ``choice`` plays on the JACK-native pin: ``[audio] pin = "jack"`` and a font (the compiled engine)."""
-    return config.audio.pin == "jack" and choice.font is not None
+def pin_choice(config: Config, choice: SynthChoice, jack_answers: Callable[[], Optional[str]]) -> tuple[bool, str]:
+    """Whether ``choice`` plays on the JACK-native pin, and why (for the log).
+
+    ``[audio] pin = "jack"`` with a font: yes; ``"portaudio"``: no.  ``"auto"``: yes with a font,
+    the device ``"default"`` and a JACK server answering (``jack_answers()`` is None, else why not).
+    The built-in bank is not on the compiled engine: never.
+    """
+    pin = config.audio.pin
+    if pin == "portaudio":
+        return False, "[audio] pin = \"portaudio\""
+    if choice.font is None:
+        return False, "the built-in bank is not on the compiled engine (a SoundFont plays on the JACK pin)"
+    if pin == "jack":
+        return True, "[audio] pin = \"jack\""
+    if config.audio.device != "default":
+        return False, f"[audio] device = {config.audio.device!r}"
+    why = jack_answers()
+    if why is not None:
+        return False, f"no JACK server answers ({why})"
+    return True, "a JACK server answers"
 
 
 def _make_synth(config: Config, choice: SynthChoice, *, plane: bool = False) -> Any:
@@ -301,6 +320,8 @@ class Engine:
         self.frame_latency_100ns = 0
         self._set_latency(0)
         self._bank_key = bank_key(config.synth)
+        #: Which audio pin plays and why, for the log when the output starts.
+        self._pin_reason = ""
         if synth is None:
             choice = self._choose_bank(config)  # BankError: no bank the config names loads
             synth = _make_synth(config, choice, plane=self._pin_for(config, choice))
@@ -875,11 +896,14 @@ class Engine:
         return self.hotplug is None or bool(self.hotplug.first_pass.wait(timeout))
 
     def _pin_for(self, config: Config, choice: SynthChoice) -> bool:
-        """Whether ``choice`` plays on the JACK pin; says once why not when the config asks for it."""
-        if config.audio.pin == "jack" and not wants_plane(config, choice):
+        """Whether ``choice`` plays on the JACK pin; says which pin plays and why, once."""
+        on_pin, why = pin_choice(config, choice, server_answers)
+        if config.audio.pin == "jack" and not on_pin:
             log.warning("audio pin jack needs a SoundFont bank (the built-in bank is not on the compiled engine): "
                         "playing through PortAudio")
-        return wants_plane(config, choice)
+        else:  # said when the output starts: a daemon refused at start-up says nothing of audio
+            self._pin_reason = f"audio pin: {'JACK' if on_pin else 'PortAudio'}, since {why}"
+        return on_pin
 
     @property
     def on_pin(self) -> bool:
@@ -890,6 +914,9 @@ class Engine:
         return module is not None and isinstance(self.synth, module.PlaneSynth)
 
     def _start_audio(self, timeout: float) -> None:
+        if self._pin_reason:
+            log.info("%s", self._pin_reason)
+            self._pin_reason = ""
         if self.audio is None and self.on_pin:
             from mxfd.io.pin_output import JackPinOutput
 
@@ -1259,4 +1286,4 @@ class Engine:
         return out
 
 
-__all__ = ["Engine", "History", "InputRecord", "Subscription", "audio_device", "thru_latency_frames", "wants_plane"]
+__all__ = ["Engine", "History", "InputRecord", "Subscription", "audio_device", "pin_choice", "thru_latency_frames"]

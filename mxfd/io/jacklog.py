@@ -172,4 +172,18 @@ def route_jack_messages(*, rtmidi: bool = False) -> None:
             log.warning("cannot route libjack's messages (%s): they go to stderr", exc)
 
 
-__all__ = ["REPEAT_S", "connecting", "log", "route_jack_messages"]
+def server_answers(servername: Optional[str] = None) -> Optional[str]:
+    """None when a JACK server answers now, else why not, in one line (opens a client and closes it)."""
+    import jack
+
+    route_jack_messages()
+    try:
+        with connecting():
+            client = jack.Client("mxfd-probe", no_start_server=True, servername=servername)
+    except (jack.JackError, OSError) as exc:
+        return str(exc) or type(exc).__name__
+    close_client(client, deactivate=False, what="JACK probe")
+    return None
+
+
+__all__ = ["REPEAT_S", "connecting", "log", "route_jack_messages", "server_answers"]

@@ -82,7 +82,7 @@ def test_a_file_that_is_not_toml_is_refused_with_its_path(tmp_path: Path) -> Non
         ("[audio]\nperiod = 7", "period", "7", "from 16 to 8192"),
         ("[audio]\nperiods = 1", "periods", "1", "from 2 to 8"),
         ("[audio]\nperiods = 2.5", "periods", "2.5", "a whole number"),
-        ('[audio]\npin = "alsa"', "pin", "'alsa'", "one of 'portaudio', 'jack'"),
+        ('[audio]\npin = "alsa"', "pin", "'alsa'", "one of 'auto', 'portaudio', 'jack'"),
         ('[thru]\nlatency_ms = "fast"', "latency_ms", "'fast'", '"auto" or a number of milliseconds'),
         ("[thru]\nlatency_ms = 0", "latency_ms", "0", "above 0"),
         ("[thru]\nmargin_ms = -1", "margin_ms", "-1", "from 0 to 100"),

@@ -15,7 +15,8 @@ import pytest
 from mxfd.core.clock import UNITS_PER_SECOND, master_time
 from mxfd.core.event import EVENT_COMPLETE
 from mxfd.daemon.config import Config, ConfigError, apply_overrides, loads
-from mxfd.daemon.engine import Engine
+from mxfd.daemon.engine import Engine, pin_choice
+from mxfd.render import SynthChoice
 from mxfd.synth.engine import dataplane
 from mxfd.synth.engine.dataplane import MSG
 from mxfd.synth.engine.plane_synth import PlaneSynth
@@ -66,14 +67,43 @@ def status_bytes(rig: PinRig, status: int) -> list[int]:
 
 
 def test_the_audio_pin_is_a_config_key_and_a_flag_checked_alike() -> None:
-    assert Config().audio.pin == "portaudio"
+    assert Config().audio.pin == "auto"
     assert loads('[audio]\npin = "jack"\n').audio.pin == "jack"
     with pytest.raises(ConfigError) as info:
         loads('[audio]\npin = "alsa"\n')
-    assert "pin" in str(info.value) and "'portaudio', 'jack'" in str(info.value) and "\n" not in str(info.value)
+    assert "pin" in str(info.value) and "'auto', 'portaudio', 'jack'" in str(info.value)
+    assert "\n" not in str(info.value)
     assert apply_overrides(Config(), audio_pin="jack").audio.pin == "jack"
     with pytest.raises(ConfigError, match="--audio-pin"):
         apply_overrides(Config(), audio_pin="pulse")
+
+
+@pytest.mark.parametrize(
+    ("pin", "font", "device", "server", "on_pin", "why"),
+    [
+        ("auto", True, "default", None, True, "a JACK server answers"),
+        ("auto", True, "default", "no server", False, "no JACK server answers (no server)"),
+        ("auto", True, "hw:1", None, False, "[audio] device = 'hw:1'"),
+        ("auto", False, "default", None, False, "the built-in bank is not on the compiled engine"),
+        ("jack", True, "hw:1", "no server", True, '[audio] pin = "jack"'),
+        ("jack", False, "default", None, False, "the built-in bank is not on the compiled engine"),
+        ("portaudio", True, "default", None, False, '[audio] pin = "portaudio"'),
+    ],
+)
+def test_auto_plays_a_font_on_the_jack_pin_where_a_server_answers_and_the_device_is_the_default(
+    pin: str, font: bool, device: str, server: str | None, on_pin: bool, why: str
+) -> None:
+    config = loads(f'[audio]\npin = "{pin}"\ndevice = "{device}"\n')
+    choice = SynthChoice(TIMGM if font else None, 0.0, True, True, object() if font else None)
+    asked: list[bool] = []
+
+    def answers() -> str | None:
+        asked.append(True)
+        return server
+
+    got, said = pin_choice(config, choice, answers)
+    assert got is on_pin and said.startswith(why), said
+    assert bool(asked) == (pin == "auto" and font and device == "default")  # a server is asked only then
 
 
 def test_pin_jack_builds_a_plane_synth_and_the_built_in_bank_falls_back_with_one_warning(
