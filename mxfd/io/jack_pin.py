@@ -235,6 +235,33 @@ class JackPin:
             raise
         self.client = client
         log.info("JACK pin: %s playing (%d Hz, period %d)", client.name, client.samplerate, client.blocksize)
+        self._connect_speakers(client, outs)
+
+    @staticmethod
+    def _connect_speakers(client: Any, outs: list[Any]) -> None:
+        """Connect the outputs to the server's first two playback ports, as PortAudio's JACK host API does.
+
+        Without it nothing is heard until someone wires the ports by hand.  The physical playback
+        ports are the sound card's (under PipeWire: the sinks', the default first); one port
+        takes both channels.
+        """
+        import jack
+
+        try:
+            speakers = client.get_ports(is_audio=True, is_input=True, is_physical=True)
+        except jack.JackError as exc:
+            log.warning("JACK pin: cannot list the playback ports (%s): connect %s yourself", exc, client.name)
+            return
+        if not speakers:
+            log.warning("JACK pin: the server has no playback port: connect %s:out_0/out_1 yourself", client.name)
+            return
+        for out, speaker in zip(outs, [speakers[0], speakers[min(1, len(speakers) - 1)]], strict=True):
+            try:
+                client.connect(out, speaker)
+            except jack.JackError as exc:
+                log.warning("JACK pin: cannot connect %s to %s: %s", out.name, speaker.name, exc)
+                continue
+            log.info("JACK pin: %s -> %s", out.name, speaker.name)
 
     def close(self) -> None:
         client, self.client = self.client, None

@@ -195,15 +195,16 @@ class JackPinOutput:
         """What ``mxfd status`` shows: the PortAudio pin's keys that apply, and the callback's own figures."""
         pin = self.pin.status()
         cons = self.synth.plane_arrays["cons"]
+        period = self.pin.cycle_start()[2] or self._jack_period  # the last cycle's: the server may change it
         return {
             "pin": "jack",
             "device": f"JACK pin {self.client_name}",
             "hostapi": "JACK, compiled callback",
             "ports": list(self._ports),
             "rate": self.rate,
-            "period": self._jack_period,
-            "latency_frames": 2 * self._jack_period,
-            "device_latency_s": self._jack_period / self.rate,
+            "period": period,
+            "latency_frames": 2 * period,
+            "device_latency_s": period / self.rate,
             "state": self._state,
             "message": self._message,
             "overruns": pin["overruns"],

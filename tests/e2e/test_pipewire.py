@@ -53,9 +53,9 @@ level = "debug"
 """
 
 
-def start_daemon(tmp: Path, env: dict[str, str], config: str = CONFIG) -> Daemon:
-    d = Daemon(tmp, config, env=env)
-    ready = d.wait_for("READY=1", 30.0)
+def start_daemon(tmp: Path, env: dict[str, str], config: str = CONFIG, soundfont: str = "builtin") -> Daemon:
+    d = Daemon(tmp, config, env=env, soundfont=soundfont)
+    ready = d.wait_for("READY=1", 60.0)
     assert ready is not None, "no READY=1\n" + d.output()
     return d
 
@@ -162,6 +162,12 @@ def test_a_jack_keyboard_on_pipewire_is_heard_on_the_speakers_at_440_hz_through_
         peer.unplug(KBD)
 
 
+def misses(d: Daemon) -> int:
+    """Periods the daemon's output missed so far: the PortAudio pin's underruns, the JACK pin's xruns."""
+    audio = d.status()["audio"]
+    return int(audio.get("underruns", 0)) + int(audio.get("xruns", 0))
+
+
 def lost_input(d: Daemon) -> int:
     """JACK cycles the daemon's MIDI reader has missed so far (their events never reached it)."""
     return int(d.status()["input_lost"]["cycles"])
@@ -186,7 +192,7 @@ def key_to_sound_ms(peer: JackPeer, notes: int = 10, d: Optional[Daemon] = None)
             disturbed += 1
             silent = wait_until(lambda: recent_dbfs(peer, 0.2) < SILENT_DBFS, 3.0)
         assert silent, f"not silent: {recent_dbfs(peer):.1f} dBFS\n" + (diagnose(d) if d is not None else "")
-        underruns = d.status()["audio"]["underruns"] if d is not None else 0
+        missed = misses(d) if d is not None else 0
         lost_before = lost_input(d) if d is not None else 0
         mark = peer.mark()
         at = peer.ear_frame(peer.send(KBD, 0x90, A4, 110))
@@ -196,7 +202,7 @@ def key_to_sound_ms(peer: JackPeer, notes: int = 10, d: Optional[Daemon] = None)
         sounding = np.flatnonzero(np.abs(heard) > 1e-3)
         # Judged for disturbance first: a note-on in a cycle PipeWire ran without mxfd is never heard.
         if peer.disturbances(mark) or (
-            d is not None and (d.status()["audio"]["underruns"] != underruns or lost_input(d) != lost_before)
+            d is not None and (misses(d) != missed or lost_input(d) != lost_before)
         ):
             disturbed += 1
             assert disturbed <= 3 * notes, f"{disturbed} notes disturbed by underruns or xruns, {len(latencies)} not"
@@ -376,3 +382,116 @@ def test_without_jack_mxfd_plays_through_alsas_default_into_pipewire_and_play_ke
             raise AssertionError("every take was disturbed:\n" + "\n".join(takes))
     finally:
         d.close()
+
+
+# -- the JACK-native pin under PipeWire's JACK (the default with a SoundFont) ----------------------
+
+FONT = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+#: The square lead's attack in TimGM6mb: its first sample is heard this long after the note's frame.
+ONSET_MS = 0.25
+RATE_HZ = 48000
+
+
+@pytest.fixture
+def pin_daemon(pipewire: PipeWireRig, compiled_engine: None, tmp_path: Path) -> Iterator[Daemon]:
+    d = start_daemon(tmp_path, pipewire.jack_env(), soundfont=FONT)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def instant_lead(peer: JackPeer) -> None:
+    peer.send(KBD, 0xC0, 80)  # an instant attack, no reverb or chorus: the first non-zero sample is the key's
+    peer.send(KBD, 0xB0, 91, 0)
+    peer.send(KBD, 0xB0, 93, 0)
+
+
+def assert_one_quantum(at_speakers: list[float], quantum: int) -> None:
+    """Every note heard at the speakers one quantum after its frame (plus the lead's onset), all alike.
+
+    The pin renders a key in the cycle that read it, at the key's frame: a client after it in
+    the graph (the ear on mxfd's ports) hears it in that cycle, and the sink, which plays what
+    it got during the next one, a quantum later: the physical limit.
+    """
+    q_ms = quantum * 1000 / RATE_HZ
+    assert q_ms <= min(at_speakers) and max(at_speakers) < q_ms + ONSET_MS, (quantum, at_speakers)
+    assert max(at_speakers) - min(at_speakers) <= 1000 / RATE_HZ + 1e-9, at_speakers  # within one sample
+
+
+def test_on_pipewire_a_soundfont_plays_on_the_jack_pin_by_default_a_key_heard_one_quantum_after_its_frame(
+    pin_daemon: Daemon, peer: JackPeer
+) -> None:
+    audio = pin_daemon.status()["audio"]
+    assert audio["state"] == "running" and audio["pin"] == "jack", audio
+    assert "audio pin: JACK, since a JACK server answers" in pin_daemon.output()
+    maps = Path(f"/proc/{pin_daemon.proc.pid}/maps").read_text()
+    assert f"{pw_jack_dir()}/libjack.so" in maps and "python_rtmidi" not in maps
+    plug(pin_daemon, peer)
+    try:
+        assert_a4(hear_note(peer, KBD), peer.rate, peer, pin_daemon)
+        instant_lead(peer)
+        peer.listen_to(r"^mxfd-out:")
+        at_mxfd = key_to_sound_ms(peer, d=pin_daemon)
+        peer.listen_to(MONITOR)
+        at_speakers = key_to_sound_ms(peer, d=pin_daemon)
+        print(f"key-to-sound on PipeWire on the JACK pin, quantum {peer.blocksize}: "
+              f"mxfd's ports {at_mxfd} ms, speakers {at_speakers} ms")
+        assert peer.blocksize == 128
+        assert max(at_mxfd) < ONSET_MS  # in the key's own cycle, at its frame
+        assert_one_quantum(at_speakers, 128)
+        assert pin_daemon.status()["thru_latency_ms"]["through_pin"] == pytest.approx(128 * 1000 / RATE_HZ, abs=0.01)
+    finally:
+        peer.unplug(KBD)
+
+
+def test_on_the_jack_pin_a_quantum_changed_on_pipewire_is_followed_at_one_quantum_each_time(
+    pipewire: PipeWireRig, pin_daemon: Daemon, peer: JackPeer
+) -> None:
+    pid = pin_daemon.proc.pid
+    plug(pin_daemon, peer)
+    try:
+        for quantum in (256, 64, 128):
+            pipewire.set_quantum(quantum)
+            assert wait_until(
+                lambda q=quantum: (a := pin_daemon.status()["audio"])["period"] == q and a["state"] == "running",
+                3.0,
+            ), log_tail(pin_daemon)
+            peer.send(KBD, 0xB0, 123, 0)
+            peer.send(KBD, 0xC0, 0)
+            peer.listen_to(MONITOR)
+            assert_a4(hear_note(peer, KBD), peer.rate, peer, pin_daemon)
+            instant_lead(peer)
+            measured = key_to_sound_ms(peer, 5, pin_daemon)  # at the speakers
+            said = pin_daemon.status()["thru_latency_ms"]["through_pin"]
+            print(f"quantum {quantum} on the JACK pin: status says {said} ms, heard after {measured} ms")
+            assert_one_quantum(measured, quantum)
+            assert said == pytest.approx(quantum * 1000 / RATE_HZ, abs=0.01)
+        assert pin_daemon.proc.poll() is None and pin_daemon.proc.pid == pid
+    finally:
+        peer.unplug(KBD)
+        pipewire.set_quantum(128)
+
+
+def test_on_the_jack_pin_after_pipewire_restarts_sound_and_midi_come_back_within_5_s(
+    pipewire: PipeWireRig, pin_daemon: Daemon, tmp_path: Path
+) -> None:
+    pid = pin_daemon.proc.pid
+    pipewire.restart()
+    back_at = time.monotonic()
+    peer = JackPeer(pipewire.jack_env(), tmp_path)
+    try:
+        peer.plug(KBD)
+        came_back = wait_until(
+            lambda: pin_daemon.status()["audio"]["state"] == "running"
+            and bool(peer.ports(r"^mxfd-out:")) and plugged(pin_daemon, KBD),
+            5.0 - (time.monotonic() - back_at),
+        )
+        assert came_back, log_tail(pin_daemon)
+        peer.unplug(KBD)
+        plug(pin_daemon, peer)
+        assert pin_daemon.proc.poll() is None and pin_daemon.proc.pid == pid
+        peer.connect(MONITOR)
+        assert_a4(hear_note(peer, KBD), peer.rate, peer, pin_daemon)
+    finally:
+        peer.close()
