@@ -200,7 +200,10 @@ def _process(nframes: int, arg: Any) -> int:
     frame = np.int64(call_u_p(fn[_F_LAST_FRAME_TIME], as_ptr(a[_A_CLIENT])))
     last = ctl[C_LAST_FRAME]
     if last >= 0:
-        lost = ((frame - last) & 0xFFFFFFFF) - ctl[C_LAST_NFRAMES]  # the frame time is a wrapping uint32
+        went = (frame - last) & 0xFFFFFFFF  # the frame time is a wrapping uint32
+        # Half the range or more is the frame time moving back (PipeWire re-anchors it, on a new
+        # quantum for one), not 24 hours of cycles: nothing is known lost then.
+        lost = went - ctl[C_LAST_NFRAMES] if went < 0x80000000 else 0
         if lost > 0 and ctl[C_HAS_INPUT] != 0:
             ctl[C_LOST_CYCLES] += (lost + n - 1) // n
             ctl[C_LOST_FRAMES] += lost

@@ -388,6 +388,18 @@ def test_lost_input_is_counted_across_the_frame_counters_wrap_and_only_when_cycl
     assert lost["stalls"] == 2 and backend.lost_cycles == 14 and lost["last_s_ago"] is not None
 
 
+def test_a_frame_time_that_moves_back_loses_no_input(fake_jack: tuple[FakeJack, JackMidiBackend]) -> None:
+    fake, backend = fake_jack
+    backend._entries = (JackPort("kbd:out", None, Target(), 0, 0),)
+    assert backend._reader is not None
+    backend._reader.set_has_input(backend._has_input())
+    fake.frame = 48_000
+    cycles(fake, backend, 3)
+    fake.frame -= 300  # PipeWire's frame time, re-anchored: not 2**32 frames of lost cycles
+    cycles(fake, backend, 3)
+    assert (backend.stalls, backend.lost_cycles) == (0, 0)
+
+
 def test_cycles_missed_with_nothing_connected_lose_no_input(fake_jack: tuple[FakeJack, JackMidiBackend]) -> None:
     fake, backend = fake_jack
     cycles(fake, backend, 3)
