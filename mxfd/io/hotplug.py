@@ -14,7 +14,9 @@ it left held) and is connected again on the pass after it returns: within
 milliseconds with notifications, within ``poll_interval`` without.  One that
 returns before a pass saw it go (same name, a new port, the connection to
 the old one dropped: the backend's ``reconnect_dropped`` connects it again)
-is closed and opened anew in the same pass, so what it held is released.
+is closed and opened anew by the next pass, so what it held is released;
+one that is gone by then (PipeWire drops a port's links just before the
+port) is closed as gone.
 
 A backend whose system went away (the JACK server died) is closed with all
 its sources and reopened every ``retry_interval`` until the system is back;
@@ -57,6 +59,8 @@ class _BackendState:
     virtual: Optional[_Open] = None
     sources: dict[str, _Open] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    #: sources whose dropped connection was made again: reopened by the next pass if still there
+    replugged: set[str] = field(default_factory=set)
 
 
 class Hotplug:
@@ -243,10 +247,17 @@ class Hotplug:
                 why = "gone"
             elif not self.wants(name):
                 why = "no longer wanted"
-            elif replugged is not None and replugged(st.sources[name].handle):
+            elif name in st.replugged:
                 why = "plugged in again"  # what it held before is released: its note-offs may be lost
+            elif replugged is not None and replugged(st.sources[name].handle):
+                # Connected again; the next pass tells a keyboard plugged in again (still there)
+                # from one going away (PipeWire drops a port's links just before the port).
+                st.replugged.add(name)
+                self._recheck_at = time.monotonic() + RECHECK_S
+                continue
             else:
                 continue
+            st.replugged.discard(name)
             log.info("%s: %s: %s, closing", b.kind, name, why)
             self._close(b, st.sources.pop(name))
         for name in list(st.failed):

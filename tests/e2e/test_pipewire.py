@@ -103,6 +103,23 @@ def hear_note(peer: JackPeer, kbd: str, note: int = A4, seconds: float = 0.6) ->
     return peer.since(mark)
 
 
+def hear_whole_note(peer: JackPeer, d: Daemon, takes: int = 3) -> np.ndarray:
+    """:func:`hear_note` on :data:`KBD`, played again when the daemon's JACK reader lost cycles meanwhile.
+
+    PipeWire's graph now and then skips a cycle for every client (0 xruns said): an event in it
+    never reaches mxfd.
+    """
+    heard = np.zeros(0, np.float32)
+    for _ in range(takes):
+        before = lost_input(d)
+        heard = hear_note(peer, KBD)
+        if lost_input(d) == before:
+            break
+        peer.send(KBD, 0xB0, 123, 0)  # a note-off lost in them leaves the note hanging
+        time.sleep(0.3)
+    return heard
+
+
 def diagnose(d: Daemon) -> str:
     """What the daemon says about its input, synth and output, for a test that heard nothing."""
     st = d.status()
@@ -157,7 +174,7 @@ def test_a_jack_keyboard_on_pipewire_is_heard_on_the_speakers_at_440_hz_through_
         assert "python_rtmidi" not in maps, f"process {pid} loaded python-rtmidi"
     plug(jack_daemon, peer)
     try:
-        assert_a4(hear_note(peer, KBD), peer.rate, peer, jack_daemon)
+        assert_a4(hear_whole_note(peer, jack_daemon), peer.rate, peer, jack_daemon)
     finally:
         peer.unplug(KBD)
 
@@ -243,11 +260,12 @@ def test_a_keyboard_unplugged_on_pipewire_is_released_and_replugged_is_heard_aga
     assert wait_until(lambda: recent_dbfs(peer) > -40, 2.0), "the held note never sounded"
     peer.unplug(KBD)
     assert wait_until(lambda: recent_dbfs(peer, 0.3) < SILENT_DBFS, 3.0), "the unplugged keyboard's note still sounds"
-    assert wait_until(lambda: re.search(r"test-kbd(-\d+)?:out: gone", jack_daemon.output()) is not None, 2.0)
+    assert wait_until(lambda: re.search(r"test-kbd(-\d+)?:out: gone", jack_daemon.output()) is not None, 2.0), (
+        log_tail(jack_daemon))
     plug(jack_daemon, peer)
     try:
         peer.send(KBD, 0xC0, 0)
-        assert_a4(hear_note(peer, KBD), peer.rate, peer, jack_daemon)
+        assert_a4(hear_whole_note(peer, jack_daemon), peer.rate, peer, jack_daemon)
     finally:
         peer.unplug(KBD)
 
@@ -276,7 +294,7 @@ def test_after_pipewire_restarts_mxfds_sound_and_midi_come_back_within_5_s_witho
         plug(jack_daemon, peer)  # and hears it (PipeWire's links become active a little later)
         assert jack_daemon.proc.poll() is None and jack_daemon.proc.pid == pid
         peer.connect(MONITOR)
-        assert_a4(hear_note(peer, KBD), peer.rate, peer, jack_daemon)
+        assert_a4(hear_whole_note(peer, jack_daemon), peer.rate, peer, jack_daemon)
     finally:
         peer.close()
 
@@ -318,7 +336,7 @@ def test_a_quantum_changed_while_mxfd_plays_keeps_the_sound_and_status_reports_t
             peer.send(KBD, 0xB0, 123, 0)  # all notes off: whatever was held before
             peer.send(KBD, 0xC0, 0)
             peer.listen_to(MONITOR)
-            assert_a4(hear_note(peer, KBD), peer.rate, peer, jack_daemon)
+            assert_a4(hear_whole_note(peer, jack_daemon), peer.rate, peer, jack_daemon)
             # What status says the latency is, the ear measures at mxfd's ports.
             peer.send(KBD, 0xC0, 80)
             peer.send(KBD, 0xB0, 91, 0)
@@ -429,7 +447,7 @@ def test_on_pipewire_a_soundfont_plays_on_the_jack_pin_by_default_a_key_heard_on
     assert f"{pw_jack_dir()}/libjack.so" in maps and "python_rtmidi" not in maps
     plug(pin_daemon, peer)
     try:
-        assert_a4(hear_note(peer, KBD), peer.rate, peer, pin_daemon)
+        assert_a4(hear_whole_note(peer, pin_daemon), peer.rate, peer, pin_daemon)
         instant_lead(peer)
         peer.listen_to(r"^mxfd-out:")
         at_mxfd = key_to_sound_ms(peer, d=pin_daemon)
@@ -460,7 +478,7 @@ def test_on_the_jack_pin_a_quantum_changed_on_pipewire_is_followed_at_one_quantu
             peer.send(KBD, 0xB0, 123, 0)
             peer.send(KBD, 0xC0, 0)
             peer.listen_to(MONITOR)
-            assert_a4(hear_note(peer, KBD), peer.rate, peer, pin_daemon)
+            assert_a4(hear_whole_note(peer, pin_daemon), peer.rate, peer, pin_daemon)
             instant_lead(peer)
             measured = key_to_sound_ms(peer, 5, pin_daemon)  # at the speakers
             said = pin_daemon.status()["thru_latency_ms"]["through_pin"]
@@ -492,6 +510,6 @@ def test_on_the_jack_pin_after_pipewire_restarts_sound_and_midi_come_back_within
         plug(pin_daemon, peer)
         assert pin_daemon.proc.poll() is None and pin_daemon.proc.pid == pid
         peer.connect(MONITOR)
-        assert_a4(hear_note(peer, KBD), peer.rate, peer, pin_daemon)
+        assert_a4(hear_whole_note(peer, pin_daemon), peer.rate, peer, pin_daemon)
     finally:
         peer.close()

@@ -140,13 +140,15 @@ def test_a_vanished_port_is_closed_and_its_stream_after_it() -> None:
     assert sorted(b.opened) == ["kbd:out", "pads:out"]
 
 
-def test_a_port_replugged_between_two_passes_is_closed_and_opened_again_in_one_pass() -> None:
+def test_a_port_replugged_between_two_passes_is_closed_and_opened_again_by_the_next_pass() -> None:
     b, s = ScriptedBackend(), Streams()
     b.ports = ["kbd:out", "pads:out"]
     h = watcher(b, s)
     h.reconcile()
     first = b.opened["kbd:out"]
     b.replaced.add("kbd:out")  # same name, a new port: what it held before is released
+    h.reconcile()
+    assert s.closed == []  # connected again; still there on the next pass, it is the keyboard back
     h.reconcile()
     assert s.closed == ["kbd:out"]
     assert sorted(b.opened) == ["kbd:out", "pads:out"] and b.opened["kbd:out"] is not first
@@ -163,6 +165,18 @@ def test_a_port_whose_dropped_connection_is_refused_is_left_until_it_vanishes() 
     b.refuse.add("kbd:out")  # its client went inactive (netJACK's master stopped): the port is going
     h.reconcile()
     assert s.closed == []
+    b.ports = []
+    h.reconcile()
+    assert s.closed == ["kbd:out"] and b.opened == {}
+
+
+def test_a_port_connected_again_that_then_vanishes_is_gone() -> None:
+    b, s = ScriptedBackend(), Streams()
+    b.ports = ["kbd:out"]
+    h = watcher(b, s)
+    h.reconcile()
+    b.replaced.add("kbd:out")  # PipeWire drops the links of a port it is about to remove
+    h.reconcile()
     b.ports = []
     h.reconcile()
     assert s.closed == ["kbd:out"] and b.opened == {}
