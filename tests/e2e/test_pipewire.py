@@ -331,7 +331,12 @@ def test_a_quantum_changed_while_mxfd_plays_keeps_the_sound_and_status_reports_t
             time.sleep(0.5)  # the output's clock mapping re-anchors on the new stream
             said = jack_daemon.status()["thru_latency_ms"]["frame_accurate"]
             if held:
-                assert_a4(peer.listen(0.5), peer.rate, peer, jack_daemon)
+                for _ in range(3):  # a take spliced by the ear, or by an underrun at the new quantum, moves the peak
+                    missed, mark = misses(jack_daemon), peer.mark()
+                    heard = peer.listen(0.5)
+                    if misses(jack_daemon) == missed and not peer.disturbances(mark):
+                        break
+                assert_a4(heard, peer.rate, peer, jack_daemon)
                 print(f"quantum {quantum}: status says {said} ms; the held note sounds on")
                 continue
             peer.send(KBD, 0xB0, 123, 0)  # all notes off: whatever was held before
@@ -457,7 +462,8 @@ def test_on_pipewire_a_soundfont_plays_on_the_jack_pin_by_default_a_key_heard_on
         print(f"key-to-sound on PipeWire on the JACK pin, quantum {peer.blocksize}: "
               f"mxfd's ports {at_mxfd} ms, speakers {at_speakers} ms")
         assert peer.blocksize == 128
-        assert max(at_mxfd) < ONSET_MS  # in the key's own cycle, at its frame
+        # In the key's own cycle, at its frame.
+        assert max(at_mxfd) < ONSET_MS, f"{at_mxfd}\n{pin_daemon.status()['audio']}\n{diagnose(pin_daemon)}"
         assert_one_quantum(at_speakers, 128)
         assert pin_daemon.status()["thru_latency_ms"]["through_pin"] == pytest.approx(128 * 1000 / RATE_HZ, abs=0.01)
     finally:
