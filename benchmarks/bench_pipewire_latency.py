@@ -33,6 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_latency import send_program  # noqa: E402
 from tests.e2e.test_daemon import Daemon  # noqa: E402
 from tests.pipewire import SINK, PipeWireRig  # noqa: E402
 
@@ -43,6 +44,7 @@ PROBE = next((p for p in (ROOT.parent / "shared" / "tools" / "latency_probe.py",
 
 
 def probe(rig: PipeWireRig, audio_out: str, notes: int, midi_in: str = "^mxfd:in") -> dict[str, Any]:
+    send_program(midi_in, rig.jack_env())  # the probe's own may be lost: its notes would be a piano's
     out = subprocess.run(
         [sys.executable, str(PROBE), "--program", "80", "--notes", str(notes), "--midi-in", midi_in,
          "--audio-out", audio_out],
