@@ -74,7 +74,11 @@ GAIN_CHORUS = 35
 VOL_VAL = 36  # envelope values
 MOD_VAL = 37
 MODENV_NOW = 38  # the modulation envelope as it drives pitch and filter (convex in attack)
-N_VOICE_F = 39
+ATTENUATION_GAIN = 39  # cB-to-gain of ATTENUATION and of MIN_ATTENUATION, kept with them (not per period)
+MIN_ATTENUATION_GAIN = 40
+LAST_PITCH = 41  # the pitch (cents) PHASE_INCR was last computed for: a steady pitch costs no power of 2
+LAST_FC = 42  # the filter cutoff (cents, clamped) LAST_FRES was computed for
+N_VOICE_F = 43
 
 # -- voice integer fields ---------------------------------------------------------------------
 STATUS = 0  # FREE or PLAYING

@@ -49,6 +49,7 @@ from mxfd.synth.engine.layout import (
     AMP_INCR,
     ATTACK,
     ATTENUATION,
+    ATTENUATION_GAIN,
     B02,
     B02_INCR,
     B1,
@@ -86,10 +87,13 @@ from mxfd.synth.engine.layout import (
     HOLD,
     KEY,
     KEY_PRESSURE,
+    LAST_FC,
     LAST_FRES,
+    LAST_PITCH,
     LOOP_END,
     LOOP_START,
     MIN_ATTENUATION,
+    MIN_ATTENUATION_GAIN,
     MOD_COUNT,
     MOD_ENV,
     MOD_KEY,
@@ -182,6 +186,9 @@ EXCLUSIVE_RELEASE_TC = -200.0
 #: The balance controller.
 CC_BALANCE = 8
 _HUGE = 4294967295.0  # a section that never ends by count (FluidSynth's 0xffffffff)
+#: LAST_PITCH and LAST_FC when the next control period must compute afresh: no pitch or cutoff in cents
+#: (not NaN: fastmath lets LLVM assume no comparison sees one).
+_UNSET = -1.0e30
 
 
 @_njit
@@ -272,6 +279,7 @@ def update_params(v: int, st) -> None:  # type: ignore[no-untyped-def]
     z = st.vi[ZONE, v]
     gain = st.config[G_GAIN]
     f[ATTENUATION, v] = min(max(g[v, G_ATTENUATION], 0.0), 1440.0)
+    f[ATTENUATION_GAIN, v] = _gain(f[ATTENUATION, v])
     root = float(st.root_key[z])
     f[PITCH, v] = g[v, G_SCALE] * (st.vi[MOD_KEY, v] - root) + root * 100.0 + 100.0 * g[v, G_COARSE] + g[v, G_FINE]
     f[FRES, v] = min(max(g[v, G_FC], 1500.0), 13500.0)
@@ -281,6 +289,7 @@ def update_params(v: int, st) -> None:  # type: ignore[no-untyped-def]
         f[Q_LIN, v] = q
         f[FILTER_GAIN, v] = 1.0 / math.sqrt(q)
         f[LAST_FRES, v] = -1.0
+        f[LAST_FC, v] = _UNSET
     f[MODLFO_TO_PITCH, v] = min(max(g[v, G_MODLFO_TO_PITCH], -12000.0), 12000.0)
     f[VIBLFO_TO_PITCH, v] = min(max(g[v, G_VIBLFO_TO_PITCH], -12000.0), 12000.0)
     f[MODENV_TO_PITCH, v] = min(max(g[v, G_MODENV_TO_PITCH], -12000.0), 12000.0)
@@ -371,6 +380,7 @@ def start_voice(v: int, zone: int, chan: int, key: int, vel: int, note_id: int, 
     modulate(v, st)
     update_params(v, st)
     f[MIN_ATTENUATION, v] = _min_attenuation(v, st)
+    f[MIN_ATTENUATION_GAIN, v] = _gain(f[MIN_ATTENUATION, v])
     root = float(st.root_key[zone])
     root_hz = units.absolute_cents_to_hz(root * 100.0 - st.pitch_correction[zone])
     f[ROOT_PITCH_HZ, v] = root_hz * (rate / st.sample_rate[zone])
@@ -385,6 +395,8 @@ def start_voice(v: int, zone: int, chan: int, key: int, vel: int, note_id: int, 
     i[MOD_SECTION, v] = DELAY
     i[FILTER_STARTUP, v] = 1
     f[LAST_FRES, v] = -1.0
+    f[LAST_FC, v] = _UNSET
+    f[LAST_PITCH, v] = _UNSET
     f[PHASE, v] = float(i[START, v])
     mode = i[SAMPLE_MODE, v]
     if (mode == LOOP_CONTINUOUS or mode == LOOP_UNTIL_RELEASE) and i[START, v] >= i[LOOP_END, v]:
@@ -470,7 +482,11 @@ def _lfo_step(v: int, st, val_field: int, incr_field: int, delay: int, ticks: in
 @_njit
 def _filter_coefficients(v: int, st, rate: float, fmod: float) -> None:  # type: ignore[no-untyped-def]
     f = st.vf
-    fres = units.filter_cutoff_hz(f[FRES, v] + fmod)
+    cents = min(max(f[FRES, v] + fmod, 1500.0), 13500.0)
+    if cents == f[LAST_FC, v]:
+        return  # what the last period found, so the same coefficients (a cutoff without modulation)
+    f[LAST_FC, v] = cents
+    fres = units.filter_cutoff_hz(cents)
     if fres > 0.45 * rate:
         fres = 0.45 * rate
     elif fres < 5.0:
@@ -524,10 +540,10 @@ def control_step(v: int, st) -> int:  # type: ignore[no-untyped-def]
         return -1
     lfo_cb = f[MODLFO_VAL, v] * -f[MODLFO_TO_VOL, v]
     if section == ATTACK:
-        target = _gain(f[ATTENUATION, v]) * _gain(lfo_cb) * f[VOL_VAL, v]
+        target = f[ATTENUATION_GAIN, v] * _gain(lfo_cb) * f[VOL_VAL, v]
     else:
-        target = _gain(f[ATTENUATION, v]) * _gain(units.PEAK_ATTENUATION_CB * (1.0 - f[VOL_VAL, v]) + lfo_cb)
-        amp_max = _gain(f[MIN_ATTENUATION, v]) * f[VOL_VAL, v]
+        target = f[ATTENUATION_GAIN, v] * _gain(units.PEAK_ATTENUATION_CB * (1.0 - f[VOL_VAL, v]) + lfo_cb)
+        amp_max = f[MIN_ATTENUATION_GAIN, v] * f[VOL_VAL, v]
         if amp_max < NOISE_FLOOR / st.config[G_GAIN]:
             return 0
     f[AMP_INCR, v] = (target - f[AMP, v]) / CONTROL_PERIOD
@@ -539,16 +555,16 @@ def control_step(v: int, st) -> int:  # type: ignore[no-untyped-def]
     else:
         modenv = f[MOD_VAL, v]
     f[MODENV_NOW, v] = modenv
-    incr = (
-        units.absolute_cents_to_hz(
-            f[PITCH, v]
-            + f[MODLFO_VAL, v] * f[MODLFO_TO_PITCH, v]
-            + f[VIBLFO_VAL, v] * f[VIBLFO_TO_PITCH, v]
-            + modenv * f[MODENV_TO_PITCH, v]
-        )
-        / f[ROOT_PITCH_HZ, v]
+    pitch = (
+        f[PITCH, v]
+        + f[MODLFO_VAL, v] * f[MODLFO_TO_PITCH, v]
+        + f[VIBLFO_VAL, v] * f[VIBLFO_TO_PITCH, v]
+        + modenv * f[MODENV_TO_PITCH, v]
     )
-    f[PHASE_INCR, v] = incr if incr != 0.0 else 1.0
+    if pitch != f[LAST_PITCH, v]:  # the same pitch as the last period's keeps its increment
+        f[LAST_PITCH, v] = pitch
+        incr = units.absolute_cents_to_hz(pitch) / f[ROOT_PITCH_HZ, v]
+        f[PHASE_INCR, v] = incr if incr != 0.0 else 1.0
     _filter_coefficients(v, st, st.config[G_RATE], f[MODLFO_VAL, v] * f[MODLFO_TO_FC, v] + modenv * f[MODENV_TO_FC, v])
     return 1
 
