@@ -19,10 +19,17 @@ sounds as FluidSynth plays it:
   ``min`` and ``max``.  Hold and decay times scale with the key.
 - LFOs: triangles from 0 upward, after their delay; the modulation LFO
   drives pitch, filter and volume, the vibrato LFO pitch.
-- Sample loop: 4-point (cubic) interpolation, FluidSynth's "4th order"
-  coefficients, the points next to a loop boundary taken from the other end
-  of the loop, the points past an unlooped end duplicating the last one;
-  modes no loop, loop, loop until release; 16-bit words or 24-bit with sm24.
+- Sample loop: 4-point (cubic) interpolation with FluidSynth's "4th order"
+  coefficients, read from its table of 256 fractions (the top 8 bits of the
+  phase's fraction pick the row); the phase is FluidSynth's fixed point
+  (frames in the high 32 bits of a 64-bit word, the fraction in the low
+  32); the points next to a loop boundary taken from the other end of the
+  loop, the points past an unlooped end duplicating the last one; modes no
+  loop, loop, loop until release; 16-bit words or 24-bit with sm24.  A
+  control period is rendered in stages over a scratch buffer, as
+  FluidSynth's 64-sample buffer: interpolation times the amplitude ramp
+  (unchecked runs while all four points lie inside the loop or sample), the
+  filter, then the mix into each bus.
 - Filter: a resonant 2-pole low-pass (RBJ biquad) at initialFilterFc
   + modulation, Q from initialFilterQ as FluidSynth maps it (0 cB is no
   resonance hump; the gain is divided by sqrt(Q)), applied after the
@@ -39,6 +46,7 @@ import math
 
 import numba
 import numpy as np
+import numpy.typing as npt
 
 from mxfd.synth.engine.layout import (
     A1,
@@ -397,10 +405,10 @@ def start_voice(v: int, zone: int, chan: int, key: int, vel: int, note_id: int, 
     f[LAST_FRES, v] = -1.0
     f[LAST_FC, v] = _UNSET
     f[LAST_PITCH, v] = _UNSET
-    f[PHASE, v] = float(i[START, v])
+    i[PHASE, v] = i[START, v] * PHASE_ONE
     mode = i[SAMPLE_MODE, v]
     if (mode == LOOP_CONTINUOUS or mode == LOOP_UNTIL_RELEASE) and i[START, v] >= i[LOOP_END, v]:
-        f[PHASE, v] = float(i[LOOP_START, v])
+        i[PHASE, v] = i[LOOP_START, v] * PHASE_ONE
     i[TICK_LEFT, v] = 0  # the first control period begins at the voice's first sample
 
 
@@ -590,58 +598,67 @@ def _point(words, low, j: int, lo: int, hi: int, loop_len: int, looping: bool, h
     return _word(words, low, j)
 
 
-#: Frames kept between the fast interpolation run's predicted end and a loop or sample end: the phase is
-#: summed sample by sample, so it may drift from ``phase + k x incr`` by some ulps; the last few samples
-#: before the boundary take the checked path instead.
-_RUN_MARGIN = 1e-4
+#: The phase's fixed point: frames in the high 32 bits, the fraction in the low 32 (FluidSynth's fluid_phase_t).
+PHASE_ONE = 1 << 32
+_SHIFT_INDEX = np.uint64(32)
+_SHIFT_ROW = np.uint64(32 - 8)  # the fraction's top 8 bits pick the coefficients' row
+_ROW_MASK = np.uint64(255)
+_U1 = np.uint64(1)
+_U2 = np.uint64(2)
+
+
+def _cubic_table() -> npt.NDArray[np.float64]:
+    """FluidSynth's 4-point ("4th order") coefficients at the 256 fractions i / 256 (its interp_coeff)."""
+    x = np.arange(256, dtype=np.float64) / 256.0
+    return np.ascontiguousarray(
+        np.stack(
+            [x * (-0.5 + x * (1.0 - 0.5 * x)), 1.0 + x * x * (1.5 * x - 2.5), x * (0.5 + x * (2.0 - 1.5 * x)),
+             0.5 * x * x * (x - 1.0)],
+            axis=1,
+        )
+    )
+
+
+#: Compiled in as a constant: a table look-up costs less than the four cubics it replaces.
+CUBIC = _cubic_table()
 
 
 @_njit
-def _interior_run(words, low, buf, k0: int, k1: int, phase: float, incr: float, amp: float, amp_incr: float):  # type: ignore[no-untyped-def]
+def _interior_run(words, low, buf, k0: int, k1: int, ph, inc, amp: float, amp_incr: float):  # type: ignore[no-untyped-def]
     """Interpolate ``buf[k0:k1]`` (times the amplitude) where all four points lie inside the window: no checks.
 
-    Returns the phase and amplitude after the run.  A loop of its own, with no branch in it, so that LLVM
-    keeps it tight.  Indices are unsigned: numba wraps a negative signed index around the array's end,
-    and those tests in every access cost more than the arithmetic.
+    ``ph`` and ``inc`` are the fixed-point phase and increment (uint64); returns them and the amplitude
+    after the run.  A loop of its own, with no branch in it, so that LLVM keeps it tight.  Indices are
+    unsigned: numba wraps a negative signed index around the array's end, and those tests in every access
+    cost more than the arithmetic.
     """
-    one = np.uint64(1)
-    two = np.uint64(2)
+    c = CUBIC
     if low.shape[0]:
         for k in range(np.uint64(k0), np.uint64(k1)):
-            idx = int(phase)
-            x = phase - idx
-            j = np.uint64(idx)
-            p0 = float((np.int32(words[j - one]) << 8) | np.int32(low[j - one]))
+            j = ph >> _SHIFT_INDEX
+            r = (ph >> _SHIFT_ROW) & _ROW_MASK
+            p0 = float((np.int32(words[j - _U1]) << 8) | np.int32(low[j - _U1]))
             p1 = float((np.int32(words[j]) << 8) | np.int32(low[j]))
-            p2 = float((np.int32(words[j + one]) << 8) | np.int32(low[j + one]))
-            p3 = float((np.int32(words[j + two]) << 8) | np.int32(low[j + two]))
+            p2 = float((np.int32(words[j + _U1]) << 8) | np.int32(low[j + _U1]))
+            p3 = float((np.int32(words[j + _U2]) << 8) | np.int32(low[j + _U2]))
             amp += amp_incr
-            buf[k] = _cubic(x, p0, p1, p2, p3) * (amp * (1.0 / 8388608.0))
-            phase += incr
+            s = c[r, 0] * p0 + c[r, 1] * p1 + c[r, 2] * p2 + c[r, 3] * p3
+            buf[k] = s * (amp * (1.0 / 8388608.0))
+            ph += inc
     else:
         for k in range(np.uint64(k0), np.uint64(k1)):
-            idx = int(phase)
-            x = phase - idx
-            j = np.uint64(idx)
-            p0 = float(words[j - one])
-            p1 = float(words[j])
-            p2 = float(words[j + one])
-            p3 = float(words[j + two])
+            j = ph >> _SHIFT_INDEX
+            r = (ph >> _SHIFT_ROW) & _ROW_MASK
+            s = (
+                c[r, 0] * float(words[j - _U1])
+                + c[r, 1] * float(words[j])
+                + c[r, 2] * float(words[j + _U1])
+                + c[r, 3] * float(words[j + _U2])
+            )
             amp += amp_incr
-            buf[k] = _cubic(x, p0, p1, p2, p3) * (amp * (1.0 / 32768.0))
-            phase += incr
-    return phase, amp
-
-
-@_njit
-def _cubic(x: float, p0: float, p1: float, p2: float, p3: float) -> float:
-    """FluidSynth's 4-point ("4th order") interpolation between ``p1`` and ``p2`` at fraction ``x``."""
-    return (
-        x * (-0.5 + x * (1.0 - 0.5 * x)) * p0
-        + (1.0 + x * x * (1.5 * x - 2.5)) * p1
-        + x * (0.5 + x * (2.0 - 1.5 * x)) * p2
-        + 0.5 * x * x * (x - 1.0) * p3
-    )
+            buf[k] = s * (amp * (1.0 / 32768.0))
+            ph += inc
+    return ph, amp
 
 
 @_njit
@@ -710,8 +727,9 @@ def render_span(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-
     words = st.words
     low = st.low
     buf = st.dsp
-    phase = f[PHASE, v]
-    incr = f[PHASE_INCR, v]
+    ph = np.uint64(i[PHASE, v])
+    # FluidSynth's fluid_phase_set_float: the increment's fraction truncated to 32 bits
+    inc = np.uint64(f[PHASE_INCR, v] * PHASE_ONE)
     amp = f[AMP, v]
     amp_incr = f[AMP_INCR, v]
     mode = i[SAMPLE_MODE, v]
@@ -723,27 +741,29 @@ def render_span(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-
     has_looped = i[HAS_LOOPED, v] != 0
     hi = loop_end if looping else end
     loop_len = loop_end - loop_start
+    c = CUBIC
     alive = True
     n = b - a
     k = 0
     while k < n:
-        idx = int(phase)
+        idx = int(np.int64(ph >> _SHIFT_INDEX))
         if looping:
             if idx >= loop_end:
-                phase -= loop_len
-                idx = int(phase)
+                ph -= np.uint64(loop_len) << _SHIFT_INDEX
+                idx = int(np.int64(ph >> _SHIFT_INDEX))
                 has_looped = True
         elif idx >= end:
             alive = False
             break
         lo = loop_start if has_looped else start
         if idx - 1 >= lo and idx + 2 < hi:
-            # samples up to the one whose last point would reach the window's end (the phase only grows)
-            run = min(n - k, max(1, int((hi - 2 - _RUN_MARGIN - phase) / incr)))
-            phase, amp = _interior_run(words, low, buf, k, k + run, phase, incr, amp, amp_incr)
+            # the samples before the first whose last point would reach the window's end (exact in fixed point)
+            boundary = np.uint64(hi - 2) << _SHIFT_INDEX
+            run = min(n - k, int(np.int64((boundary - ph + inc - _U1) // inc)))
+            ph, amp = _interior_run(words, low, buf, k, k + run, ph, inc, amp, amp_incr)
             k += run
             continue
-        x = phase - idx
+        r = (ph >> _SHIFT_ROW) & _ROW_MASK
         p0 = _point(words, low, idx - 1, lo, hi, loop_len, looping, has_looped)
         p1 = _point(words, low, idx, lo, hi, loop_len, looping, has_looped)
         p2 = _point(words, low, idx + 1, lo, hi, loop_len, looping, has_looped)
@@ -751,10 +771,10 @@ def render_span(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-
         # The ramp steps before the sample (FluidSynth's steps after): a voice's first sample is already
         # above zero, so a note is heard from the very sample of its note-on.
         amp += amp_incr
-        buf[k] = _cubic(x, p0, p1, p2, p3) * amp
-        phase += incr
+        buf[k] = (c[r, 0] * p0 + c[r, 1] * p1 + c[r, 2] * p2 + c[r, 3] * p3) * amp
+        ph += inc
         k += 1
-    f[PHASE, v] = phase
+    i[PHASE, v] = np.int64(ph)
     f[AMP, v] = amp
     i[HAS_LOOPED, v] = 1 if has_looped else 0
     i[FILTER_INCR_COUNT, v] = _filter(buf, k, f, v, i[FILTER_INCR_COUNT, v])
