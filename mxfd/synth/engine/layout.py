@@ -210,8 +210,6 @@ FIELDS: Final = (
     "ev_offset", "ev_base", "ev_length", "ev_data",
     # output buses (BUSES, max block), counters, configuration, scratch, MIDI byte tables
     "out", "counters", "config", "select", "status_kind", "data_length",
-    # one voice's samples of one control period between the sample loop's stages
-    "dsp",
 )  # fmt: skip
 
 structref.define_proxy(EngineState, EngineStateType, list(FIELDS))  # type: ignore[no-untyped-call]
@@ -260,7 +258,6 @@ def _construct(  # type: ignore[no-untyped-def]
     select,
     status_kind,
     data_length,
-    dsp,
 ):
     return EngineState(  # type: ignore[no-untyped-call]
         vf,
@@ -304,7 +301,6 @@ def _construct(  # type: ignore[no-untyped-def]
         select,
         status_kind,
         data_length,
-        dsp,
     )
 
 
@@ -378,6 +374,5 @@ def new_state(
         "select": np.zeros(max(t.max_voices, 1), np.int32),
         "status_kind": np.frombuffer(midi.STATUS_KIND, np.uint8).copy(),
         "data_length": np.frombuffer(midi.DATA_LENGTH, np.uint8).copy(),
-        "dsp": np.zeros(CONTROL_PERIOD, np.float64),
     }
     return _construct(*(arrays[name] for name in FIELDS)), arrays
