@@ -42,6 +42,7 @@ sounds as FluidSynth plays it:
 from __future__ import annotations
 
 import math
+from typing import Any, Callable, TypeVar, cast
 
 import numba
 import numpy as np
@@ -92,6 +93,7 @@ from mxfd.synth.engine.layout import (
     HIST1,
     HIST2,
     HOLD,
+    K_HIGH_WATER,
     KEY,
     KEY_PRESSURE,
     LAST_FC,
@@ -158,6 +160,16 @@ from mxfd.synth.soundfont.zones import LOOP_CONTINUOUS, LOOP_UNTIL_RELEASE
 # fastmath lets LLVM reorder the per-sample arithmetic (a third faster at 256 voices); no code here relies on
 # NaN or infinity. The numpy error model drops Python's division-by-zero checks from the loops.
 _njit = numba.njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
+# The functions of the sample loop and the control period run without numba's reference counting: a call
+# between compiled functions takes a reference to each array argument (an atomic increment and decrement
+# per array per call, a sixth of the render at 256 voices).  They allocate nothing, and the arrays they get
+# are the engine state's, which render_voices' caller holds for the whole block.
+_F = TypeVar("_F", bound=Callable[..., Any])
+_NO_REFCOUNT: dict[str, Any] = {"_nrt": False}  # numba's own option, left out of its type stubs
+
+
+def _no_refcount(fn: _F) -> _F:
+    return cast(_F, numba.njit(nogil=True, cache=True, fastmath=True, error_model="numpy", **_NO_REFCOUNT)(fn))
 _gain = units.centibels_to_gain
 
 # generator ids as plain ints (compiled in as literals)
@@ -446,10 +458,15 @@ def kill_exclusive(v: int, st) -> None:  # type: ignore[no-untyped-def]
 
 @_njit
 def _env_step(v: int, st, e: int, sec_field: int, count_field: int, val_field: int) -> None:  # type: ignore[no-untyped-def]
-    env = st.env
-    sec = st.vi[sec_field, v]
-    count = st.vi[count_field, v]
-    val = st.vf[val_field, v]
+    """Step envelope ``e`` of voice ``v`` by one control period."""
+    _env_step_arrays(v, st.vf, st.vi, st.env, e, sec_field, count_field, val_field)
+
+
+@_no_refcount
+def _env_step_arrays(v: int, f, i, env, e: int, sec_field: int, count_field: int, val_field: int) -> None:  # type: ignore[no-untyped-def]
+    sec = i[sec_field, v]
+    count = i[count_field, v]
+    val = f[val_field, v]
     while count >= env[v, e, sec, E_COUNT]:
         if sec == DECAY:
             val = env[v, e, sec, E_MIN] * env[v, e, sec, E_COEFF]
@@ -466,16 +483,15 @@ def _env_step(v: int, st, e: int, sec_field: int, count_field: int, val_field: i
         count = 0
     else:
         count += 1
-    st.vi[sec_field, v] = sec
-    st.vi[count_field, v] = count
-    st.vf[val_field, v] = x
+    i[sec_field, v] = sec
+    i[count_field, v] = count
+    f[val_field, v] = x
 
 
-@_njit
-def _lfo_step(v: int, st, val_field: int, incr_field: int, delay: int, ticks: int) -> None:  # type: ignore[no-untyped-def]
+@_no_refcount
+def _lfo_step(v: int, f, val_field: int, incr_field: int, delay: int, ticks: int) -> None:  # type: ignore[no-untyped-def]
     if ticks < delay:
         return
-    f = st.vf
     x = f[val_field, v] + f[incr_field, v]
     if x > 1.0:
         f[incr_field, v] = -f[incr_field, v]
@@ -486,9 +502,8 @@ def _lfo_step(v: int, st, val_field: int, incr_field: int, delay: int, ticks: in
     f[val_field, v] = x
 
 
-@_njit
-def _filter_coefficients(v: int, st, rate: float, fmod: float) -> None:  # type: ignore[no-untyped-def]
-    f = st.vf
+@_no_refcount
+def _filter_coefficients(v: int, f, i, rate: float, fmod: float) -> None:  # type: ignore[no-untyped-def]
     cents = min(max(f[FRES, v] + fmod, 1500.0), 13500.0)
     if cents == f[LAST_FC, v]:
         return  # what the last period found, so the same coefficients (a cutoff without modulation)
@@ -510,37 +525,36 @@ def _filter_coefficients(v: int, st, rate: float, fmod: float) -> None:  # type:
     a2 = (1.0 - alpha) * a0_inv
     b1 = (1.0 - cos_c) * a0_inv * f[FILTER_GAIN, v]
     b02 = b1 * 0.5
-    if st.vi[FILTER_STARTUP, v]:
+    if i[FILTER_STARTUP, v]:
         f[A1, v] = a1
         f[A2, v] = a2
         f[B02, v] = b02
         f[B1, v] = b1
-        st.vi[FILTER_INCR_COUNT, v] = 0
-        st.vi[FILTER_STARTUP, v] = 0
+        i[FILTER_INCR_COUNT, v] = 0
+        i[FILTER_STARTUP, v] = 0
     else:
         f[A1_INCR, v] = (a1 - f[A1, v]) / CONTROL_PERIOD
         f[A2_INCR, v] = (a2 - f[A2, v]) / CONTROL_PERIOD
         f[B02_INCR, v] = (b02 - f[B02, v]) / CONTROL_PERIOD
         f[B1_INCR, v] = (b1 - f[B1, v]) / CONTROL_PERIOD
-        st.vi[FILTER_INCR_COUNT, v] = CONTROL_PERIOD
+        i[FILTER_INCR_COUNT, v] = CONTROL_PERIOD
 
 
-@_njit
-def control_step(v: int, st) -> int:  # type: ignore[no-untyped-def]
+@_no_refcount
+def control_step(v: int, f, i, env, config) -> int:  # type: ignore[no-untyped-def]
     """Begin a control period: step envelopes and LFOs, set pitch, amplitude ramp and filter.
 
     Returns 1 (render the period), -1 (the period is silent: delay or no amplitude) or 0 (the voice has ended).
+    Takes the state's arrays rather than the state (see :func:`render_voices`).
     """
-    f = st.vf
-    i = st.vi
     ticks = i[TICKS, v]
     i[TICKS, v] = ticks + CONTROL_PERIOD
-    _env_step(v, st, VOL_ENV, VOL_SECTION, VOL_COUNT, VOL_VAL)
+    _env_step_arrays(v, f, i, env, VOL_ENV, VOL_SECTION, VOL_COUNT, VOL_VAL)
     if i[VOL_SECTION, v] == FINISHED:
         return 0
-    _env_step(v, st, MOD_ENV, MOD_SECTION, MOD_COUNT, MOD_VAL)
-    _lfo_step(v, st, MODLFO_VAL, MODLFO_INCR, i[MODLFO_DELAY, v], ticks)
-    _lfo_step(v, st, VIBLFO_VAL, VIBLFO_INCR, i[VIBLFO_DELAY, v], ticks)
+    _env_step_arrays(v, f, i, env, MOD_ENV, MOD_SECTION, MOD_COUNT, MOD_VAL)
+    _lfo_step(v, f, MODLFO_VAL, MODLFO_INCR, i[MODLFO_DELAY, v], ticks)
+    _lfo_step(v, f, VIBLFO_VAL, VIBLFO_INCR, i[VIBLFO_DELAY, v], ticks)
 
     section = i[VOL_SECTION, v]
     if section == DELAY:
@@ -551,7 +565,7 @@ def control_step(v: int, st) -> int:  # type: ignore[no-untyped-def]
     else:
         target = f[ATTENUATION_GAIN, v] * _gain(units.PEAK_ATTENUATION_CB * (1.0 - f[VOL_VAL, v]) + lfo_cb)
         amp_max = f[MIN_ATTENUATION_GAIN, v] * f[VOL_VAL, v]
-        if amp_max < NOISE_FLOOR / st.config[G_GAIN]:
+        if amp_max < NOISE_FLOOR / config[G_GAIN]:
             return 0
     f[AMP_INCR, v] = (target - f[AMP, v]) / CONTROL_PERIOD
     if f[AMP, v] == 0.0 and f[AMP_INCR, v] == 0.0:
@@ -572,18 +586,18 @@ def control_step(v: int, st) -> int:  # type: ignore[no-untyped-def]
         f[LAST_PITCH, v] = pitch
         incr = units.absolute_cents_to_hz(pitch) / f[ROOT_PITCH_HZ, v]
         f[PHASE_INCR, v] = incr if incr != 0.0 else 1.0
-    _filter_coefficients(v, st, st.config[G_RATE], f[MODLFO_VAL, v] * f[MODLFO_TO_FC, v] + modenv * f[MODENV_TO_FC, v])
+    _filter_coefficients(v, f, i, config[G_RATE], f[MODLFO_VAL, v] * f[MODLFO_TO_FC, v] + modenv * f[MODENV_TO_FC, v])
     return 1
 
 
-@_njit
+@_no_refcount
 def _word(words, low, j: int) -> float:  # type: ignore[no-untyped-def]
     if low.shape[0]:
         return float((np.int32(words[j]) << 8) | np.int32(low[j])) * (1.0 / 8388608.0)
     return float(words[j]) * (1.0 / 32768.0)
 
 
-@_njit
+@_no_refcount
 def _point(words, low, j: int, lo: int, hi: int, loop_len: int, looping: bool, has_looped: bool) -> float:  # type: ignore[no-untyped-def]
     """Sample ``j`` as the interpolator sees it next to the window ``[lo, hi)``.
 
@@ -622,7 +636,7 @@ def _cubic_table() -> npt.NDArray[np.float64]:
 CUBIC = _cubic_table()
 
 
-@_njit
+@_no_refcount
 def _interior(words, low, ph) -> float:  # type: ignore[no-untyped-def]
     """The interpolated sample at fixed-point phase ``ph`` (uint64) with all four points inside the window.
 
@@ -647,8 +661,8 @@ def _interior(words, low, ph) -> float:  # type: ignore[no-untyped-def]
     ) * (1.0 / 32768.0)
 
 
-@_njit
-def render_span(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-def]
+@_no_refcount
+def render_span(v: int, f, i, words, low, out, a: int, b: int) -> bool:  # type: ignore[no-untyped-def]
     """Add samples ``[a, b)`` of voice ``v`` (all in one control period) to the buses; False when its sample ended.
 
     The samples go in runs: as long as all four points of every sample lie inside the loop (or the
@@ -659,11 +673,6 @@ def render_span(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-
     chain of dependent multiplications, and the interpolation of the next samples fills the time it
     waits (split into stages over a buffer, as FluidSynth does, the same work took a tenth longer).
     """
-    f = st.vf
-    i = st.vi
-    words = st.words
-    low = st.low
-    out = st.out
     ph = np.uint64(i[PHASE, v])
     # FluidSynth's fluid_phase_set_float: the increment's fraction truncated to 32 bits
     inc = np.uint64(f[PHASE_INCR, v] * PHASE_ONE)
@@ -684,10 +693,6 @@ def render_span(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-
     gr = f[GAIN_RIGHT, v]
     grev = f[GAIN_REVERB, v]
     gcho = f[GAIN_CHORUS, v]
-    left = out[0]
-    right = out[1]
-    chorus = out[2]
-    reverb = out[3]
     mode = i[SAMPLE_MODE, v]
     looping = mode == LOOP_CONTINUOUS or (mode == LOOP_UNTIL_RELEASE and i[VOL_SECTION, v] < RELEASE)
     start = i[START, v]
@@ -736,12 +741,12 @@ def render_span(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-
                     a2 += a2i
                     b02 += b02i
                     b1 += b1i
-                left[tt] += y * gl
-                right[tt] += y * gr
+                out[0, tt] += y * gl
+                out[1, tt] += y * gr
                 if gcho != 0.0:
-                    chorus[tt] += y * gcho
+                    out[2, tt] += y * gcho
                 if grev != 0.0:
-                    reverb[tt] += y * grev
+                    out[3, tt] += y * grev
         else:
             r = (ph >> _SHIFT_ROW) & _ROW_MASK
             s = (
@@ -765,12 +770,12 @@ def render_span(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-
                 a2 += a2i
                 b02 += b02i
                 b1 += b1i
-            left[t] += y * gl
-            right[t] += y * gr
+            out[0, t] += y * gl
+            out[1, t] += y * gr
             if gcho != 0.0:
-                chorus[t] += y * gcho
+                out[2, t] += y * gcho
             if grev != 0.0:
-                reverb[t] += y * grev
+                out[3, t] += y * grev
         t = stop
     if abs(h1) < 1e-20:
         h1 = 0.0  # no denormals in a dying filter
@@ -790,20 +795,40 @@ def render_span(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-
 
 
 @_njit
-def render_voice(v: int, st, a: int, b: int) -> bool:  # type: ignore[no-untyped-def]
-    """Add samples ``[a, b)`` of voice ``v`` to the buses, stepping its control periods; False when it ended."""
+def render_voices(st, a: int, b: int) -> None:  # type: ignore[no-untyped-def]
+    """Add samples ``[a, b)`` of every voice sounding to the buses; free those that end.
+
+    The state's arrays are taken from it once here and passed down: each attribute read of a structref
+    takes a reference to the array (an atomic increment, and a decrement later), and taken per voice and
+    per control period those cost more than the envelopes.
+    """
+    f = st.vf
     i = st.vi
+    env = st.env
+    config = st.config
+    words = st.words
+    low = st.low
+    out = st.out
+    for v in range(st.counters[K_HIGH_WATER]):
+        if i[STATUS, v] == PLAYING:
+            if not render_voice(v, f, i, env, config, words, low, out, a, b):
+                i[STATUS, v] = FREE  # as free() does
+
+
+@_no_refcount
+def render_voice(v: int, f, i, env, config, words, low, out, a: int, b: int) -> bool:  # type: ignore[no-untyped-def]
+    """Add samples ``[a, b)`` of voice ``v`` to the buses, stepping its control periods; False when it ended."""
     pos = a
     while pos < b:
         if i[TICK_LEFT, v] == 0:
-            state = control_step(v, st)
+            state = control_step(v, f, i, env, config)
             if state == 0:
                 return False
             i[QUIET, v] = 1 if state < 0 else 0
             i[TICK_LEFT, v] = CONTROL_PERIOD
         m = min(i[TICK_LEFT, v], b - pos)
         if not i[QUIET, v]:
-            if not render_span(v, st, pos, pos + m):
+            if not render_span(v, f, i, words, low, out, pos, pos + m):
                 return False
         i[TICK_LEFT, v] -= m
         pos += m
