@@ -662,29 +662,24 @@ def _interior(words, low, ph) -> float:  # type: ignore[no-untyped-def]
 
 
 @_no_refcount
-def render_span(v: int, f, i, words, low, out, a: int, b: int) -> bool:  # type: ignore[no-untyped-def]
-    """Add samples ``[a, b)`` of voice ``v`` (all in one control period) to the buses; False when its sample ended.
+def _run(v: int, f, words, low, out, t0: int, t1: int, ph, inc, amp: float, amp_incr: float, ramp: int):  # type: ignore[no-untyped-def]
+    """Frames ``[t0, t1)`` of voice ``v``, all four points of each inside the window: interpolate, filter, mix.
 
-    The samples go in runs: as long as all four points of every sample lie inside the loop (or the
-    sample), a tight loop takes them unchecked; a sample next to a boundary takes the checked path, which
-    wraps around the loop and finds the points from its other end.  The two paths repeat the amplitude,
-    filter and mix steps rather than share them through a branch in the loop: with the branch, the loop
-    took a twentieth longer.  Interpolation, filter and mix stay in one loop: the filter's recursion is a
-    chain of dependent multiplications, and the interpolation of the next samples fills the time it
+    ``ph`` and ``inc`` are the fixed-point phase and increment (uint64); returns the phase, amplitude and
+    filter ramp count after the run, which ramps the filter's coefficients throughout or not at all.  The
+    filter's state comes from and goes back to ``f``.  Three loops, none testing anything per sample: a
+    ramping filter (into all four buses), a steady one into all four, and a steady one for a voice that
+    feeds no effect bus (into left and right only); with the tests of the ramp and the effect gains in the
+    loop it took a tenth longer.  Interpolation, filter and mix stay in one loop: the filter's recursion is
+    a chain of dependent multiplications, and the interpolation of the next samples fills the time it
     waits (split into stages over a buffer, as FluidSynth does, the same work took a tenth longer).
     """
-    ph = np.uint64(i[PHASE, v])
-    # FluidSynth's fluid_phase_set_float: the increment's fraction truncated to 32 bits
-    inc = np.uint64(f[PHASE_INCR, v] * PHASE_ONE)
-    amp = f[AMP, v]
-    amp_incr = f[AMP_INCR, v]
     a1 = f[A1, v]
     a2 = f[A2, v]
     b02 = f[B02, v]
     b1 = f[B1, v]
     h1 = f[HIST1, v]
     h2 = f[HIST2, v]
-    ramp = i[FILTER_INCR_COUNT, v]
     a1i = f[A1_INCR, v]
     a2i = f[A2_INCR, v]
     b02i = f[B02_INCR, v]
@@ -693,6 +688,93 @@ def render_span(v: int, f, i, words, low, out, a: int, b: int) -> bool:  # type:
     gr = f[GAIN_RIGHT, v]
     grev = f[GAIN_REVERB, v]
     gcho = f[GAIN_CHORUS, v]
+    if ramp > 0:  # the filter's coefficients ramping to new ones: the ramp covers the run (see render_span)
+        ramp -= t1 - t0
+        for t in range(np.uint64(t0), np.uint64(t1)):
+            amp += amp_incr
+            s = _interior(words, low, ph) * amp
+            ph += inc
+            centre = s - a1 * h1 - a2 * h2
+            y = b02 * (centre + h2) + b1 * h1
+            h2 = h1
+            h1 = centre
+            a1 += a1i
+            a2 += a2i
+            b02 += b02i
+            b1 += b1i
+            out[0, t] += y * gl
+            out[1, t] += y * gr
+            out[2, t] += y * gcho
+            out[3, t] += y * grev
+    elif gcho != 0.0 or grev != 0.0:
+        for t in range(np.uint64(t0), np.uint64(t1)):
+            amp += amp_incr
+            s = _interior(words, low, ph) * amp
+            ph += inc
+            centre = s - a1 * h1 - a2 * h2
+            y = b02 * (centre + h2) + b1 * h1
+            h2 = h1
+            h1 = centre
+            out[0, t] += y * gl
+            out[1, t] += y * gr
+            out[2, t] += y * gcho
+            out[3, t] += y * grev
+    else:
+        for t in range(np.uint64(t0), np.uint64(t1)):  # the same, into the left and right buses only
+            amp += amp_incr
+            s = _interior(words, low, ph) * amp
+            ph += inc
+            centre = s - a1 * h1 - a2 * h2
+            y = b02 * (centre + h2) + b1 * h1
+            h2 = h1
+            h1 = centre
+            out[0, t] += y * gl
+            out[1, t] += y * gr
+    f[A1, v] = a1
+    f[A2, v] = a2
+    f[B02, v] = b02
+    f[B1, v] = b1
+    f[HIST1, v] = h1
+    f[HIST2, v] = h2
+    return ph, amp, ramp
+
+
+@_no_refcount
+def _one(v: int, f, out, t: int, s: float, ramp: int) -> int:  # type: ignore[no-untyped-def]
+    """Filter and mix one sample ``s`` (amplitude applied) of voice ``v`` at frame ``t``; the ramp count after."""
+    h1 = f[HIST1, v]
+    h2 = f[HIST2, v]
+    centre = s - f[A1, v] * h1 - f[A2, v] * h2
+    y = f[B02, v] * (centre + h2) + f[B1, v] * h1
+    f[HIST2, v] = h1
+    f[HIST1, v] = centre
+    if ramp > 0:
+        ramp -= 1
+        f[A1, v] += f[A1_INCR, v]
+        f[A2, v] += f[A2_INCR, v]
+        f[B02, v] += f[B02_INCR, v]
+        f[B1, v] += f[B1_INCR, v]
+    out[0, t] += y * f[GAIN_LEFT, v]
+    out[1, t] += y * f[GAIN_RIGHT, v]
+    out[2, t] += y * f[GAIN_CHORUS, v]
+    out[3, t] += y * f[GAIN_REVERB, v]
+    return ramp
+
+
+@_no_refcount
+def render_span(v: int, f, i, words, low, out, a: int, b: int) -> bool:  # type: ignore[no-untyped-def]
+    """Add samples ``[a, b)`` of voice ``v`` (all in one control period) to the buses; False when its sample ended.
+
+    The samples go in runs: as long as all four points of every sample lie inside the loop (or the
+    sample), :func:`_run` takes them unchecked; a sample next to a boundary takes the checked path, which
+    wraps around the loop and finds the points from its other end.
+    """
+    ph = np.uint64(i[PHASE, v])
+    # FluidSynth's fluid_phase_set_float: the increment's fraction truncated to 32 bits
+    inc = np.uint64(f[PHASE_INCR, v] * PHASE_ONE)
+    amp = f[AMP, v]
+    amp_incr = f[AMP_INCR, v]
+    ramp = i[FILTER_INCR_COUNT, v]
     mode = i[SAMPLE_MODE, v]
     looping = mode == LOOP_CONTINUOUS or (mode == LOOP_UNTIL_RELEASE and i[VOL_SECTION, v] < RELEASE)
     start = i[START, v]
@@ -716,79 +798,34 @@ def render_span(v: int, f, i, words, low, out, a: int, b: int) -> bool:  # type:
             alive = False
             break
         lo = loop_start if has_looped else start
-        interior = idx - 1 >= lo and idx + 2 < hi
-        if interior:
+        if idx - 1 >= lo and idx + 2 < hi:
             # the samples before the first whose last point would reach the window's end (exact in fixed point)
             boundary = np.uint64(hi - 2) << _SHIFT_INDEX
             stop = min(b, t + int(np.int64((boundary - ph + inc - _U1) // inc)))
-        else:
-            stop = t + 1
-        if interior:
-            for tt in range(np.uint64(t), np.uint64(stop)):
-                s = _interior(words, low, ph)
-                # The ramp steps before the sample (FluidSynth's steps after): a voice's first sample is already
-                # above zero, so a note is heard from the very sample of its note-on.
-                amp += amp_incr
-                s *= amp
-                ph += inc
-                centre = s - a1 * h1 - a2 * h2
-                y = b02 * (centre + h2) + b1 * h1
-                h2 = h1
-                h1 = centre
-                if ramp > 0:
-                    ramp -= 1
-                    a1 += a1i
-                    a2 += a2i
-                    b02 += b02i
-                    b1 += b1i
-                out[0, tt] += y * gl
-                out[1, tt] += y * gr
-                if gcho != 0.0:
-                    out[2, tt] += y * gcho
-                if grev != 0.0:
-                    out[3, tt] += y * grev
-        else:
-            r = (ph >> _SHIFT_ROW) & _ROW_MASK
-            s = (
-                c[r, 0] * _point(words, low, idx - 1, lo, hi, loop_len, looping, has_looped)
-                + c[r, 1] * _point(words, low, idx, lo, hi, loop_len, looping, has_looped)
-                + c[r, 2] * _point(words, low, idx + 1, lo, hi, loop_len, looping, has_looped)
-                + c[r, 3] * _point(words, low, idx + 2, lo, hi, loop_len, looping, has_looped)
-            )
-            # The ramp steps before the sample (FluidSynth's steps after): a voice's first sample is already
-            # above zero, so a note is heard from the very sample of its note-on.
-            amp += amp_incr
-            s *= amp
-            ph += inc
-            centre = s - a1 * h1 - a2 * h2
-            y = b02 * (centre + h2) + b1 * h1
-            h2 = h1
-            h1 = centre
             if ramp > 0:
-                ramp -= 1
-                a1 += a1i
-                a2 += a2i
-                b02 += b02i
-                b1 += b1i
-            out[0, t] += y * gl
-            out[1, t] += y * gr
-            if gcho != 0.0:
-                out[2, t] += y * gcho
-            if grev != 0.0:
-                out[3, t] += y * grev
-        t = stop
-    if abs(h1) < 1e-20:
-        h1 = 0.0  # no denormals in a dying filter
-    if abs(h2) < 1e-20:
-        h2 = 0.0
+                stop = min(stop, t + ramp)  # a run ramps the filter throughout or not at all
+            ph, amp, ramp = _run(v, f, words, low, out, t, stop, ph, inc, amp, amp_incr, ramp)
+            t = stop
+            continue
+        r = (ph >> _SHIFT_ROW) & _ROW_MASK
+        s = (
+            c[r, 0] * _point(words, low, idx - 1, lo, hi, loop_len, looping, has_looped)
+            + c[r, 1] * _point(words, low, idx, lo, hi, loop_len, looping, has_looped)
+            + c[r, 2] * _point(words, low, idx + 1, lo, hi, loop_len, looping, has_looped)
+            + c[r, 3] * _point(words, low, idx + 2, lo, hi, loop_len, looping, has_looped)
+        )
+        # The ramp steps before the sample (FluidSynth's steps after): a voice's first sample is already
+        # above zero, so a note is heard from the very sample of its note-on.
+        amp += amp_incr
+        ph += inc
+        ramp = _one(v, f, out, t, s * amp, ramp)
+        t += 1
+    if abs(f[HIST1, v]) < 1e-20:
+        f[HIST1, v] = 0.0  # no denormals in a dying filter
+    if abs(f[HIST2, v]) < 1e-20:
+        f[HIST2, v] = 0.0
     i[PHASE, v] = np.int64(ph)
     f[AMP, v] = amp
-    f[A1, v] = a1
-    f[A2, v] = a2
-    f[B02, v] = b02
-    f[B1, v] = b1
-    f[HIST1, v] = h1
-    f[HIST2, v] = h2
     i[FILTER_INCR_COUNT, v] = ramp
     i[HAS_LOOPED, v] = 1 if has_looped else 0
     return alive
