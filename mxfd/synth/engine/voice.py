@@ -616,6 +616,7 @@ PHASE_ONE = 1 << 32
 _SHIFT_INDEX = np.uint64(32)
 _SHIFT_ROW = np.uint64(32 - 8)  # the fraction's top 8 bits pick the coefficients' row
 _ROW_MASK = np.uint64(255)
+_U0 = np.uint64(0)
 _U1 = np.uint64(1)
 _U2 = np.uint64(2)
 
@@ -772,6 +773,8 @@ def render_span(v: int, f, i, words, low, out, a: int, b: int) -> bool:  # type:
     ph = np.uint64(i[PHASE, v])
     # FluidSynth's fluid_phase_set_float: the increment's fraction truncated to 32 bits
     inc = np.uint64(f[PHASE_INCR, v] * PHASE_ONE)
+    if inc == _U0:
+        inc = _U1  # a pitch 2**-32 of the root's still moves: a run's length is divided by the increment
     amp = f[AMP, v]
     amp_incr = f[AMP_INCR, v]
     ramp = i[FILTER_INCR_COUNT, v]
