@@ -162,7 +162,7 @@ from mxfd.synth.soundfont.zones import LOOP_CONTINUOUS, LOOP_UNTIL_RELEASE
 _njit = numba.njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
 # The functions of the sample loop and the control period run without numba's reference counting: a call
 # between compiled functions takes a reference to each array argument (an atomic increment and decrement
-# per array per call, a sixth of the render at 256 voices).  They allocate nothing, and the arrays they get
+# per array per call, 14 % of a block at 256 voices).  They allocate nothing, and the arrays they get
 # are the engine state's, which render_voices' caller holds for the whole block.
 _F = TypeVar("_F", bound=Callable[..., Any])
 _NO_REFCOUNT: dict[str, Any] = {"_nrt": False}  # numba's own option, left out of its type stubs
@@ -671,7 +671,7 @@ def _run(v: int, f, words, low, out, t0: int, t1: int, ph, inc, amp: float, amp_
     filter's state comes from and goes back to ``f``.  Three loops, none testing anything per sample: a
     ramping filter (into all four buses), a steady one into all four, and a steady one for a voice that
     feeds no effect bus (into left and right only); with the tests of the ramp and the effect gains in the
-    loop it took a tenth longer.  Interpolation, filter and mix stay in one loop: the filter's recursion is
+    loop it took 7 % longer.  Interpolation, filter and mix stay in one loop: the filter's recursion is
     a chain of dependent multiplications, and the interpolation of the next samples fills the time it
     waits (split into stages over a buffer, as FluidSynth does, the same work took a tenth longer).
     """
