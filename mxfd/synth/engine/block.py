@@ -21,14 +21,6 @@ from mxfd.synth.engine.layout import K_HIGH_WATER, K_SOUNDING, K_VOICES_PEAK, PL
 
 
 @numba.njit(nogil=True, cache=True)
-def _render_voices(st, a: int, b: int) -> None:  # type: ignore[no-untyped-def]
-    for v in range(st.counters[K_HIGH_WATER]):
-        if st.vi[STATUS, v] == PLAYING:
-            if not vc.render_voice(v, st, a, b):
-                vc.free(v, st)
-
-
-@numba.njit(nogil=True, cache=True)
 def render_block(st, n_events: int, n: int) -> int:  # type: ignore[no-untyped-def]
     """Render ``n`` frames into ``out[:, :n]`` (float32, 4 buses), applying ``n_events`` events; voices sounding."""
     counters = st.counters
@@ -45,7 +37,7 @@ def render_block(st, n_events: int, n: int) -> int:  # type: ignore[no-untyped-d
         if e < n_events:
             nxt = min(max(st.ev_offset[e], pos), n)
         if nxt > pos:
-            _render_voices(st, pos, nxt)
+            vc.render_voices(st, pos, nxt)
             pos = nxt
         if e >= n_events:
             break

@@ -6,7 +6,7 @@ Everything the compiled code reads or writes lives in preallocated numpy
 arrays, held together by one :class:`EngineState` (a numba structref), so
 compiled code reaches each array by attribute with no Python object in
 between (the real-time audio callback, compiled too, is to take the same arrays).  A voice is a
-column: ``vf`` holds its float fields (``vf[PHASE, v]``), ``vi`` its integer
+column: ``vf`` holds its float fields (``vf[AMP, v]``), ``vi`` its integer
 fields, ``gen`` its generator values (the zone's, plus what the modulators
 add) and ``env`` its two envelopes (volume, modulation), seven sections of
 (count, coeff, increment, min, max) each, as FluidSynth's ADSR envelopes
@@ -35,46 +35,49 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 # -- voice float fields -----------------------------------------------------------------------
-PHASE = 0  # position in the sample data (frames, fractional)
-PHASE_INCR = 1
-AMP = 2  # envelope x attenuation amplitude now, ramped per control period
-AMP_INCR = 3
-PITCH = 4  # cents
-ROOT_PITCH_HZ = 5
-ATTENUATION = 6  # centibels (gen + modulators, clamped)
-MIN_ATTENUATION = 7
-MODLFO_VAL = 8
-MODLFO_INCR = 9
-VIBLFO_VAL = 10
-VIBLFO_INCR = 11
-MODLFO_TO_PITCH = 12
-VIBLFO_TO_PITCH = 13
-MODENV_TO_PITCH = 14
-MODLFO_TO_FC = 15
-MODENV_TO_FC = 16
-MODLFO_TO_VOL = 17
-FRES = 18  # filter cutoff, absolute cents
-Q_LIN = 19
-FILTER_GAIN = 20
-LAST_FRES = 21  # Hz, -1 to force a new calculation
-A1 = 22
-A2 = 23
-B02 = 24
-B1 = 25
-A1_INCR = 26
-A2_INCR = 27
-B02_INCR = 28
-B1_INCR = 29
-HIST1 = 30
-HIST2 = 31
-GAIN_LEFT = 32
-GAIN_RIGHT = 33
-GAIN_REVERB = 34
-GAIN_CHORUS = 35
-VOL_VAL = 36  # envelope values
-MOD_VAL = 37
-MODENV_NOW = 38  # the modulation envelope as it drives pitch and filter (convex in attack)
-N_VOICE_F = 39
+PHASE_INCR = 0
+AMP = 1  # envelope x attenuation amplitude now, ramped per control period
+AMP_INCR = 2
+PITCH = 3  # cents
+ROOT_PITCH_HZ = 4
+ATTENUATION = 5  # centibels (gen + modulators, clamped)
+MIN_ATTENUATION = 6
+MODLFO_VAL = 7
+MODLFO_INCR = 8
+VIBLFO_VAL = 9
+VIBLFO_INCR = 10
+MODLFO_TO_PITCH = 11
+VIBLFO_TO_PITCH = 12
+MODENV_TO_PITCH = 13
+MODLFO_TO_FC = 14
+MODENV_TO_FC = 15
+MODLFO_TO_VOL = 16
+FRES = 17  # filter cutoff, absolute cents
+Q_LIN = 18
+FILTER_GAIN = 19
+LAST_FRES = 20  # Hz, -1 to force a new calculation
+A1 = 21
+A2 = 22
+B02 = 23
+B1 = 24
+A1_INCR = 25
+A2_INCR = 26
+B02_INCR = 27
+B1_INCR = 28
+HIST1 = 29
+HIST2 = 30
+GAIN_LEFT = 31
+GAIN_RIGHT = 32
+GAIN_REVERB = 33
+GAIN_CHORUS = 34
+VOL_VAL = 35  # envelope values
+MOD_VAL = 36
+MODENV_NOW = 37  # the modulation envelope as it drives pitch and filter (convex in attack)
+ATTENUATION_GAIN = 38  # cB-to-gain of ATTENUATION and of MIN_ATTENUATION, kept with them (not per period)
+MIN_ATTENUATION_GAIN = 39
+LAST_PITCH = 40  # the pitch (cents) PHASE_INCR was last computed for: a steady pitch costs no power of 2
+LAST_FC = 41  # the filter cutoff (cents, clamped) LAST_FRES was computed for
+N_VOICE_F = 42
 
 # -- voice integer fields ---------------------------------------------------------------------
 STATUS = 0  # FREE or PLAYING
@@ -106,7 +109,8 @@ FILTER_STARTUP = 25
 FILTER_INCR_COUNT = 26
 MOD_KEY = 27  # key and velocity the modulators and pitch see (keynum / velocity generators)
 MOD_VELOCITY = 28
-N_VOICE_I = 29
+PHASE = 29  # position in the sample data: frames in the high 32 bits, the fraction in the low (FluidSynth's phase)
+N_VOICE_I = 30
 
 FREE = 0
 PLAYING = 1
