@@ -274,30 +274,33 @@ def test_a_keyboard_unplugged_on_pipewire_is_released_and_replugged_is_heard_aga
 # -- PipeWire restarted -----------------------------------------------------------------------------
 
 
-def test_after_pipewire_restarts_mxfds_sound_and_midi_come_back_within_5_s_without_restarting_it(
-    pipewire: PipeWireRig, jack_daemon: Daemon, tmp_path: Path
-) -> None:
-    peer = JackPeer(pipewire.jack_env(), tmp_path)
-    peer.close()  # its clients die with the server: a new peer after the restart
-    pid = jack_daemon.proc.pid
+def comes_back_after_a_restart(pipewire: PipeWireRig, d: Daemon, tmp_path: Path) -> None:
+    """PipeWire killed and started again: ``d``'s sound and MIDI are back within 5 s, the same process."""
+    pid = d.proc.pid
     pipewire.restart()
     back_at = time.monotonic()
-    peer = JackPeer(pipewire.jack_env(), tmp_path)
+    peer = JackPeer(pipewire.jack_env(), tmp_path)  # the old peer's clients died with the server
     try:
         peer.plug(KBD)
         came_back = wait_until(
-            lambda: jack_daemon.status()["audio"]["state"] == "running"
-            and bool(peer.ports(r"^mxfd-out:")) and plugged(jack_daemon, KBD),
+            lambda: d.status()["audio"]["state"] == "running"
+            and bool(peer.ports(r"^mxfd-out:")) and plugged(d, KBD),
             5.0 - (time.monotonic() - back_at),
         )
-        assert came_back, log_tail(jack_daemon)
+        assert came_back, log_tail(d)
         peer.unplug(KBD)
-        plug(jack_daemon, peer)  # and hears it (PipeWire's links become active a little later)
-        assert jack_daemon.proc.poll() is None and jack_daemon.proc.pid == pid
+        plug(d, peer)  # and hears it (PipeWire's links become active a little later)
+        assert d.proc.poll() is None and d.proc.pid == pid
         peer.connect(MONITOR)
-        assert_a4(hear_whole_note(peer, jack_daemon), peer.rate, peer, jack_daemon)
+        assert_a4(hear_whole_note(peer, d), peer.rate, peer, d)
     finally:
         peer.close()
+
+
+def test_after_pipewire_restarts_mxfds_sound_and_midi_come_back_within_5_s_without_restarting_it(
+    pipewire: PipeWireRig, jack_daemon: Daemon, tmp_path: Path
+) -> None:
+    comes_back_after_a_restart(pipewire, jack_daemon, tmp_path)
 
 
 # -- the quantum changed -----------------------------------------------------------------------------
@@ -501,22 +504,4 @@ def test_on_the_jack_pin_a_quantum_changed_on_pipewire_is_followed_at_one_quantu
 def test_on_the_jack_pin_after_pipewire_restarts_sound_and_midi_come_back_within_5_s(
     pipewire: PipeWireRig, pin_daemon: Daemon, tmp_path: Path
 ) -> None:
-    pid = pin_daemon.proc.pid
-    pipewire.restart()
-    back_at = time.monotonic()
-    peer = JackPeer(pipewire.jack_env(), tmp_path)
-    try:
-        peer.plug(KBD)
-        came_back = wait_until(
-            lambda: pin_daemon.status()["audio"]["state"] == "running"
-            and bool(peer.ports(r"^mxfd-out:")) and plugged(pin_daemon, KBD),
-            5.0 - (time.monotonic() - back_at),
-        )
-        assert came_back, log_tail(pin_daemon)
-        peer.unplug(KBD)
-        plug(pin_daemon, peer)
-        assert pin_daemon.proc.poll() is None and pin_daemon.proc.pid == pid
-        peer.connect(MONITOR)
-        assert_a4(hear_whole_note(peer, pin_daemon), peer.rate, peer, pin_daemon)
-    finally:
-        peer.close()
+    comes_back_after_a_restart(pipewire, pin_daemon, tmp_path)
