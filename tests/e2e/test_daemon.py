@@ -263,13 +263,26 @@ def test_the_keyboard_is_connected_automatically(daemon: Daemon) -> None:
         kbd.close()
 
 
+def output_misses(d: Daemon) -> int:
+    """Periods the daemon's output has missed so far (underruns of either queue, the JACK pin's xruns)."""
+    audio = d.status()["audio"]
+    return sum(int(audio.get(k) or 0) for k in ("underruns", "ring_underruns", "xruns"))
+
+
 def test_pressing_a4_sounds_440_hz_at_the_output(daemon: Daemon, ear: Ear, keyboard: Keyboard) -> None:
-    heard = hear_note(ear, keyboard)
+    takes = []
+    for _ in range(3):  # a take spliced by an xrun of the ear, or a gap of the daemon's, moves the spectrum's peak
+        missed, mark = output_misses(daemon), ear.mark()
+        heard = hear_note(ear, keyboard)
+        settle(ear)
+        disturbed = bool(ear.disturbances(mark)) or output_misses(daemon) != missed
+        takes.append(disturbed)
+        if not disturbed:
+            break
     assert rms_dbfs(heard) > -40, "no sound"
     loud = heard[np.abs(heard) > 0][-int(0.4 * ear.rate) :]
     f = dominant_frequency(loud, ear.rate)
-    assert abs(f - 440.0) < 440.0 * 0.005, f
-    settle(ear)
+    assert abs(f - 440.0) < 440.0 * 0.005, (f, f"takes disturbed: {takes}")
 
 
 def test_a_keyboard_closed_and_reopened_is_reconnected_within_a_second(

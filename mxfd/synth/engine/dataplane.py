@@ -215,8 +215,13 @@ def _swap(dp) -> None:  # type: ignore[no-untyped-def]
         return  # already in: a later offer replaced this one before its record came
     old = dp.engine
     new = dp.next
-    new.ci[:, :] = old.ci
-    new.cc[:, :] = old.cc
+    # Element by element: numba's slice assignment may copy the source first (an allocation) in case it overlaps.
+    for i in range(old.ci.shape[0]):
+        for c in range(old.ci.shape[1]):
+            new.ci[i, c] = old.ci[i, c]
+    for c in range(old.cc.shape[0]):
+        for i in range(old.cc.shape[1]):
+            new.cc[c, i] = old.cc[c, i]
     for k in L.CUMULATIVE_COUNTERS:
         new.counters[k] = old.counters[k]
     resolve_all(new)
