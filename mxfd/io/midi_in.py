@@ -418,8 +418,9 @@ class JackMidiBackend:
         JACK drops it when the source's port is unregistered: a keyboard unplugged and plugged in
         again between two passes keeps its name, but its new port is not connected (and jackd2
         may give it the old port's id, so the id tells nothing).  A port whose client went
-        inactive or is going away (netJACK's when its master stops, PipeWire's just before it
-        removes the port) refuses the connection: it is left for its port to vanish.  Only a
+        inactive (netJACK's when its master stops) refuses the connection: it is left for its
+        port to vanish.  PipeWire drops a port's links just before it removes the port and may
+        take the connection then: the watcher's next pass tells the two apart.  Only a
         connection seen once counts: PipeWire shows a new link a little after ``jack_connect``.
         """
         assert isinstance(handle, JackPort)
