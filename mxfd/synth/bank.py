@@ -22,9 +22,9 @@ fundamental periods, which places partials at ratios ``j / cycles``.
 Sound effects that are noise rather than tone use one long table built in
 the time domain.  The drum kit is in :mod:`mxfd.synth.drums`.
 
-Banks are immutable and cached per sample rate: building one takes a
-fraction of a second, and every :class:`~mxfd.synth.Synth` at that rate
-shares it.
+Banks are immutable and cached per sample rate: building one takes about
+a second, so it is done once and kept on disk (:mod:`mxfd.synth.bank_cache`),
+and every :class:`~mxfd.synth.Synth` at that rate shares it.
 """
 
 from __future__ import annotations
@@ -1182,6 +1182,16 @@ class Bank:
         self.drums: tuple[Optional[Patch], ...] = tuple(kit.get(k) for k in range(128))
         self.pool: C128 = pool.build()
 
+    @classmethod
+    def of(cls, sample_rate: int, programs: tuple[Patch, ...], drums: tuple[Optional[Patch], ...], pool: C128) -> Bank:
+        """A bank from parts built before (:mod:`mxfd.synth.bank_cache` keeps them on disk)."""
+        bank = cls.__new__(cls)
+        bank.sample_rate = sample_rate
+        bank.programs = programs
+        bank.drums = drums
+        bank.pool = pool
+        return bank
+
     @property
     def nbytes(self) -> int:
         return int(self.pool.nbytes)
@@ -1192,9 +1202,11 @@ _BANKS_LOCK = threading.Lock()
 
 
 def get_bank(sample_rate: int) -> Bank:
-    """The (shared, immutable) built-in bank for ``sample_rate``."""
+    """The (shared, immutable) built-in bank for ``sample_rate``; built once, then mapped from the disk cache."""
+    from mxfd.synth.bank_cache import load_or_build
+
     with _BANKS_LOCK:
         bank = _BANKS.get(sample_rate)
         if bank is None:
-            bank = _BANKS[sample_rate] = Bank(sample_rate)
+            bank = _BANKS[sample_rate] = load_or_build(sample_rate)
         return bank
