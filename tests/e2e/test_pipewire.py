@@ -25,7 +25,7 @@ import pytest
 from tests.e2e.ears import dominant_frequency, rms_dbfs, wait_until
 from tests.e2e.jackpeer import JackPeer
 from tests.e2e.test_client import hz, make_midi, onsets
-from tests.e2e.test_daemon import A4, ROOT, Daemon
+from tests.e2e.test_daemon import A4, ROOT, Daemon, output_misses
 from tests.pipewire import SINK, PipeWireRig, pw_jack_dir
 
 pytestmark = pytest.mark.pipewire
@@ -180,12 +180,6 @@ def test_a_jack_keyboard_on_pipewire_is_heard_on_the_speakers_at_440_hz_through_
         peer.unplug(KBD)
 
 
-def misses(d: Daemon) -> int:
-    """Periods the daemon's output missed so far: the PortAudio pin's underruns, the JACK pin's xruns."""
-    audio = d.status()["audio"]
-    return int(audio.get("underruns", 0)) + int(audio.get("xruns", 0))
-
-
 def lost_input(d: Daemon) -> int:
     """JACK cycles the daemon's MIDI reader has missed so far (their events never reached it)."""
     return int(d.status()["input_lost"]["cycles"])
@@ -210,7 +204,7 @@ def key_to_sound_ms(peer: JackPeer, notes: int = 10, d: Optional[Daemon] = None)
             disturbed += 1
             silent = wait_until(lambda: recent_dbfs(peer, 0.2) < SILENT_DBFS, 3.0)
         assert silent, f"not silent: {recent_dbfs(peer):.1f} dBFS\n" + (diagnose(d) if d is not None else "")
-        missed = misses(d) if d is not None else 0
+        missed = output_misses(d) if d is not None else 0
         lost_before = lost_input(d) if d is not None else 0
         mark = peer.mark()
         at = peer.ear_frame(peer.send(KBD, 0x90, A4, 110))
@@ -220,7 +214,7 @@ def key_to_sound_ms(peer: JackPeer, notes: int = 10, d: Optional[Daemon] = None)
         sounding = np.flatnonzero(np.abs(heard) > 1e-3)
         # Judged for disturbance first: a note-on in a cycle PipeWire ran without mxfd is never heard.
         if peer.disturbances(mark) or (
-            d is not None and (misses(d) != missed or lost_input(d) != lost_before)
+            d is not None and (output_misses(d) != missed or lost_input(d) != lost_before)
         ):
             disturbed += 1
             assert disturbed <= 3 * notes, f"{disturbed} notes disturbed by underruns or xruns, {len(latencies)} not"
@@ -335,9 +329,9 @@ def test_a_quantum_changed_while_mxfd_plays_keeps_the_sound_and_status_reports_t
             said = jack_daemon.status()["thru_latency_ms"]["frame_accurate"]
             if held:
                 for _ in range(3):  # a take spliced by the ear, or by an underrun at the new quantum, moves the peak
-                    missed, mark = misses(jack_daemon), peer.mark()
+                    missed, mark = output_misses(jack_daemon), peer.mark()
                     heard = peer.listen(0.5)
-                    if misses(jack_daemon) == missed and not peer.disturbances(mark):
+                    if output_misses(jack_daemon) == missed and not peer.disturbances(mark):
                         break
                 assert_a4(heard, peer.rate, peer, jack_daemon)
                 print(f"quantum {quantum}: status says {said} ms; the held note sounds on")
