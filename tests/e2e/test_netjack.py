@@ -31,6 +31,7 @@ from typing import IO, Iterator, NamedTuple, Optional
 import numpy as np
 import pytest
 
+from tests import calm
 from tests.e2e.ears import Ear, dominant_frequency, rms_dbfs, wait_until
 from tests.e2e.test_daemon import CONFIG, Daemon, connected
 from tests.jackserver import JackServer, die_with_parent
@@ -244,8 +245,7 @@ def play_a4(daemon: Daemon, ear: Ear, keyboard: NetKeyboard, seconds: float = 0.
 
 #: How long after an xrun JACK may take to report it (s).
 REPORT_DELAY_S = 0.05
-#: At most this many takes for the latency to be measured CLEAN_TAKES times with nothing disturbing it.
-TAKES = 24
+#: Takes with nothing disturbing them that the latency is measured in.
 CLEAN_TAKES = 3
 
 
@@ -309,13 +309,13 @@ def test_a_note_played_on_server_a_is_heard_from_mxfd_on_server_b(
 ) -> None:
     assert wait_until(lambda: connected(NET_PORT), 2.0)
     takes = []
-    for _ in range(TAKES):
+    for _ in (plays := calm.takes(lambda: len(ear.xruns))):
         take = play_a4(daemon, ear, keyboard, seconds=0.4)
         takes.append(f"{rms_dbfs(take.heard):.1f} dBFS; {take.disturbed}")
         if not take.disturbed:
             break
     else:
-        pytest.fail("every take was disturbed:\n" + "\n".join(takes))
+        pytest.fail("every take was disturbed:\n" + "\n".join(takes) + "\n" + plays.report())
     assert rms_dbfs(take.heard) > -40, "no sound\n" + daemon.output()[-3000:]
     loud = take.heard[np.abs(take.heard) > 0][-int(0.3 * ear.rate) :]
     assert abs(dominant_frequency(loud, ear.rate) - 440.0) < 440.0 * 0.005
@@ -332,7 +332,7 @@ def test_netjack_adds_its_network_latency_and_one_cycle_to_key_to_sound(
     takes: list[str] = []
     clean: list[tuple[float, float]] = []  # (over netJACK2, on B) ms, in the undisturbed takes
     try:
-        for _ in range(TAKES):
+        for _ in (plays := calm.takes(lambda: len(ear.xruns))):
             net, near = play_a4(daemon, ear, keyboard, 0.1), play_a4(daemon, ear, local, 0.1)
             for take in (net, near):
                 assert take.onset is not None or take.disturbed, "a note was not heard, and nothing disturbed it"
@@ -346,7 +346,7 @@ def test_netjack_adds_its_network_latency_and_one_cycle_to_key_to_sound(
                 if len(clean) == CLEAN_TAKES:
                     break
         else:
-            pytest.fail(f"fewer than {CLEAN_TAKES} takes undisturbed:\n" + "\n".join(takes))
+            pytest.fail(f"fewer than {CLEAN_TAKES} takes undisturbed:\n" + "\n".join(takes) + "\n" + plays.report())
     finally:
         local.close()
     added = sorted((n - b) / cycle_ms for n, b in clean)

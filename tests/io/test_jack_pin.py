@@ -10,15 +10,15 @@ import pytest
 
 from mxfd.io.jack_pin import JackPin
 from mxfd.synth.engine.dataplane import MSG, EventRing, new_dataplane, pack
+from tests import calm
 from tests.e2e.ears import KeyProbe
 from tests.jackserver import JackServer
 from tests.synth.engine.helpers import synth
 
 pytestmark = pytest.mark.e2e
 
-#: Takes of a run: an xrun can make the pin or the probe miss a cycle and a note with it, so a take
-#: that JACK reported an xrun in may be taken again; one with every note exact, or with no xrun, decides.
-TAKES = 5
+# An xrun can make the pin or the probe miss a cycle and a note with it, so a take that JACK reported
+# an xrun in may be taken again (``tests.calm``); one with every note exact, or with no xrun, decides.
 
 
 class Rig:
@@ -56,7 +56,7 @@ def test_a_key_is_heard_exactly_one_period_after_it_was_played(rig: Rig) -> None
     period = probe.period
     gap = probe.rate * 3 // 10
     takes = []
-    for _take in range(TAKES):
+    for _take in (measured := calm.takes(lambda: rig.pin.xruns)):
         xruns = rig.pin.xruns
         start = probe.now + probe.rate // 10
         notes = probe.schedule_notes(start, gap)
@@ -67,12 +67,13 @@ def test_a_key_is_heard_exactly_one_period_after_it_was_played(rig: Rig) -> None
         if clean or latencies == [period] * len(notes):
             assert latencies == [period] * len(notes), takes
             return
-    pytest.fail("some note was late in every take, and JACK reported xruns in each:\n" + "\n".join(takes))
+    pytest.fail("some note was late in every take, and JACK reported xruns in each:\n" + "\n".join(takes)
+                + "\n" + measured.report())
 
 
 def test_a_queued_event_is_heard_at_its_own_frame(rig: Rig) -> None:
     probe = rig.probe
-    for _take in range(TAKES):
+    for _take in (measured := calm.takes(lambda: rig.pin.xruns)):
         xruns = rig.pin.xruns
         _ns, position, _n, jack_frame = rig.pin.cycle_start()
         due = position + rig.pin.client.samplerate // 5 + 45  # a fifth of a second ahead, off the grid
@@ -85,7 +86,7 @@ def test_a_queued_event_is_heard_at_its_own_frame(rig: Rig) -> None:
             assert onset == 0
             return
         time.sleep(0.2)
-    pytest.fail("the note was off its frame in every take, and JACK reported xruns in each")
+    pytest.fail("the note was off its frame in every take, and JACK reported xruns in each: " + measured.report())
 
 
 def test_status_reports_the_callbacks_own_times(rig: Rig) -> None:

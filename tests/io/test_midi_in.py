@@ -23,6 +23,7 @@ from mxfd.io.midi_in import (
     alsa_sequencer_present,
     make_backend,
 )
+from tests import calm
 from tests.e2e.ears import Keyboard, wait_until
 from tests.jackserver import JackServer
 
@@ -177,6 +178,7 @@ def test_the_virtual_port_is_named_client_in_and_takes_every_message_kind(jack_b
             # Sent again only if it was lost in an xrun: the sender's callback is Python, and JACK
             # drops what a client that missed its cycle wrote.
             for _try in range(5):
+                calm.wait_for_quiet(lambda: jack_backend.xruns, time.monotonic() + 60.0)
                 had, xruns, stalls = len(target.got), jack_backend.xruns, jack_backend.stalls
                 kbd.send(*msg)
                 assert wait_until(lambda: not kbd._queue, 5.0)
@@ -292,7 +294,7 @@ def test_the_reader_runs_every_cycle_while_python_holds_the_gil(jack_backend: Ja
     assert wait_until(lambda: jack_backend._cycles > 10, 2.0)
     # Judged in a take JACK reported no xrun in: a loaded machine can pre-empt any client's thread.
     takes = []
-    for _take in range(10):
+    for _take in (held_gil := calm.takes(lambda: jack_backend.xruns)):
         before, stalls, xruns = jack_backend._cycles, jack_backend.stalls, jack_backend.xruns
         # sum() over a range runs in C without letting go of the GIL; a Python
         # process callback would miss every cycle for as long as it runs.
@@ -306,7 +308,7 @@ def test_the_reader_runs_every_cycle_while_python_holds_the_gil(jack_backend: Ja
         if jack_backend.xruns == xruns:
             break
     else:
-        pytest.fail("JACK reported xruns in every take:\n" + "\n".join(takes))
+        pytest.fail("JACK reported xruns in every take:\n" + "\n".join(takes) + "\n" + held_gil.report())
     assert ran >= held * 0.8 * jack_backend.samplerate / jack_backend.server_period, takes
     assert jack_backend.stalls == stalls, takes
 
@@ -505,21 +507,36 @@ def test_rtmidi_virtual_port_passes_sysex_clock_and_active_sensing(jack_server: 
     target = Target()
     kbd = Keyboard("test-kbd-rt")
     helper = jack.Client("test-connector-rt", no_start_server=True)
+    xruns = [0]
+    helper.set_xrun_callback(lambda _delay: xruns.__setitem__(0, xruns[0] + 1))
+    helper.activate()
+    sysex = [0xF0, 0x41, 0x10, 0x42, 0x12, 0x40, 0x00, 0x7F, 0x00, 0x41, 0xF7]
+    want = [b"\x90\x3c\x01", bytes(sysex), b"\xf8", b"\xfe"]
     try:
         backend.open_virtual("in", target)
         assert wait_until(lambda: any(p.name == "mxfd-test-rt:in" for p in helper.get_ports(is_midi=True)), 5.0)
         helper.connect(kbd.port_name, "mxfd-test-rt:in")
-        sysex = [0xF0, 0x41, 0x10, 0x42, 0x12, 0x40, 0x00, 0x7F, 0x00, 0x41, 0xF7]
-        for msg in ([0x90, 60, 1], sysex, [0xF8], [0xFE]):
-            kbd.send(*msg)
-        assert wait_until(lambda: len(target.got) == 4, 5.0)
+        # Judged in a take JACK reported no xrun in: across one JACK itself loses and repeats MIDI events.
+        takes = []
+        for _take in (sent := calm.takes(lambda: xruns[0])):
+            had, before = len(target.got), xruns[0]
+            for msg in ([0x90, 60, 1], sysex, [0xF8], [0xFE]):
+                kbd.send(*msg)
+            wait_until(lambda had=had: len(target.got) >= had + 4, 5.0)
+            time.sleep(0.2)  # anything repeated arrives meanwhile, and JACK's xrun notice too
+            got = target.messages()[had:]
+            takes.append(f"{xruns[0] - before} xruns: {got}")
+            if xruns[0] == before or got == want:
+                assert got == want, takes
+                break
+        else:
+            pytest.fail("JACK reported xruns in every take:\n" + "\n".join(takes) + "\n" + sent.report())
         assert kbd.port_name in backend.list_sources()
         assert not any(is_mxfd_port(n) for n in backend.list_sources())
     finally:
         helper.close()
         kbd.close()
         backend.close()
-    assert target.messages() == [b"\x90\x3c\x01", bytes(sysex), b"\xf8", b"\xfe"]
 
 
 def test_the_alsa_backend_opens_or_says_why_it_cannot() -> None:
