@@ -4,7 +4,7 @@ A JACK xrun spoils a take near it, so the timing tests judge each thing in a
 take no xrun came near and take again otherwise.  Most runs have a stray xrun
 now and then, and a second take does.  But a host that starves the machine's
 virtual CPUs gives storms: for tens of seconds nearly every cycle is an xrun,
-and a fixed count of takes is spent inside one.  So :func:`takes` waits, before
+and a fixed count of takes is spent inside one.  So :class:`Takes` waits, before
 each take, until the xrun count has held still for :data:`QUIET_S`, and gives
 up on a measurement only when its time budget is spent; what it waited is in
 :meth:`Takes.report`, for the failure message.
@@ -71,7 +71,3 @@ class Takes:
         return (f"{len(self.waits)} takes in {self.budget_s:.0f} s; {waited:.1f} s waited for a quiet server "
                 f"(longest {max(self.waits, default=0.0):.1f} s), {self.stormy} takes started in a storm")
 
-
-def takes(xruns: Callable[[], int], budget_s: float = BUDGET_S, least: int = 2) -> Takes:
-    """The takes of one measurement: ``for take in (t := takes(...)):``; ``t.report()`` in its failure message."""
-    return Takes(xruns, budget_s, least)

@@ -226,7 +226,7 @@ def test_play_sounds_each_note_at_the_files_time_and_pitch(daemon: Daemon, ear: 
     gaps: dict[int, float] = {}
     pitched: set[int] = set()
     takes: list[str] = []
-    for _ in (plays := calm.takes(lambda: len(ear.xruns))):
+    for _ in (plays := calm.Takes(lambda: len(ear.xruns))):
         underruns0 = daemon.status()["audio"]["ring_underruns"]
         mark = ear.mark()
         proc = daemon.mxfd("play", path)
@@ -398,7 +398,7 @@ def test_record_writes_what_the_keyboard_played(daemon: Daemon, ear: Ear, keyboa
     script = [bytes(m) for _, m in RECORD_SCRIPT]
     judged: set[int] = set()
     takes: list[str] = []
-    for take in (records := calm.takes(lambda: len(ear.xruns))):
+    for take in (records := calm.Takes(lambda: len(ear.xruns))):
         n0 = len(ear.xruns)
         sent, got = _record_take(daemon, ear, keyboard, str(tmp_path / f"take{take}.mid"))
         xruns = [t for _, t in ear.xruns[n0:]]

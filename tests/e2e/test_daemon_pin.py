@@ -102,7 +102,7 @@ def test_key_to_sound_latency_is_one_period_for_every_note(daemon: Daemon) -> No
         assert st["thru_latency_ms"]["through_pin"] == round(period * 1000 / probe.rate, 3), st["thru_latency_ms"]
         gap = probe.rate * 3 // 10
         takes = []
-        for _take in (measured := calm.takes(lambda: int(daemon.status()["audio"]["xruns"]))):
+        for _take in (measured := calm.Takes(lambda: int(daemon.status()["audio"]["xruns"]))):
             xruns = daemon.status()["audio"]["xruns"]
             start = probe.now + probe.rate // 2  # the last test's release tail has died away by then
             probe.schedule(start - 100, 0xC0, 80)
@@ -133,7 +133,7 @@ def test_play_sounds_each_note_at_the_files_time(daemon: Daemon, ear: Ear, tmp_p
     gaps: dict[int, float] = {}
     takes = []
     near = (ear.rate // 10, ear.rate // 20)  # before an onset: until re-anchored; after: JACK's report delay
-    for _take in (plays := calm.takes(lambda: len(ear.xruns))):
+    for _take in (plays := calm.Takes(lambda: len(ear.xruns))):
         mark = ear.mark()
         proc = subprocess.run([PYTHON, "-m", "mxfd", "play", "--socket", daemon.socket_path, path], cwd=ROOT,
                               capture_output=True, text=True, timeout=30)

@@ -32,7 +32,7 @@ def test_ear_hears_a_sine_at_its_pitch(jack_server: JackServer) -> None:
         # Judged in a take no xrun came into: the source's callback is Python, and a cycle it
         # missed puts a step in the sine.
         takes = []
-        for _take in (listened := calm.takes(lambda: len(ear.xruns))):
+        for _take in (listened := calm.Takes(lambda: len(ear.xruns))):
             mark = ear.mark()
             heard = ear.listen(0.3)
             if not [d for d in ear.disturbances(mark) if d >= len(heard) - 8192 - rate // 20]:

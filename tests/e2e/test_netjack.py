@@ -309,7 +309,7 @@ def test_a_note_played_on_server_a_is_heard_from_mxfd_on_server_b(
 ) -> None:
     assert wait_until(lambda: connected(NET_PORT), 2.0)
     takes = []
-    for _ in (plays := calm.takes(lambda: len(ear.xruns))):
+    for _ in (plays := calm.Takes(lambda: len(ear.xruns))):
         take = play_a4(daemon, ear, keyboard, seconds=0.4)
         takes.append(f"{rms_dbfs(take.heard):.1f} dBFS; {take.disturbed}")
         if not take.disturbed:
@@ -332,7 +332,7 @@ def test_netjack_adds_its_network_latency_and_one_cycle_to_key_to_sound(
     takes: list[str] = []
     clean: list[tuple[float, float]] = []  # (over netJACK2, on B) ms, in the undisturbed takes
     try:
-        for _ in (plays := calm.takes(lambda: len(ear.xruns))):
+        for _ in (plays := calm.Takes(lambda: len(ear.xruns))):
             net, near = play_a4(daemon, ear, keyboard, 0.1), play_a4(daemon, ear, local, 0.1)
             for take in (net, near):
                 assert take.onset is not None or take.disturbed, "a note was not heard, and nothing disturbed it"

@@ -56,7 +56,7 @@ def test_a_key_is_heard_exactly_one_period_after_it_was_played(rig: Rig) -> None
     period = probe.period
     gap = probe.rate * 3 // 10
     takes = []
-    for _take in (measured := calm.takes(lambda: rig.pin.xruns)):
+    for _take in (measured := calm.Takes(lambda: rig.pin.xruns)):
         xruns = rig.pin.xruns
         start = probe.now + probe.rate // 10
         notes = probe.schedule_notes(start, gap)
@@ -73,7 +73,7 @@ def test_a_key_is_heard_exactly_one_period_after_it_was_played(rig: Rig) -> None
 
 def test_a_queued_event_is_heard_at_its_own_frame(rig: Rig) -> None:
     probe = rig.probe
-    for _take in (measured := calm.takes(lambda: rig.pin.xruns)):
+    for _take in (measured := calm.Takes(lambda: rig.pin.xruns)):
         xruns = rig.pin.xruns
         _ns, position, _n, jack_frame = rig.pin.cycle_start()
         due = position + rig.pin.client.samplerate // 5 + 45  # a fifth of a second ahead, off the grid

@@ -294,7 +294,7 @@ def test_the_reader_runs_every_cycle_while_python_holds_the_gil(jack_backend: Ja
     assert wait_until(lambda: jack_backend._cycles > 10, 2.0)
     # Judged in a take JACK reported no xrun in: a loaded machine can pre-empt any client's thread.
     takes = []
-    for _take in (held_gil := calm.takes(lambda: jack_backend.xruns)):
+    for _take in (held_gil := calm.Takes(lambda: jack_backend.xruns)):
         before, stalls, xruns = jack_backend._cycles, jack_backend.stalls, jack_backend.xruns
         # sum() over a range runs in C without letting go of the GIL; a Python
         # process callback would miss every cycle for as long as it runs.
@@ -518,7 +518,7 @@ def test_rtmidi_virtual_port_passes_sysex_clock_and_active_sensing(jack_server: 
         helper.connect(kbd.port_name, "mxfd-test-rt:in")
         # Judged in a take JACK reported no xrun in: across one JACK itself loses and repeats MIDI events.
         takes = []
-        for _take in (sent := calm.takes(lambda: xruns[0])):
+        for _take in (sent := calm.Takes(lambda: xruns[0])):
             had, before = len(target.got), xruns[0]
             for msg in ([0x90, 60, 1], sysex, [0xF8], [0xFE]):
                 kbd.send(*msg)
