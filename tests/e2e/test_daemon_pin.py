@@ -128,9 +128,10 @@ def test_play_sounds_each_note_at_the_files_time(daemon: Daemon, ear: Ear, tmp_p
     notes = [(0.3, 81), (0.6375, 76), (0.90625, 84), (1.24375, 79)]
     staccato_file(path, notes)
     # Each gap between two notes is judged as a listener hears it, in time (the ear's ``time_of``), in a
-    # take where no xrun (the ear knows where they fell) came near either note: an xrun moves JACK's
-    # frames against the clock, and the daemon re-anchors its mapping at its next clock report.
-    gaps: dict[int, float] = {}
+    # take where no xrun (the ear knows where they fell) came near either note (``calm.undisturbed_pairs``):
+    # an xrun moves JACK's frames against the clock, and the daemon re-anchors its mapping at its next
+    # clock report.
+    gaps: dict[int, tuple[int, float]] = {}  # note: (an earlier note, seconds from its start to this one's)
     takes = []
     near = (ear.rate // 10, ear.rate // 20)  # before an onset: until re-anchored; after: JACK's report delay
     for _take in (plays := calm.Takes(lambda: len(ear.xruns))):
@@ -143,17 +144,15 @@ def test_play_sounds_each_note_at_the_files_time(daemon: Daemon, ear: Ear, tmp_p
         marks = ear.disturbances(mark)
         takes.append(f"onsets {found}, xruns at {marks}")
         assert len(found) == len(notes), takes
-        clean = [not any(at - near[0] <= m <= at + near[1] for m in marks) for at in found]
-        for k in range(1, len(found)):
-            if k not in gaps and clean[k - 1] and clean[k]:
-                gaps[k] = (ear.time_of(mark + found[k]) - ear.time_of(mark + found[k - 1])) / 1e9
+        for k, i in calm.undisturbed_pairs(found, marks, *near).items():
+            gaps.setdefault(k, (i, (ear.time_of(mark + found[k]) - ear.time_of(mark + found[i])) / 1e9))
         if len(gaps) == len(notes) - 1:
             break
     assert len(gaps) == len(notes) - 1, "every take was disturbed:\n" + "\n".join(takes) + "\n" + plays.report()
     # Within the stamping error of input with no frame of its own (the client's events are stamped on
     # the master clock and mapped to frames; the PortAudio pin's test allows 1 ms).
-    for k, gap in gaps.items():
-        want = notes[k][0] - notes[k - 1][0]
+    for k, (i, gap) in gaps.items():
+        want = notes[k][0] - notes[i][0]
         assert abs(gap - want) <= 0.00025, (gaps, takes)
 
 

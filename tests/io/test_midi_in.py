@@ -178,7 +178,7 @@ def test_the_virtual_port_is_named_client_in_and_takes_every_message_kind(jack_b
             # Sent again only if it was lost in an xrun: the sender's callback is Python, and JACK
             # drops what a client that missed its cycle wrote.
             for _try in range(5):
-                calm.wait_for_quiet(lambda: jack_backend.xruns, time.monotonic() + 60.0)
+                calm.wait_for_quiet(lambda: jack_backend.xruns, time.monotonic() + calm.PATIENCE_S)
                 had, xruns, stalls = len(target.got), jack_backend.xruns, jack_backend.stalls
                 kbd.send(*msg)
                 assert wait_until(lambda: not kbd._queue, 5.0)
