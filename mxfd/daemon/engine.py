@@ -120,9 +120,6 @@ FADE_OUT_S = 0.03
 PANIC_LOG_INTERVAL_S = 1.0
 #: The history ring never holds more buffers than this, whatever its length in time.
 HISTORY_MAX_BUFFERS = 500_000
-#: A device latency report this far from the one in use changes the thru latency (a report jitters by
-#: microseconds; a new quantum moves it by 64 frames or more).
-DEVICE_LATENCY_SLACK_FRAMES = 8
 
 CaptureCallback = Callable[[str, int, bytes], None]
 
@@ -766,12 +763,6 @@ class Engine:
                 self._out_port, self._followed_ring = ports[0], ring
                 self.wake.set()  # the hot-plug pass connects the JACK reader after it, to read this ring
             self._set_latency(round(float(status.get("device_latency_s") or 0.0) * self.rate))
-        elif self.audio is not None:
-            # The device's latency can change under a running stream: PipeWire gives a new quantum's
-            # port latency some cycles after the stream reopened for it, so the first report is the old one.
-            frames = self.audio.device_latency_frames()
-            if frames is not None and abs(frames - self._device_frames) > DEVICE_LATENCY_SLACK_FRAMES:
-                self._set_latency(frames)
         # One tuple, swapped whole: JACK's thread reads it without a lock.
         self._out_map = (synth_position, ws.sample_to_ref(synth_position), self._device_100ns)
 

@@ -341,11 +341,6 @@ class AudioOutput:
         n = ring.read
         return ring.slot_position(n - 1) if n > 0 else None
 
-    def device_latency_frames(self) -> Optional[int]:
-        """The device's own output latency in frames, as last measured from the played frames' stamps."""
-        ns = self._device_latency_ns
-        return None if ns is None else ns * self.rate // NS_PER_SECOND
-
     def played_ring(self) -> Optional[PlayedRing]:
         """Where another thread's compiled code can read the position being played (between start and stop)."""
         return self._played_ring

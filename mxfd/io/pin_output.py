@@ -191,15 +191,11 @@ class JackPinOutput:
         """The pin's port a JACK reader feeds to run before it in every cycle, while the pin plays."""
         return self.pin.sync_port if self._state == RUNNING else None
 
-    def device_latency_frames(self) -> int:
-        """The device's own output latency in frames: one cycle of the server's, whatever it is now."""
-        return self.pin.cycle_start()[2] or self._jack_period
-
     def status(self) -> dict[str, Any]:
         """What ``mxfd status`` shows: the PortAudio pin's keys that apply, and the callback's own figures."""
         pin = self.pin.status()
         cons = self.synth.plane_arrays["cons"]
-        period = self.device_latency_frames()  # the last cycle's: the server may change it
+        period = self.pin.cycle_start()[2] or self._jack_period  # the last cycle's: the server may change it
         return {
             "pin": "jack",
             "device": f"JACK pin {self.client_name}",
