@@ -159,6 +159,11 @@ class JackPeer:
         found: list[int] = self.request("disturbances", mark=mark)["disturbances"]
         return found
 
+    def time_of(self, *frames: int) -> list[int]:
+        """When the ear heard each of ``frames`` (as :meth:`mark` counts), ns on CLOCK_MONOTONIC: ``Ear.time_of``."""
+        ns: list[int] = self.request("time_of", frames=list(frames))["ns"]
+        return ns
+
     def listen(self, seconds: float) -> np.ndarray:
         m = self.mark()
         time.sleep(seconds)
@@ -222,6 +227,8 @@ def main() -> None:
             return {"frames": len(audio), "disturbances": ear.disturbances(req["mark"])}
         if op == "disturbances":
             return {"disturbances": ear.disturbances(req["mark"])}
+        if op == "time_of":
+            return {"ns": [ear.time_of(f) for f in req["frames"]]}
         if op == "plug":
             keyboards[req["name"]] = open_keyboard(req["name"])
             return {}
