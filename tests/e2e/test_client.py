@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import mido
 import numpy as np
@@ -227,8 +227,7 @@ def test_play_sounds_each_note_at_the_files_time_and_pitch(daemon: Daemon, ear: 
     # client's timing: the ear knows where xruns and its own missed cycles fell, the daemon counts its
     # underruns, and a note they disturbed is measured again in the next take.  Each pitch is judged
     # where its note was undisturbed.
-    gaps: dict[int, tuple[int, float]] = {}  # note: (an earlier note, ms from its start to this one's)
-    pitched: set[int] = set()
+    melody = Melody(notes, ear.rate)
     takes: list[str] = []
     for _ in (plays := calm.Takes(lambda: len(ear.xruns))):
         underruns0 = daemon.status()["audio"]["ring_underruns"]
@@ -245,29 +244,53 @@ def test_play_sounds_each_note_at_the_files_time_and_pitch(daemon: Daemon, ear: 
         found = onsets(x, ear.rate)
         assert len(found) == len(notes), f"heard {len(found)} note starts, expected {len(notes)}: {found}"
         takes.append(f"onsets {found}, xruns or missed cycles at {marks}, {underruns} underruns")
-        if underruns:
-            continue
-
-        def spliced(start: int, end: int, marks: list[int] = marks) -> bool:
-            return any(start <= m <= end + REPORT_DELAY_S * ear.rate for m in marks)
-
-        for k, ((_, _, note), at) in enumerate(zip(notes, found, strict=True)):
-            read = slice(at + int(PITCH_READ[0] * ear.rate), at + int(PITCH_READ[1] * ear.rate))
-            if k not in pitched and not spliced(read.start, read.stop):
-                pitched.add(k)
-                f = dominant_frequency(x[read], ear.rate)
-                assert f == pytest.approx(hz(note), rel=0.01), f"note {note}: heard {f:.1f} Hz"
-        near = (int(SETTLE_S * ear.rate), int(REPORT_DELAY_S * ear.rate))
-        for k, i in calm.undisturbed_pairs(found, marks, *near).items():
-            gaps.setdefault(k, (i, (ear.time_of(mark + found[k]) - ear.time_of(mark + found[i])) / 1e6))
-        if len(gaps) == len(notes) - 1 and len(pitched) == len(notes):
+        if not underruns and melody.judge(x, found, marks, lambda fs, m=mark: [ear.time_of(m + f) for f in fs]):
             break
-    assert len(gaps) == len(notes) - 1 and len(pitched) == len(notes), (
-        "every take was disturbed:\n" + "\n".join(takes) + "\n" + plays.report())
-    for k, (i, ms) in gaps.items():
-        want = (notes[k][0] - notes[i][0]) * 1000
-        why = f"note {notes[k][2]}: {ms:.3f} ms after note {notes[i][2]}, the file says {want:.3f}"
-        assert abs(ms - want) <= 1.0, why
+    assert melody.done, "every take was disturbed:\n" + "\n".join(takes) + "\n" + plays.report()
+    melody.assert_on_time()
+
+
+class Melody:
+    """A melody's notes judged over takes: each pitch, and each start after an earlier note's.
+
+    :meth:`judge` takes what the ear heard of one take: each pitch where no
+    mark (an xrun, a missed cycle) spliced the frames it is read from, and each
+    start against an earlier one where no mark came near either
+    (``calm.undisturbed_pairs``), in time as the ear heard them.
+    """
+
+    def __init__(self, notes: list[tuple[float, float, int]], rate: int) -> None:
+        self.notes = notes
+        self.rate = rate
+        self.gaps: dict[int, tuple[int, float]] = {}  # note: (an earlier note, ms from its start to this one's)
+        self.pitched: set[int] = set()
+
+    @property
+    def done(self) -> bool:
+        return len(self.gaps) == len(self.notes) - 1 and len(self.pitched) == len(self.notes)
+
+    def judge(
+        self, x: np.ndarray, found: list[int], marks: list[int], time_of: Callable[[list[int]], list[int]]
+    ) -> bool:
+        """Judge a take (``found``: onsets' frames in ``x``; ``time_of``: ns for frames); True once all is judged."""
+        rate = self.rate
+        for k, ((_, _, note), at) in enumerate(zip(self.notes, found, strict=True)):
+            read = slice(at + int(PITCH_READ[0] * rate), at + int(PITCH_READ[1] * rate))
+            if k not in self.pitched and not any(read.start <= m <= read.stop + REPORT_DELAY_S * rate for m in marks):
+                self.pitched.add(k)
+                f = dominant_frequency(x[read], rate)
+                assert f == pytest.approx(hz(note), rel=0.01), f"note {note}: heard {f:.1f} Hz"
+        heard = time_of(found)
+        for k, i in calm.undisturbed_pairs(found, marks, int(SETTLE_S * rate), int(REPORT_DELAY_S * rate)).items():
+            self.gaps.setdefault(k, (i, (heard[k] - heard[i]) / 1e6))
+        return self.done
+
+    def assert_on_time(self, tolerance_ms: float = 1.0) -> None:
+        """Every judged start the file's time after the earlier one's, within ``tolerance_ms``."""
+        for k, (i, ms) in self.gaps.items():
+            want = (self.notes[k][0] - self.notes[i][0]) * 1000
+            why = f"note {self.notes[k][2]}: {ms:.3f} ms after note {self.notes[i][2]}, the file says {want:.3f}"
+            assert abs(ms - want) <= tolerance_ms, why
 
 
 def test_a_client_killed_mid_playback_leaves_no_sounding_note(daemon: Daemon, ear: Ear, tmp_path: Any) -> None:

@@ -25,7 +25,7 @@ import pytest
 from tests import calm
 from tests.e2e.ears import dominant_frequency, rms_dbfs, wait_until
 from tests.e2e.jackpeer import JackPeer
-from tests.e2e.test_client import PITCH_READ, REPORT_DELAY_S, SETTLE_S, hz, make_midi, onsets
+from tests.e2e.test_client import Melody, make_midi, onsets
 from tests.e2e.test_daemon import A4, ROOT, Daemon, output_misses
 from tests.pipewire import SINK, PipeWireRig, pw_jack_dir
 
@@ -383,10 +383,8 @@ def test_without_jack_mxfd_plays_through_alsas_default_into_pipewire_and_play_ke
         # came near the two starts (``calm.undisturbed_pairs``, as on jackd); each pitch where nothing
         # spliced the frames it is read from.  An underrun (the render thread late for a burst of ALSA's
         # requests) puts a period of silence in somewhere: such a take is played again.
-        gaps: dict[int, tuple[int, float]] = {}  # note: (an earlier note, ms from its start to this one's)
-        pitched: set[int] = set()
+        melody = Melody(notes, peer.rate)
         takes = []
-        near = (int(SETTLE_S * peer.rate), int(REPORT_DELAY_S * peer.rate))
         for _ in (plays := calm.Takes(lambda: len(peer.disturbances(0)))):
             underruns = d.status()["audio"]["underruns"]
             mark = peer.mark()
@@ -403,25 +401,10 @@ def test_without_jack_mxfd_plays_through_alsas_default_into_pipewire_and_play_ke
             assert len(found) == len(notes), f"heard {len(found)} note starts, expected {len(notes)}: {found}"
             late = d.status()["audio"]["underruns"] - underruns
             takes.append(f"onsets {found}, disturbed at {marks}, {late} underruns")
-            if late:
-                continue
-            for k, ((_, _, note), at) in enumerate(zip(notes, found, strict=True)):
-                read = slice(at + int(PITCH_READ[0] * peer.rate), at + int(PITCH_READ[1] * peer.rate))
-                if k not in pitched and not any(read.start <= m <= read.stop + near[1] for m in marks):
-                    pitched.add(k)
-                    f = dominant_frequency(x[read], peer.rate)
-                    assert f == pytest.approx(hz(note), rel=0.01), f"note {note}: heard {f:.1f} Hz"
-            heard = peer.time_of(*(mark + at for at in found))
-            for k, i in calm.undisturbed_pairs(found, marks, *near).items():
-                gaps.setdefault(k, (i, (heard[k] - heard[i]) / 1e6))
-            if len(gaps) == len(notes) - 1 and len(pitched) == len(notes):
+            if not late and melody.judge(x, found, marks, lambda fs, m=mark: peer.time_of(*(m + f for f in fs))):
                 break
-        assert len(gaps) == len(notes) - 1 and len(pitched) == len(notes), (
-            "every take was disturbed:\n" + "\n".join(takes) + "\n" + plays.report())
-        for k, (i, ms) in gaps.items():
-            want = (notes[k][0] - notes[i][0]) * 1000
-            why = f"note {notes[k][2]}: {ms:.3f} ms after note {notes[i][2]}, the file says {want:.3f}"
-            assert abs(ms - want) <= 1.0, why
+        assert melody.done, "every take was disturbed:\n" + "\n".join(takes) + "\n" + plays.report()
+        melody.assert_on_time()
     finally:
         d.close()
 
