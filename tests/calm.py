@@ -80,7 +80,6 @@ class Takes:
                 f"(longest {max(self.waits, default=0.0):.1f} s), {self.stormy} takes started without a quiet spell")
 
 
-
 def undisturbed_pairs(onsets: list[int], marks: list[int], before: int, after: int) -> dict[int, int]:
     """Pair each undisturbed onset with the undisturbed one nearest before it: ``{k: i}``, ``i < k``.
 
