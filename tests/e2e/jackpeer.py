@@ -159,6 +159,10 @@ class JackPeer:
         found: list[int] = self.request("disturbances", mark=mark)["disturbances"]
         return found
 
+    def disturbance_count(self) -> int:
+        """How many disturbances the ear has seen since it started: what ``calm.Takes`` waits to hold still."""
+        return len(self.disturbances(0))
+
     def time_of(self, *frames: int) -> list[int]:
         """When the ear heard each of ``frames`` (as :meth:`mark` counts), ns on CLOCK_MONOTONIC: ``Ear.time_of``."""
         ns: list[int] = self.request("time_of", frames=list(frames))["ns"]

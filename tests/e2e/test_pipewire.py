@@ -112,7 +112,7 @@ def hear_whole_note(peer: JackPeer, d: Daemon, budget_s: float = 60.0) -> np.nda
     A take they disturbed is never judged: if every take in ``budget_s`` was, the test fails so.
     """
     takes = []
-    for _ in (played := calm.Takes(lambda: len(peer.disturbances(0)), budget_s=budget_s)):
+    for _ in (played := calm.Takes(peer.disturbance_count, budget_s=budget_s)):
         before = lost_input(d)
         mark = peer.mark()
         heard = hear_note(peer, KBD)
@@ -333,7 +333,7 @@ def test_a_quantum_changed_while_mxfd_plays_keeps_the_sound_and_status_reports_t
             said = jack_daemon.status()["thru_latency_ms"]["frame_accurate"]
             if held:
                 # a take spliced by the ear, or by an underrun at the new quantum, moves the peak: not judged
-                for _ in (listened := calm.Takes(lambda: len(peer.disturbances(0)), budget_s=60.0)):
+                for _ in (listened := calm.Takes(peer.disturbance_count, budget_s=60.0)):
                     missed, mark = output_misses(jack_daemon), peer.mark()
                     heard = peer.listen(0.5)
                     if output_misses(jack_daemon) == missed and not peer.disturbances(mark):
@@ -385,7 +385,7 @@ def test_without_jack_mxfd_plays_through_alsas_default_into_pipewire_and_play_ke
         # requests) puts a period of silence in somewhere: such a take is played again.
         melody = Melody(notes, peer.rate)
         takes = []
-        for _ in (plays := calm.Takes(lambda: len(peer.disturbances(0)))):
+        for _ in (plays := calm.Takes(peer.disturbance_count)):
             underruns = d.status()["audio"]["underruns"]
             mark = peer.mark()
             played = subprocess.run(
