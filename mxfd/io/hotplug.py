@@ -26,6 +26,13 @@ so once each way ("JACK server gone", "no JACK server ...; retrying every
 0.5 s", "JACK server back"); the retries in between are silent, and so is
 libjack (:mod:`mxfd.io.jacklog`).
 
+A port that appears while the backend is up is connected only once it has
+been there for ``NEW_PORT_GRACE_S``: a program that connects itself to
+mxfd's own input port does so a moment after registering its port, and
+connecting it to a port of its own as well in that moment would play its
+first notes twice, on two channel groups.  Ports present when a backend
+comes up (the daemon's start, a server's return) are connected at once.
+
 Sources that fail to open are logged once and retried on later passes.
 """
 
@@ -43,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: After a notification, one more pass this much later (seconds).
 RECHECK_S = 0.05
+#: How long a new port is left for its program to connect it to mxfd's input port itself (seconds).
+NEW_PORT_GRACE_S = 0.04
 
 
 @dataclass
@@ -61,6 +70,10 @@ class _BackendState:
     failed: dict[str, str] = field(default_factory=dict)
     #: sources whose dropped connection was made again: reopened by the next pass if still there
     replugged: set[str] = field(default_factory=set)
+    #: False until a pass has followed the backend since it came up: until then ports connect at once
+    settled: bool = False
+    #: when each wanted port not yet connected was first seen (its grace runs from there)
+    first_seen: dict[str, float] = field(default_factory=dict)
 
 
 class Hotplug:
@@ -84,6 +97,7 @@ class Hotplug:
         poll_interval: float = 0.25,
         retry_interval: float = 0.5,
         clock_sync_interval: float = 2.0,
+        new_port_grace: float = NEW_PORT_GRACE_S,
     ) -> None:
         self.backends = list(backends)
         self.wake = wake
@@ -94,6 +108,7 @@ class Hotplug:
         self.poll_interval = poll_interval
         self.retry_interval = retry_interval
         self.clock_sync_interval = clock_sync_interval
+        self.new_port_grace = new_port_grace
         self._state = {id(b): _BackendState() for b in self.backends}
         self._lock = threading.RLock()
         self._thread: Optional[threading.Thread] = None
@@ -179,7 +194,11 @@ class Hotplug:
             if self.wake.wait(self._timeout()):
                 # A notification can come just before the system's port list
                 # changes (JACK announces an unregistration first): look again soon.
-                self._recheck_at = time.monotonic() + RECHECK_S
+                self._recheck(time.monotonic() + RECHECK_S)
+
+    def _recheck(self, at: float) -> None:
+        """Run a pass at ``at`` at the latest."""
+        self._recheck_at = at if not self._recheck_at else min(self._recheck_at, at)
 
     def _timeout(self) -> float:
         """Sleep until woken, or until the next poll, retry, recheck or clock sync."""
@@ -253,7 +272,7 @@ class Hotplug:
                 # Connected again; the next pass tells a keyboard plugged in again (still there)
                 # from one going away (PipeWire drops a port's links just before the port).
                 st.replugged.add(name)
-                self._recheck_at = time.monotonic() + RECHECK_S
+                self._recheck(time.monotonic() + RECHECK_S)
                 continue
             else:
                 continue
@@ -263,9 +282,19 @@ class Hotplug:
         for name in list(st.failed):
             if name not in present:
                 del st.failed[name]
+        for name in list(st.first_seen):
+            if name not in present:
+                del st.first_seen[name]
+        now = time.monotonic()
         for name in names:
             if name in st.sources or not self.wants(name):
                 continue
+            if st.settled and name not in st.failed:
+                ready_at = st.first_seen.setdefault(name, now) + self.new_port_grace
+                if now < ready_at:
+                    self._recheck(ready_at)  # its program may connect it to mxfd's input itself meanwhile
+                    continue
+            st.first_seen.pop(name, None)
             target = self.open_stream(name, b)
             try:
                 handle = b.open_source(name, target)
@@ -279,6 +308,7 @@ class Hotplug:
             st.sources[name] = _Open(handle, target)
             self.opened += 1
             log.info("%s: connected %s", b.kind, name)
+        st.settled = True
 
     def _open_virtual(self, b: MidiBackend, st: _BackendState) -> None:
         if self.virtual_port is None:
@@ -312,6 +342,8 @@ class Hotplug:
             self._close(b, st.virtual)
             st.virtual = None
         st.failed.clear()
+        st.first_seen.clear()
+        st.settled = False
         if st.up or why == "stopping":
             try:
                 b.close()

@@ -106,6 +106,8 @@ class Streams:
 
 
 def watcher(backend: Any, streams: Streams, wants: Any = lambda n: True, **kw: Any) -> Hotplug:
+    """A watcher over ``backend``; new ports connect on the next pass unless ``new_port_grace`` says otherwise."""
+    kw.setdefault("new_port_grace", 0.0)
     return Hotplug(
         [backend],
         Wake(),
@@ -171,6 +173,33 @@ def test_a_port_whose_connection_dropped_and_that_then_vanishes_is_closed_as_gon
     b.ports = []
     h.reconcile()
     assert s.closed == ["kbd:out"] and b.opened == {}
+
+
+def test_a_new_port_waits_its_grace_so_a_program_can_connect_it_to_mxfd_in_itself() -> None:
+    b, s = ScriptedBackend(), Streams()
+    b.ports = ["kbd:out"]
+    h = watcher(b, s, new_port_grace=0.05)
+    h.reconcile()
+    assert list(b.opened) == ["kbd:out"]  # there when the system came up: at once
+    b.ports = ["kbd:out", "app:out", "pads:out"]
+    h.reconcile()
+    assert list(b.opened) == ["kbd:out"]
+    b.ports = ["kbd:out", "pads:out"]  # app connected itself to mxfd:in: no longer a source to connect
+    time.sleep(0.06)
+    h.reconcile()
+    assert sorted(b.opened) == ["kbd:out", "pads:out"]
+    assert "app:out" not in s.open
+
+
+def test_ports_present_when_a_system_comes_back_connect_at_once() -> None:
+    b, s = ScriptedBackend(), Streams()
+    b.ports = ["kbd:out"]
+    h = watcher(b, s, retry_interval=0.0, new_port_grace=60.0)
+    h.reconcile()
+    b.is_alive = False  # the server died and came back with its clients
+    h.reconcile()
+    assert list(b.opened) == ["kbd:out"]
+    assert s.closed == ["kbd:out", "mxfd:in"]
 
 
 def test_a_port_that_fails_to_open_is_retried_on_later_passes() -> None:
@@ -339,3 +368,21 @@ def test_a_keyboard_replugged_faster_than_a_pass_can_look_is_connected_again(
         assert wait_until(lambda: bytes([0x90, 62, 100]) in again.messages(), 2.0), again.messages()
     finally:
         kbd.close()
+
+
+@pytest.mark.e2e
+def test_a_program_that_connects_itself_to_mxfd_in_is_heard_once_not_also_on_a_port_of_its_own(
+    jack_watch: tuple[Hotplug, Streams],
+) -> None:
+    h, streams = jack_watch
+    app = FrameSender("test-hp-app")
+    try:
+        app.client.connect(app.port, "mxfd-test-hp:in")
+        app.note_on(64)
+        virtual = streams.open["mxfd-test-hp:in"]
+        assert wait_until(lambda: bytes([0x90, 64, 100]) in virtual.messages(), 2.0)
+        time.sleep(0.2)  # passes enough to have connected it, had it been taken for a keyboard
+        assert "test-hp-app:out" not in h.connected()
+        assert h.opened == 0 and "test-hp-app:out" not in streams.open
+    finally:
+        app.close()
