@@ -318,7 +318,6 @@ class Engine:
         self.render_latency_100ns = 0
         self.frame_latency_frames = 0
         self.frame_latency_100ns = 0
-        self._set_latency(0)
         self._bank_key = bank_key(config.synth)
         #: Which audio pin plays and why, for the log when the output starts.
         self._pin_reason = ""
@@ -345,6 +344,7 @@ class Engine:
         self.reloader: Optional[Callable[[Callable[[dict[str, Any]], None]], None]] = None
         self.synth = synth
         self.audio = audio
+        self._set_latency(0)
         self._prefetch = int(synth.schedule_prefetch)
         self._lock = threading.RLock()
         self._render_streams: tuple[RenderStream, ...] = ()
@@ -800,6 +800,22 @@ class Engine:
         queue: Optional[ThruQueue] = audio.thru_queue()
         return queue
 
+    def thru_latency_ms(self) -> dict[str, Optional[float]]:
+        """Key to sound at mxfd's output: JACK input (``frame_accurate``), other input
+        (``on_arrival``), and JACK input the reader plays through the pin (``through_pin``, None
+        off the pin), which is heard one period after its frame."""
+        pin = self.thru_queue() is not None
+        return {
+            "frame_accurate": round(self.frame_latency_100ns / 10_000, 3),
+            "on_arrival": round(self.render_latency_100ns / 10_000, 3),
+            "through_pin": round((self.server_period() or self.period) * 1000 / self.rate, 3) if pin else None,
+        }
+
+    def jack_thru_ms(self) -> float:
+        """Key to sound for JACK input, as it plays now: through the pin where it does."""
+        ms = self.thru_latency_ms()
+        return ms["through_pin"] or ms["frame_accurate"] or 0.0
+
     def pin_sync_port(self) -> Optional[str]:
         """The JACK pin's port the JACK reader feeds (so it runs first in every cycle), while the pin plays."""
         audio = self.audio
@@ -872,17 +888,19 @@ class Engine:
         self._device_100ns = device_frames * UNITS_PER_SECOND // self.rate
         frames = thru_latency_frames(self.config, device_frames)
         exact = thru_latency_frames(self.config, device_frames, frame_accurate=True)
-        if (frames, exact) != (self.render_latency_frames, self.frame_latency_frames):
-            log.info(
-                "thru latency %.2f ms for JACK input, %.2f ms for other input (the device's own: %d frames)",
-                exact * 1000 / self.rate,
-                frames * 1000 / self.rate,
-                device_frames,
-            )
+        changed = (frames, exact) != (self.render_latency_frames, self.frame_latency_frames)
         self.render_latency_frames = frames
         self.render_latency_100ns = frames * UNITS_PER_SECOND // self.rate
         self.frame_latency_frames = exact
         self.frame_latency_100ns = exact * UNITS_PER_SECOND // self.rate
+        if changed:
+            log.info(
+                "thru latency %.2f ms for JACK input%s, %.2f ms for other input (the device's own: %d frames)",
+                self.jack_thru_ms(),
+                " (through the pin)" if self.thru_queue() is not None else "",
+                frames * 1000 / self.rate,
+                device_frames,
+            )
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -1255,13 +1273,7 @@ class Engine:
             "render_latency_100ns": self.render_latency_100ns,
             "render_latency_ms": round(self.render_latency_100ns / 10_000, 3),
             "render_latency_frames": self.render_latency_frames,
-            "thru_latency_ms": {
-                "frame_accurate": round(self.frame_latency_100ns / 10_000, 3),
-                "on_arrival": round(self.render_latency_100ns / 10_000, 3),
-                # JACK input the reader plays straight through the pin: heard one period after its frame.
-                "through_pin": round((self.server_period() or self.period) * 1000 / self.rate, 3)
-                if self.thru_queue() is not None else None,
-            },
+            "thru_latency_ms": self.thru_latency_ms(),
             "reader_timeouts": self.reader_timeouts,
             "input_lost": self.input_lost(),
             "capture_streams": captures,

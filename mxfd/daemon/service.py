@@ -283,7 +283,7 @@ class Daemon:
             time.monotonic() - t0,
             status,
             describe_bank(engine.bank),
-            engine.frame_latency_100ns / 10_000,
+            engine.jack_thru_ms(),
             engine.render_latency_100ns / 10_000,
         )
         self.notifier.notify("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")

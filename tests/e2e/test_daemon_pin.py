@@ -80,6 +80,12 @@ def test_status_has_the_pins_contract_keys(daemon: Daemon) -> None:
     assert "JACK pin mxfd-out" in human.stdout and "jack pin callback: p50" in human.stdout, human.stdout
 
 
+def test_the_ready_line_gives_the_pins_thru_latency_for_jack_input(daemon: Daemon) -> None:
+    pin_ms = daemon.status()["thru_latency_ms"]["through_pin"]
+    ready = next(line for line in daemon.output().splitlines() if " ready in " in line)
+    assert f"thru latency {pin_ms:.2f} ms (JACK input)" in ready, ready
+
+
 def test_a_keyboard_note_is_heard_at_its_pitch_on_mxfd_out(daemon: Daemon, ear: Ear) -> None:
     kbd = Keyboard(KBD)
     try:
