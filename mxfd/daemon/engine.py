@@ -114,6 +114,10 @@ READER_WAIT_S = 0.0015
 READER_IDLE_RENDERS = 8
 #: How often a render waiting for the JACK reader looks at its progress (seconds).
 READER_POLL_S = 0.0002
+#: Clock reports after the output (re)starts that read its ports and latency again: a stream
+#: reopened on JACK (PipeWire's quantum changed) reports no latency of its own until its ports
+#: are connected, and no port until it knows its name.
+SETTLE_SYNCS = 64
 #: How long the output fades to silence when the daemon stops.
 FADE_OUT_S = 0.03
 #: Seconds between two panic log lines: a client asking again and again is counted, not logged each time.
@@ -358,6 +362,9 @@ class Engine:
         self._control_serial = 0
         self._control_applied = 0
         self._sync_start = True
+        #: Clock reports left that read the output's ports and latency again (see SETTLE_SYNCS).
+        self._settle_syncs = 0
+        self._settled_frames = -1
         self._pos_offset = 0
         #: Fade-out (stopping): frames into the ramp, -1 while not fading.
         self._fade_at = -1
@@ -753,16 +760,24 @@ class Engine:
         synth_position = sample_position + self._pos_offset
         ws = self.synth.wave_sink
         ws.sync_to_master(ref_time, synth_position, start=start or step)
-        if start and self.audio is not None:
-            # The report says when a sample leaves the *device*; thru must allow
-            # for the device's own latency, measured by now, on top of the queue.
+        if start:
+            self._settle_syncs = SETTLE_SYNCS
+            self._settled_frames = -1
+        if self._settle_syncs > 0 and self.audio is not None:
+            self._settle_syncs -= 1
             status = self.audio.status()
             ports = status.get("ports") or [None]
             ring = self.audio.played_ring()
             if ports[0] != self._out_port or ring is not self._followed_ring:
                 self._out_port, self._followed_ring = ports[0], ring
                 self.wake.set()  # the hot-plug pass connects the JACK reader after it, to read this ring
-            self._set_latency(round(float(status.get("device_latency_s") or 0.0) * self.rate))
+            # The report says when a sample leaves the *device*; thru must allow for the device's
+            # own latency on top of the queue: the most it measured since the start, since a
+            # figure short of it makes every event late, and one a frame long costs nothing.
+            frames = round(float(status.get("device_latency_s") or 0.0) * self.rate)
+            if frames > self._settled_frames:
+                self._settled_frames = frames
+                self._set_latency(frames)
         # One tuple, swapped whole: JACK's thread reads it without a lock.
         self._out_map = (synth_position, ws.sample_to_ref(synth_position), self._device_100ns)
 

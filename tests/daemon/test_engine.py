@@ -118,6 +118,39 @@ def test_the_device_latency_is_added_to_both_latencies() -> None:
     assert e.render_latency_100ns == frames_to_100ns(3 * PERIOD + 256)
 
 
+class ReportingOutput:
+    """An audio output's side of the clock reports: the ports and device latency it says it has."""
+
+    def __init__(self) -> None:
+        self.latency_frames = 0
+        self.ports: list[str] = []
+
+    def status(self) -> dict[str, Any]:
+        return {"ports": list(self.ports), "device_latency_s": self.latency_frames / RATE}
+
+    def played_ring(self) -> None:
+        return None
+
+
+def test_the_device_latency_is_followed_after_a_start_until_the_output_settles() -> None:
+    e = Engine(builtin())
+    out = ReportingOutput()
+    e.audio = out  # type: ignore[assignment]
+    t = T0
+    e.on_sync(t, 0)  # a stream reopened on JACK: its port is not connected yet, so no latency of its own
+    assert e.frame_latency_frames == 2 * PERIOD
+    out.ports, out.latency_frames = ["mxfd-out:out_0"], 128
+    e.on_sync(t := t + frames_to_100ns(1024), 1024)
+    assert e.frame_latency_frames == 2 * PERIOD + 128
+    out.latency_frames = 127  # a frame short in one report: thru keeps the most it measured
+    e.on_sync(t := t + frames_to_100ns(1024), 2048)
+    assert e.frame_latency_frames == 2 * PERIOD + 128
+    e.on_audio_state("running", "a new device")
+    out.latency_frames = 64
+    e.on_sync(t + frames_to_100ns(1024), 0)
+    assert e.frame_latency_frames == 2 * PERIOD + 64
+
+
 def test_a_fixed_latency_from_the_config_wins() -> None:
     e = Engine(builtin(loads("[thru]\nlatency_ms = 20")))
     assert e.render_latency_frames == e.frame_latency_frames == 960
