@@ -22,7 +22,8 @@ stamps at its frame on the output's clock (:meth:`Engine.stamp_played`; the
 render of each block waits for the reader to capture the cycle that asked
 for it), and one period more for input stamped on arrival (rtmidi, raw
 devices, clients: it may arrive just after its frame was rendered).  A fixed
-value from the config overrides both.
+value from the config overrides both.  The map between the two clocks and these
+latencies are the :class:`~mxfd.daemon.timeline.Timeline`'s.
 
 *The render callback* (the audio pin's render thread) waits (bounded) for
 the JACK reader's cycle, applies control requests other threads queued
@@ -100,6 +101,7 @@ from mxfd.core.wire import BadBufferError
 from mxfd.daemon.bank import BankError, bank_key, bank_name, choose_bank, describe_bank, yielding_gil
 from mxfd.daemon.config import Config
 from mxfd.daemon.streams import CaptureStream, PlaybackStream, RenderStream
+from mxfd.daemon.timeline import Timeline
 from mxfd.io.base import CaptureTarget, MidiBackend, PlayedRing, ReaderProgress, ThruQueue, Wake
 from mxfd.io.jacklog import server_answers
 from mxfd.render import SynthChoice, make_synth, output_gain
@@ -114,10 +116,6 @@ READER_WAIT_S = 0.0015
 READER_IDLE_RENDERS = 8
 #: How often a render waiting for the JACK reader looks at its progress (seconds).
 READER_POLL_S = 0.0002
-#: Clock reports after the output (re)starts that read its ports and latency again: a stream
-#: reopened on JACK (PipeWire's quantum changed) reports no latency of its own until its ports
-#: are connected, and no port until it knows its name.
-SETTLE_SYNCS = 64
 #: How long the output fades to silence when the daemon stops.
 FADE_OUT_S = 0.03
 #: Seconds between two panic log lines: a client asking again and again is counted, not logged each time.
@@ -192,23 +190,6 @@ def audio_device(text: str) -> Optional[int | str]:
     if text == "default":
         return None
     return int(text) if text.isdigit() else text
-
-
-def thru_latency_frames(config: Config, device_frames: int = 0, *, frame_accurate: bool = False) -> int:
-    """The render latency in frames: the configured fixed value, or the pipeline depth.
-
-    The depth is the frames queued ahead of the device (``periods``) and the
-    device's own output latency (``device_frames``, known once it plays),
-    plus the margin.  Events stamped on arrival (rtmidi, raw devices,
-    clients) need one period more: one may arrive just after the frame it
-    belongs in was rendered.  Events stamped at their frame on the output's
-    clock (the JACK reader) do not: the render waits for their cycle.
-    """
-    a = config.audio
-    if config.thru.latency_ms is not None:
-        return max(1, round(config.thru.latency_ms * a.rate / 1000))
-    periods = a.periods if frame_accurate else a.periods + 1
-    return periods * a.period + device_frames + round(config.thru.margin_ms * a.rate / 1000)
 
 
 class Subscription:
@@ -304,10 +285,8 @@ class Engine:
         self.started_at = time.monotonic()
         self.rate = config.audio.rate
         self.period = config.audio.period
-        self._device_frames = 0
-        self._device_100ns = 0
-        #: (synth sample, its master time, device latency): the output clock, for JACK stamps.
-        self._out_map: Optional[tuple[int, int, int]] = None
+        #: The master clock to output frame map, and the thru latencies.
+        self.timeline = Timeline(config)
         self._out_port: Optional[str] = None
         self._followed_ring: Optional[PlayedRing] = None
         # The JACK reader's progress on the output's clock (see _wait_for_reader).
@@ -318,10 +297,6 @@ class Engine:
         self._queue_frames = config.audio.periods * config.audio.period
         #: Renders that went ahead after waiting READER_WAIT_S for the reader.
         self.reader_timeouts = 0
-        self.render_latency_frames = 0
-        self.render_latency_100ns = 0
-        self.frame_latency_frames = 0
-        self.frame_latency_100ns = 0
         self._bank_key = bank_key(config.synth)
         #: Which audio pin plays and why, for the log when the output starts.
         self._pin_reason = ""
@@ -348,7 +323,6 @@ class Engine:
         self.reloader: Optional[Callable[[Callable[[dict[str, Any]], None]], None]] = None
         self.synth = synth
         self.audio = audio
-        self._set_latency(0)
         self._prefetch = int(synth.schedule_prefetch)
         self._lock = threading.RLock()
         self._render_streams: tuple[RenderStream, ...] = ()
@@ -361,11 +335,6 @@ class Engine:
         self._control_done = threading.Condition()
         self._control_serial = 0
         self._control_applied = 0
-        self._sync_start = True
-        #: Clock reports left that read the output's ports and latency again (see SETTLE_SYNCS).
-        self._settle_syncs = 0
-        self._settled_frames = -1
-        self._pos_offset = 0
         #: Fade-out (stopping): frames into the ramp, -1 while not fading.
         self._fade_at = -1
         self._fade_frames = 0
@@ -649,7 +618,7 @@ class Engine:
         if self._control:
             self._apply_control()
         synth = self.synth  # after the requests: a swap may have brought another synth in
-        self._pos_offset = synth.sample_position - sample_position
+        self.timeline.pos_offset = synth.sample_position - sample_position
         if self._deferred:
             self._run_deferred(synth.sample_position)
         # Everything due by the block's start; the sequencers add the synth's
@@ -679,7 +648,7 @@ class Engine:
         if self._control:
             self._apply_control()
         synth = self.synth
-        self._pos_offset = 0  # the plane's frames are the synth's sample positions
+        self.timeline.pos_offset = 0  # the plane's frames are the synth's sample positions
         if self._deferred:
             self._run_deferred(position)
         ahead = position + 2 * self.period
@@ -719,9 +688,7 @@ class Engine:
         new.wave_sink.resync_threshold = old.wave_sink.resync_threshold
         shift = new.sample_position - old.sample_position
         self._deferred = [(due + shift, group) for due, group in self._deferred]
-        m = self._out_map
-        if m is not None:
-            self._out_map = (m[0] + shift, m[1], m[2])
+        self.timeline.shift(shift)
         self._point_streams_at(new)
         old.hand_over(new)
         if self._outgoing is not None:
@@ -755,31 +722,21 @@ class Engine:
 
         ``step``: the device's frames moved against the clock (an xrun, an underrun); re-anchor, don't slew.
         """
-        start = self._sync_start
-        self._sync_start = False
-        synth_position = sample_position + self._pos_offset
-        ws = self.synth.wave_sink
-        ws.sync_to_master(ref_time, synth_position, start=start or step)
-        if start:
-            self._settle_syncs = SETTLE_SYNCS
-            self._settled_frames = -1
-        if self._settle_syncs > 0 and self.audio is not None:
-            self._settle_syncs -= 1
-            status = self.audio.status()
-            ports = status.get("ports") or [None]
-            ring = self.audio.played_ring()
-            if ports[0] != self._out_port or ring is not self._followed_ring:
-                self._out_port, self._followed_ring = ports[0], ring
-                self.wake.set()  # the hot-plug pass connects the JACK reader after it, to read this ring
-            # The report says when a sample leaves the *device*; thru must allow for the device's
-            # own latency on top of the queue: the most it measured since the start, since a
-            # figure short of it makes every event late, and one a frame long costs nothing.
-            frames = round(float(status.get("device_latency_s") or 0.0) * self.rate)
-            if frames > self._settled_frames:
-                self._settled_frames = frames
-                self._set_latency(frames)
-        # One tuple, swapped whole: JACK's thread reads it without a lock.
-        self._out_map = (synth_position, ws.sample_to_ref(synth_position), self._device_100ns)
+        if self.timeline.on_sync(ref_time, sample_position, step, self.synth.wave_sink, self._follow_output):
+            self._log_latency()
+
+    def _follow_output(self) -> Optional[int]:
+        """While the output settles: its first port (the reader follows it) and its latency in frames."""
+        audio = self.audio
+        if audio is None:
+            return None
+        status = audio.status()
+        ports = status.get("ports") or [None]
+        ring = audio.played_ring()
+        if ports[0] != self._out_port or ring is not self._followed_ring:
+            self._out_port, self._followed_ring = ports[0], ring
+            self.wake.set()  # the hot-plug pass connects the JACK reader after it, to read this ring
+        return round(float(status.get("device_latency_s") or 0.0) * self.rate)
 
     def played_ring(self) -> Optional[PlayedRing]:
         """Where the JACK reader reads, in its own cycle, the position the output plays in it."""
@@ -800,12 +757,11 @@ class Engine:
         plays now (the reader then uses JACK's own clock).
         """
         audio = self.audio
-        m = self._out_map
-        if audio is None or m is None or ring is None or audio.played_ring() is not ring:
+        if audio is None or ring is None or audio.played_ring() is not ring:
             return None
         if audio.played_position() is None:  # not running
             return None
-        return m[1] + (played + self._pos_offset - m[0]) * UNITS_PER_SECOND // self.rate - m[2]
+        return self.timeline.stamp(played)
 
     def thru_queue(self) -> Optional[ThruQueue]:
         """On the JACK pin, its thru queue: the JACK reader plays what it reads through it, in the same cycle."""
@@ -819,12 +775,8 @@ class Engine:
         """Key to sound at mxfd's output: JACK input (``frame_accurate``), other input
         (``on_arrival``), and JACK input the reader plays through the pin (``through_pin``, None
         off the pin), which is heard one period after its frame."""
-        pin = self.thru_queue() is not None
-        return {
-            "frame_accurate": round(self.frame_latency_100ns / 10_000, 3),
-            "on_arrival": round(self.render_latency_100ns / 10_000, 3),
-            "through_pin": round((self.server_period() or self.period) * 1000 / self.rate, 3) if pin else None,
-        }
+        on_pin = self.thru_queue() is not None
+        return self.timeline.thru_latency_ms((self.server_period() or self.period) if on_pin else None)
 
     def jack_thru_ms(self) -> float:
         """Key to sound for JACK input, as it plays now: through the pin where it does."""
@@ -893,29 +845,36 @@ class Engine:
 
     def on_audio_state(self, state: str, message: str) -> None:
         # The pin's clock mapping steps on every state change: re-anchor, don't slew.
-        self._sync_start = True
-        self._out_map = None
+        self.timeline.restart()
         self._out_port = None  # ports that came back under the same names: the reader reconnects its sync
 
-    def _set_latency(self, device_frames: int) -> None:
-        """Fix the thru latencies for the device now playing (a new device may have another)."""
-        self._device_frames = device_frames
-        self._device_100ns = device_frames * UNITS_PER_SECOND // self.rate
-        frames = thru_latency_frames(self.config, device_frames)
-        exact = thru_latency_frames(self.config, device_frames, frame_accurate=True)
-        changed = (frames, exact) != (self.render_latency_frames, self.frame_latency_frames)
-        self.render_latency_frames = frames
-        self.render_latency_100ns = frames * UNITS_PER_SECOND // self.rate
-        self.frame_latency_frames = exact
-        self.frame_latency_100ns = exact * UNITS_PER_SECOND // self.rate
-        if changed:
-            log.info(
-                "thru latency %.2f ms for JACK input%s, %.2f ms for other input (the device's own: %d frames)",
-                self.jack_thru_ms(),
-                " (through the pin)" if self.thru_queue() is not None else "",
-                frames * 1000 / self.rate,
-                device_frames,
-            )
+    def _log_latency(self) -> None:
+        t = self.timeline
+        log.info(
+            "thru latency %.2f ms for JACK input%s, %.2f ms for other input (the device's own: %d frames)",
+            self.jack_thru_ms(),
+            " (through the pin)" if self.thru_queue() is not None else "",
+            t.render_latency_frames * 1000 / self.rate,
+            t.device_frames,
+        )
+
+    @property
+    def render_latency_100ns(self) -> int:
+        """Thru latency for input stamped on arrival (rtmidi, raw devices, clients), master-clock units."""
+        return self.timeline.render_latency_100ns
+
+    @property
+    def render_latency_frames(self) -> int:
+        return self.timeline.render_latency_frames
+
+    @property
+    def frame_latency_100ns(self) -> int:
+        """Thru latency for input stamped at its frame on the output's clock (the JACK reader)."""
+        return self.timeline.frame_latency_100ns
+
+    @property
+    def frame_latency_frames(self) -> int:
+        return self.timeline.frame_latency_frames
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -1129,7 +1088,8 @@ class Engine:
         )
         if audio_changed or old.thru != config.thru:
             self.rate = config.audio.rate
-            self._set_latency(self._device_frames)
+            if self.timeline.reconfigure(config):
+                self._log_latency()
         if audio_changed:
             log.info("audio settings changed: reopening the output")
             audio = self.audio
@@ -1215,7 +1175,7 @@ class Engine:
                 self._control_applied += len(self._control)
                 self._control.clear()
                 self._control_done.notify_all()
-        self._sync_start = True
+        self.timeline.restart()
         return report
 
     # -- status -----------------------------------------------------------------------------
@@ -1313,4 +1273,4 @@ class Engine:
         return out
 
 
-__all__ = ["Engine", "History", "InputRecord", "Subscription", "audio_device", "pin_choice", "thru_latency_frames"]
+__all__ = ["Engine", "History", "InputRecord", "Subscription", "audio_device", "pin_choice"]

@@ -22,8 +22,9 @@ from mxfd.core.clock import UNITS_PER_SECOND, master_time
 from mxfd.core.event import EVENT_COMPLETE
 from mxfd.core.wire import BadBufferError, decode_buffer, encode_buffer
 from mxfd.daemon.config import Config, loads
-from mxfd.daemon.engine import Engine, thru_latency_frames
+from mxfd.daemon.engine import Engine
 from mxfd.daemon.streams import CaptureStream
+from mxfd.daemon.timeline import thru_latency_frames
 
 RATE = 48000
 PERIOD = 128
@@ -112,7 +113,7 @@ def test_frame_accurate_input_plays_a_period_sooner_than_input_stamped_on_arriva
 
 def test_the_device_latency_is_added_to_both_latencies() -> None:
     e = Engine(builtin())
-    e._set_latency(256)
+    e.timeline.set_latency(256)
     assert e.frame_latency_frames == 2 * PERIOD + 256
     assert e.render_latency_frames == 3 * PERIOD + 256
     assert e.render_latency_100ns == frames_to_100ns(3 * PERIOD + 256)
