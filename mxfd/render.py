@@ -405,21 +405,27 @@ def load_font(path: str) -> Any:
         raise BadSoundFont(str(exc)) from None
 
 
+def choice_font(choice: SynthChoice, rate: int) -> Any:
+    """The font ``choice`` plays: the one already loaded, its file's, or the built-in bank's at ``rate``.
+
+    The built-in bank is a SoundFont too (:mod:`mxfd.synth.builtin_font`), built once and then mapped
+    from the cache; a file that cannot be loaded raises :class:`BadSoundFont` (one line).
+    """
+    if choice.font is not None:
+        return choice.font
+    if choice.soundfont is None:
+        from mxfd.synth.builtin_font import builtin_soundfont
+
+        return builtin_soundfont(rate)
+    return load_font(choice.soundfont)
+
+
 def make_synth(choice: SynthChoice, rate: int, polyphony: int, block: int) -> Any:
     """The synth miniport for ``choice``; a font that cannot be loaded raises RenderError (one line)."""
-    if choice.soundfont is None:
-        from mxfd.synth import Synth
-
-        synth = Synth(rate, polyphony=polyphony, block_frames=block, effects=choice.reverb or choice.chorus)
-        if not choice.reverb:
-            synth.master.reverb = None
-        if not choice.chorus:
-            synth.master.chorus = None
-        return synth
     from mxfd.synth.engine import SoundFontSynth
 
     return SoundFontSynth(
-        choice.font if choice.font is not None else load_font(choice.soundfont),
+        choice_font(choice, rate),
         rate,
         polyphony=polyphony,
         block_frames=block,
@@ -427,14 +433,6 @@ def make_synth(choice: SynthChoice, rate: int, polyphony: int, block: int) -> An
         reverb=choice.reverb,
         chorus=choice.chorus,
     )
-
-
-def output_gain(choice: SynthChoice) -> float:
-    """The factor the synth's output is scaled by for ``choice.gain_db``.
-
-    The SoundFont engine applies the gain itself (1.0); the built-in synth's output is scaled by its caller.
-    """
-    return 10.0 ** (choice.gain_db / 20.0) if choice.soundfont is None else 1.0
 
 
 
@@ -456,7 +454,6 @@ def render_file(
     """
     started = time.monotonic()
     synth = make_synth(synth_choice, rate, polyphony, block)
-    post_gain = output_gain(synth_choice)
     allocator = Allocator(pool_size=1024, max_pool_size=1024 * 64)
     unpacker = Unpacker(allocator)
     sequencer = Sequencer(allocator, schedule_prefetch=synth.schedule_prefetch)
@@ -487,8 +484,6 @@ def render_file(
         if frame is None:
             raise RuntimeError("the frame allocator has no free frame")
         audio = frames.audio_view(frame, 2)
-        if post_gain != 1.0:
-            np.multiply(audio, post_gain, out=audio)
         n = min(block, limit - total)
         ended = nb >= len(buffers) and sequencer.held == 0 and synth.idle
         if ended:
@@ -562,9 +557,8 @@ def main(args: argparse.Namespace) -> int:
     )
     try:
         jobs = render_jobs(args.paths, getattr(args, "out_dir", None))
-        if choice.soundfont is not None:
-            # once for every file of a batch, and before any output is opened: a bad font is bad input
-            choice = dataclasses.replace(choice, font=load_font(choice.soundfont))
+        # once for every file of a batch, and before any output is opened: a bad font is bad input
+        choice = dataclasses.replace(choice, font=choice_font(choice, args.rate))
     except RenderError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ thread never waits longer than that.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -34,7 +35,7 @@ from types import FrameType
 from typing import Any, Iterator, Optional
 
 from mxfd.daemon.config import SynthConfig
-from mxfd.render import BadSoundFont, SynthChoice, choose_soundfont, load_font
+from mxfd.render import BadSoundFont, SynthChoice, choice_font, choose_soundfont, load_font
 
 #: The name status gives the built-in bank (its own name, as ``mxfd instruments`` shows it).
 BUILTIN_NAME = "built-in GM"
@@ -46,8 +47,10 @@ class BankError(Exception):
     """No bank the config names can be loaded; the message says which and why, in one line."""
 
 
-def choose_bank(synth: SynthConfig) -> tuple[SynthChoice, list[str]]:
+def choose_bank(synth: SynthConfig, rate: int) -> tuple[SynthChoice, list[str]]:
     """The bank for ``synth`` with its font loaded, and one line per entry skipped because it did not load.
+
+    The built-in bank is a font too, built for ``rate`` (once: then it is mapped from the cache).
 
     Raises :class:`BankError` when every entry named fails.  Loads files: call it off the audio thread.
     """
@@ -56,7 +59,7 @@ def choose_bank(synth: SynthConfig) -> tuple[SynthChoice, list[str]]:
     for entry in entries:
         path = choose_soundfont(entry)
         if path is None:
-            return SynthChoice(None, synth.gain, synth.reverb, synth.chorus), skipped
+            return _builtin(synth, rate), skipped
         try:
             font = load_font(path)
         except BadSoundFont as exc:
@@ -64,8 +67,13 @@ def choose_bank(synth: SynthConfig) -> tuple[SynthChoice, list[str]]:
             continue
         return SynthChoice(path, synth.gain, synth.reverb, synth.chorus, font), skipped
     if not synth.soundfont:  # the system's font, which nobody asked for by name
-        return SynthChoice(None, synth.gain, synth.reverb, synth.chorus), skipped
+        return _builtin(synth, rate), skipped
     raise BankError("; ".join(skipped))
+
+
+def _builtin(synth: SynthConfig, rate: int) -> SynthChoice:
+    choice = SynthChoice(None, synth.gain, synth.reverb, synth.chorus)
+    return dataclasses.replace(choice, font=choice_font(choice, rate))
 
 
 @contextlib.contextmanager
@@ -114,7 +122,7 @@ def bank_name(choice: SynthChoice) -> str:
 
 def describe_bank(choice: SynthChoice) -> str:
     """The bank for a log line: the path and the font's own name, or the built-in bank's name."""
-    if choice.font is None:
+    if choice.soundfont is None:
         return BUILTIN_NAME
     name = str(getattr(choice.font, "name", "") or "")
     return f"{choice.soundfont} ({name})" if name else str(choice.soundfont)

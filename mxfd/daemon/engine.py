@@ -49,16 +49,12 @@ neither a voice nor the reverb's tail is cut with a click.
 first block rendered (numba compiles the engine or loads its cache then), before
 the engine starts, so the audio thread never waits for a compiler.  A reload
 that asks for another bank loads it on the reloading thread; a font replacing
-a font goes to the running :class:`~mxfd.synth.engine.SoundFontSynth`, which
-swaps it in between two blocks and lets held notes sound on from the old font
-until they are released.  Between the built-in bank and a font the synth
-itself changes: the new one is built off the audio thread and takes over on
-the render thread between two blocks (a control request), getting every event
-the old one had not applied yet; the old one's notes are released there and it
-is rendered alongside until its release tails end.  A bank that cannot be
-loaded leaves the running one as it was.  Synths and font states that stopped
-sounding are let go by :meth:`Engine.collect_retired` on a control thread,
-never on the audio thread.
+a font (the built-in bank is one too) goes to the running
+:class:`~mxfd.synth.engine.SoundFontSynth`, which swaps it in between two
+blocks and lets held notes sound on from the old font until they are
+released.  A bank that cannot be loaded leaves the running one as it was.
+Font states that stopped sounding are let go by :meth:`Engine.collect_retired`
+on a control thread, never on the audio thread.
 
 *The JACK-native pin* (with a font: ``[audio] pin = "jack"``, or the default
 ``"auto"`` where a JACK server answers at start; :func:`pin_choice`): the synth is a
@@ -104,7 +100,7 @@ from mxfd.daemon.streams import CaptureStream, PlaybackStream, RenderStream
 from mxfd.daemon.timeline import Timeline
 from mxfd.io.base import CaptureTarget, MidiBackend, PlayedRing, ReaderProgress, ThruQueue, Wake
 from mxfd.io.jacklog import server_answers
-from mxfd.render import SynthChoice, make_synth, output_gain
+from mxfd.render import SynthChoice, make_synth
 
 log = logging.getLogger(__name__)
 
@@ -126,22 +122,15 @@ HISTORY_MAX_BUFFERS = 500_000
 CaptureCallback = Callable[[str, int, bytes], None]
 
 
-#: Longest a reload waits for the render thread to take a new synth over.
-SWAP_WAIT_S = 2.0
+def pin_choice(config: Config, jack_answers: Callable[[], Optional[str]]) -> tuple[bool, str]:
+    """Whether the synth plays on the JACK-native pin, and why (for the log).
 
-
-def pin_choice(config: Config, choice: SynthChoice, jack_answers: Callable[[], Optional[str]]) -> tuple[bool, str]:
-    """Whether ``choice`` plays on the JACK-native pin, and why (for the log).
-
-    ``[audio] pin = "jack"`` with a font: yes; ``"portaudio"``: no.  ``"auto"``: yes with a font,
-    the device ``"default"`` and a JACK server answering (``jack_answers()`` is None, else why not).
-    The built-in bank is not on the compiled engine: never.
+    ``[audio] pin = "jack"``: yes; ``"portaudio"``: no.  ``"auto"``: yes with the device
+    ``"default"`` and a JACK server answering (``jack_answers()`` is None, else why not).
     """
     pin = config.audio.pin
     if pin == "portaudio":
         return False, "[audio] pin = \"portaudio\""
-    if choice.font is None:
-        return False, "the built-in bank is not on the compiled engine (a SoundFont plays on the JACK pin)"
     if pin == "jack":
         return True, "[audio] pin = \"jack\""
     if config.audio.device != "default":
@@ -164,7 +153,7 @@ def _make_synth(config: Config, choice: SynthChoice, *, plane: bool = False) -> 
     sample positions instead of to a clock that starts at 0.
     """
     a = config.audio
-    if plane and choice.font is not None:
+    if plane:
         from mxfd.synth.engine.plane_synth import PlaneSynth
 
         synth: Any = PlaneSynth(choice.font, a.rate, polyphony=config.synth.polyphony, block_frames=a.period,
@@ -302,7 +291,7 @@ class Engine:
         self._pin_reason = ""
         if synth is None:
             choice = self._choose_bank(config)  # BankError: no bank the config names loads
-            synth = _make_synth(config, choice, plane=self._pin_for(config, choice))
+            synth = _make_synth(config, choice, plane=self._pin_for(config))
         else:
             font = getattr(synth, "font", None)
             choice = SynthChoice(getattr(font, "path", None), font=font)
@@ -311,13 +300,6 @@ class Engine:
         self.bank_reloads = 0
         #: Why the last reload kept the old bank (None: it did not).
         self.bank_error: Optional[str] = None
-        self._gain = output_gain(choice)
-        # A synth replaced by one of another kind, rendered until its tails end; the next one, ready.
-        self._outgoing: Any = None
-        self._outgoing_gain = 1.0
-        self._incoming: Optional[tuple[Any, float]] = None
-        self._mix = np.zeros((config.audio.period, 2), np.float32)
-        self._retired: list[Any] = []
         self._bank_lock = threading.Lock()
         #: Set by the daemon: ``reloader(done)`` re-reads the config and calls ``done(report)``.
         self.reloader: Optional[Callable[[Callable[[dict[str, Any]], None]], None]] = None
@@ -562,8 +544,6 @@ class Engine:
                     self._panic_voices = synth.panic()
                 elif what == "fade_out":
                     self._fade_at = 0
-                elif what == "swap":
-                    self._take_over()
             except Exception:
                 log.exception("render control %s(%d) failed", what, arg)
             applied += 1
@@ -627,10 +607,6 @@ class Engine:
         for s in self._render_streams:
             s.release(until)
         synth.render(out)
-        if self._gain != 1.0:
-            np.multiply(out, self._gain, out=out)
-        if self._outgoing is not None:
-            self._render_outgoing(out)
         if self._fade_at >= 0:
             self._fade(out)
         self.renders += 1
@@ -661,46 +637,9 @@ class Engine:
         self.renders += 1
         return busy or synth.has_pending or bool(self._control) or bool(self._deferred)
 
-    def _render_outgoing(self, out: Any) -> None:
-        """The synth a swap replaced, mixed in until its releases and tails have ended (render thread)."""
-        old = self._outgoing
-        n = out.shape[0]
-        if self._mix.shape[0] < n:
-            self._mix = np.zeros((n, 2), np.float32)  # a longer block than the period: once
-        mix = self._mix[:n]
-        old.render(mix)
-        if self._outgoing_gain != 1.0:
-            np.multiply(mix, self._outgoing_gain, out=mix)
-        np.add(out, mix, out=out)
-        if old.idle:
-            self._outgoing = None
-            self._retired.append(old)  # let go of on a control thread (collect_retired)
-
-    def _take_over(self) -> None:
-        """The prepared synth takes over between two blocks (render thread, a "swap" request)."""
-        incoming, self._incoming = self._incoming, None
-        if incoming is None:
-            return
-        new, gain = incoming
-        old = self.synth
-        # The new synth's next sample is the old one's: events keep their samples across the swap.
-        new.wave_sink.sync_to_master(old.wave_sink.sample_to_ref(old.sample_position), new.sample_position, start=True)
-        new.wave_sink.resync_threshold = old.wave_sink.resync_threshold
-        shift = new.sample_position - old.sample_position
-        self._deferred = [(due + shift, group) for due, group in self._deferred]
-        self.timeline.shift(shift)
-        self._point_streams_at(new)
-        old.hand_over(new)
-        if self._outgoing is not None:
-            self._retired.append(self._outgoing)  # a swap during a swap: the older tails end here
-        self._outgoing, self._outgoing_gain = old, self._gain
-        self._gain = gain
-
     def collect_retired(self) -> int:
-        """Let go of synths and font states that stopped sounding (a control thread, never the audio one)."""
-        done, self._retired = self._retired, []
-        collect = getattr(self.synth, "collect_retired", None)
-        return len(done) + (int(collect()) if collect is not None else 0)
+        """Let go of font states that stopped sounding (a control thread, never the audio one)."""
+        return int(self.synth.collect_retired())
 
     def _fade(self, out: Any) -> None:
         """Scale the block by the fade-out ramp; silence once it is over (stopping only)."""
@@ -887,14 +826,11 @@ class Engine:
         """True once the first hot-plug pass ran (inputs present at start are connected)."""
         return self.hotplug is None or bool(self.hotplug.first_pass.wait(timeout))
 
-    def _pin_for(self, config: Config, choice: SynthChoice) -> bool:
-        """Whether ``choice`` plays on the JACK pin; says which pin plays and why, once."""
-        on_pin, why = pin_choice(config, choice, server_answers)
-        if config.audio.pin == "jack" and not on_pin:
-            log.warning("audio pin jack needs a SoundFont bank (the built-in bank is not on the compiled engine): "
-                        "playing through PortAudio")
-        else:  # said when the output starts: a daemon refused at start-up says nothing of audio
-            self._pin_reason = f"audio pin: {'JACK' if on_pin else 'PortAudio'}, since {why}"
+    def _pin_for(self, config: Config) -> bool:
+        """Whether the synth plays on the JACK pin; says which pin plays and why, once."""
+        on_pin, why = pin_choice(config, server_answers)
+        # said when the output starts: a daemon refused at start-up says nothing of audio
+        self._pin_reason = f"audio pin: {'JACK' if on_pin else 'PortAudio'}, since {why}"
         return on_pin
 
     @property
@@ -1019,7 +955,7 @@ class Engine:
 
     def _choose_bank(self, config: Config) -> SynthChoice:
         """The bank ``config`` asks for, loaded (on this thread); :class:`BankError` if none it names loads."""
-        choice, skipped = choose_bank(config.synth)
+        choice, skipped = choose_bank(config.synth, config.audio.rate)
         for reason in skipped:
             if config.synth.soundfont:
                 log.warning("soundfont skipped, trying the next: %s", reason)
@@ -1046,10 +982,7 @@ class Engine:
             try:
                 with yielding_gil():  # the render thread, beside, never waits long for the GIL
                     choice = self._choose_bank(config)
-                    if self.on_pin and choice.font is None:
-                        raise BankError("the JACK pin plays SoundFonts only: the built-in bank needs "
-                                        "mxfd run --audio-pin portaudio")
-                    self._swap_bank(config, choice)
+                    self._swap_bank(choice)
             except BankError as exc:
                 self.bank_error = str(exc)
                 log.error("soundfont not loaded, %s plays on: %s", self.bank_name, exc)
@@ -1061,17 +994,11 @@ class Engine:
             log.info("bank: %s", describe_bank(choice))
             return {"bank": self.bank_name, "changed": True, "error": None}
 
-    def _swap_bank(self, config: Config, choice: SynthChoice) -> None:
+    def _swap_bank(self, choice: SynthChoice) -> None:
         synth = self.synth
-        if choice.font is not None and hasattr(synth, "replace_font"):
-            synth.replace_font(choice.font, gain_db=choice.gain_db, reverb=choice.reverb, chorus=choice.chorus)
-            self._gain = output_gain(choice)
-            if self.on_pin and (choice.reverb and not synth.effects[0] or choice.chorus and not synth.effects[1]):
-                log.warning("the JACK pin started without reverb or chorus: they come on at the next start")
-            return
-        self._incoming = (_make_synth(config, choice), output_gain(choice))
-        if not self.wait_control(self._request("swap"), SWAP_WAIT_S):
-            log.warning("the render thread has not taken the new synth over in %.0f s; it will", SWAP_WAIT_S)
+        synth.replace_font(choice.font, gain_db=choice.gain_db, reverb=choice.reverb, chorus=choice.chorus)
+        if self.on_pin and (choice.reverb and not synth.effects[0] or choice.chorus and not synth.effects[1]):
+            log.warning("the JACK pin started without reverb or chorus: they come on at the next start")
 
     def reload(self, config: Config) -> dict[str, Any]:
         """Apply a new config (SIGHUP): inputs, routes and the bank at once; audio only if its settings changed.
@@ -1159,16 +1086,12 @@ class Engine:
             else:
                 self._bank_key = key
                 report["changed"] = True
-        synth = _make_synth(self.config, choice, plane=self._pin_for(self.config, choice))
+        synth = _make_synth(self.config, choice, plane=self._pin_for(self.config))
         self.bank = choice
-        self._gain = output_gain(choice)
         report["bank"] = self.bank_name
         with self._lock:
             self._point_streams_at(synth)
             self._deferred = []
-            if self._outgoing is not None:
-                self._retired.append(self._outgoing)
-                self._outgoing = None
             with self._control_done:
                 # The new synth holds nothing to release or silence: what was asked of
                 # the old one counts as done, or every later wait_control would wait in vain.

@@ -286,7 +286,7 @@ def builtin_font_spec(bank: Bank) -> Font:
         b.font.instruments.append(_program_instrument(b, program, patch))
         b.font.presets.append(Preset(GM_NAMES[program], 0, program, [Zone((), (), program)]))
     b.font.instruments.append(_drum_instrument(b))
-    b.font.presets.append(Preset("Standard", PERCUSSION_BANK, 0, [Zone((), (), len(b.font.instruments) - 1)]))
+    b.font.presets.append(Preset("Standard Kit", PERCUSSION_BANK, 0, [Zone((), (), len(b.font.instruments) - 1)]))
     return b.finish()
 
 

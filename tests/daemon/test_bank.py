@@ -12,6 +12,7 @@ from mxfd.daemon.bank import BUILTIN_NAME, BankError, bank_key, bank_name, choos
 from mxfd.daemon.config import SynthConfig
 
 TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+RATE = 48000
 
 
 def bad_font(tmp_path: Path) -> str:
@@ -22,7 +23,7 @@ def bad_font(tmp_path: Path) -> str:
 
 def test_the_first_entry_that_loads_is_played_and_each_one_skipped_says_why(tmp_path: Path) -> None:
     broken = bad_font(tmp_path)
-    choice, skipped = choose_bank(SynthConfig(soundfont=(broken, "/no/such.sf2", TIMGM, "builtin")))
+    choice, skipped = choose_bank(SynthConfig(soundfont=(broken, "/no/such.sf2", TIMGM, "builtin")), RATE)
     assert choice.soundfont == TIMGM and choice.font is not None and choice.font.path == TIMGM
     assert len(skipped) == 2 and broken in skipped[0] and "/no/such.sf2" in skipped[1]
     assert all("\n" not in line for line in skipped)
@@ -31,16 +32,16 @@ def test_the_first_entry_that_loads_is_played_and_each_one_skipped_says_why(tmp_
 
 
 def test_builtin_chooses_the_built_in_bank_with_the_gain_and_effects_asked_for() -> None:
-    choice, skipped = choose_bank(SynthConfig(soundfont=("builtin",), gain=-3.0, reverb=False, chorus=True))
-    got = (choice.soundfont, choice.font, choice.gain_db, choice.reverb, choice.chorus)
-    assert got == (None, None, -3.0, False, True)
+    choice, skipped = choose_bank(SynthConfig(soundfont=("builtin",), gain=-3.0, reverb=False, chorus=True), RATE)
+    got = (choice.soundfont, choice.gain_db, choice.reverb, choice.chorus)
+    assert got == (None, -3.0, False, True) and choice.font.name == BUILTIN_NAME  # the bank's own SoundFont
     assert skipped == [] and bank_name(choice) == describe_bank(choice) == BUILTIN_NAME
 
 
 def test_a_named_font_that_does_not_load_is_an_error_naming_it(tmp_path: Path) -> None:
     broken = bad_font(tmp_path)
     with pytest.raises(BankError) as exc:
-        choose_bank(SynthConfig(soundfont=(broken, "/no/such.sf2")))
+        choose_bank(SynthConfig(soundfont=(broken, "/no/such.sf2")), RATE)
     assert broken in str(exc.value) and "/no/such.sf2" in str(exc.value) and "\n" not in str(exc.value)
 
 
@@ -49,12 +50,12 @@ def test_the_system_font_failing_to_load_leaves_the_built_in_bank(
 ) -> None:
     broken = bad_font(tmp_path)
     monkeypatch.setattr(bank, "choose_soundfont", lambda value: broken if value is None else value)
-    choice, skipped = choose_bank(SynthConfig())
+    choice, skipped = choose_bank(SynthConfig(), RATE)
     assert choice.soundfont is None and len(skipped) == 1 and broken in skipped[0]
 
 
 def test_no_entry_plays_the_system_general_midi_font() -> None:
-    choice, _ = choose_bank(SynthConfig())
+    choice, _ = choose_bank(SynthConfig(), RATE)
     assert choice.soundfont is not None and os.path.realpath(choice.soundfont) in {
         os.path.realpath(p) for p in ("/usr/share/sounds/sf2/default-GM.sf2", "/usr/share/sounds/sf2/FluidR3_GM.sf2")
     }

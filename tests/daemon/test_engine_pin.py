@@ -6,7 +6,6 @@ period at a time), so every event's frame in the ring can be checked.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -14,9 +13,9 @@ import pytest
 
 from mxfd.core.clock import UNITS_PER_SECOND, master_time
 from mxfd.core.event import EVENT_COMPLETE
+from mxfd.daemon.bank import BUILTIN_NAME
 from mxfd.daemon.config import Config, ConfigError, apply_overrides, loads
 from mxfd.daemon.engine import Engine, pin_choice
-from mxfd.render import SynthChoice
 from mxfd.synth.engine import dataplane
 from mxfd.synth.engine.dataplane import MSG
 from mxfd.synth.engine.plane_synth import PlaneSynth
@@ -79,43 +78,34 @@ def test_the_audio_pin_is_a_config_key_and_a_flag_checked_alike() -> None:
 
 
 @pytest.mark.parametrize(
-    ("pin", "font", "device", "server", "on_pin", "why"),
+    ("pin", "device", "server", "on_pin", "why"),
     [
-        ("auto", True, "default", None, True, "a JACK server answers"),
-        ("auto", True, "default", "no server", False, "no JACK server answers (no server)"),
-        ("auto", True, "hw:1", None, False, "[audio] device = 'hw:1'"),
-        ("auto", False, "default", None, False, "the built-in bank is not on the compiled engine"),
-        ("jack", True, "hw:1", "no server", True, '[audio] pin = "jack"'),
-        ("jack", False, "default", None, False, "the built-in bank is not on the compiled engine"),
-        ("portaudio", True, "default", None, False, '[audio] pin = "portaudio"'),
+        ("auto", "default", None, True, "a JACK server answers"),
+        ("auto", "default", "no server", False, "no JACK server answers (no server)"),
+        ("auto", "hw:1", None, False, "[audio] device = 'hw:1'"),
+        ("jack", "hw:1", "no server", True, '[audio] pin = "jack"'),
+        ("portaudio", "default", None, False, '[audio] pin = "portaudio"'),
     ],
 )
-def test_auto_plays_a_font_on_the_jack_pin_where_a_server_answers_and_the_device_is_the_default(
-    pin: str, font: bool, device: str, server: str | None, on_pin: bool, why: str
+def test_auto_plays_on_the_jack_pin_where_a_server_answers_and_the_device_is_the_default(
+    pin: str, device: str, server: str | None, on_pin: bool, why: str
 ) -> None:
     config = loads(f'[audio]\npin = "{pin}"\ndevice = "{device}"\n')
-    choice = SynthChoice(TIMGM if font else None, 0.0, True, True, object() if font else None)
     asked: list[bool] = []
 
     def answers() -> str | None:
         asked.append(True)
         return server
 
-    got, said = pin_choice(config, choice, answers)
+    got, said = pin_choice(config, answers)
     assert got is on_pin and said.startswith(why), said
-    assert bool(asked) == (pin == "auto" and font and device == "default")  # a server is asked only then
+    assert bool(asked) == (pin == "auto" and device == "default")  # a server is asked only then
 
 
-def test_pin_jack_builds_a_plane_synth_and_the_built_in_bank_falls_back_with_one_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_pin_jack_builds_a_plane_synth_for_a_font_and_for_the_built_in_bank() -> None:
     assert isinstance(Engine(on_pin()).synth, PlaneSynth)
-    with caplog.at_level(logging.WARNING):
-        engine = Engine(on_pin("builtin"))
-    assert not isinstance(engine.synth, PlaneSynth) and not engine.on_pin
-    assert [r.message for r in caplog.records].count(
-        "audio pin jack needs a SoundFont bank (the built-in bank is not on the compiled engine): "
-        "playing through PortAudio") == 1
+    engine = Engine(on_pin("builtin"))
+    assert isinstance(engine.synth, PlaneSynth) and engine.bank_name == BUILTIN_NAME
 
 
 def test_the_feeder_writes_thru_events_at_their_frame_plus_the_latency() -> None:
@@ -147,13 +137,12 @@ def test_a_panic_and_a_vanished_source_go_through_the_ring() -> None:
     assert len(status_bytes(rig, 0xB0)) == 32 + 48  # its notes and pedals released: CC 64, 66, 123 each
 
 
-def test_a_reload_to_the_built_in_bank_on_the_pin_is_refused_and_the_font_plays_on() -> None:
+def test_a_reload_to_the_built_in_bank_on_the_pin_swaps_it_into_the_plane() -> None:
     engine = Engine(on_pin())
+    synth = engine.synth
     report = engine.reload_bank(on_pin("builtin"))
-    assert report["changed"] is False and report["bank"] == TIMGM
-    assert report["error"] == ("the JACK pin plays SoundFonts only: the built-in bank needs "
-                               "mxfd run --audio-pin portaudio")
-    assert engine.bank_info()["reload_error"] == report["error"] and isinstance(engine.synth, PlaneSynth)
+    assert report == {"bank": BUILTIN_NAME, "changed": True, "error": None}
+    assert engine.synth is synth and isinstance(synth, PlaneSynth) and synth.font.name == BUILTIN_NAME
 
 
 def test_a_reload_to_another_font_on_the_pin_swaps_it_into_the_plane_under_a_held_note() -> None:

@@ -162,7 +162,8 @@ def runqueue_wait(pid: int) -> float:
 
 @pytest.fixture(scope="module")
 def daemon(jack_server: JackServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    d = Daemon(tmp_path_factory.mktemp("mxfd-e2e"), CONFIG)
+    # The PortAudio pin and its audio worker: what runs where no JACK server answers (the JACK pin: test_daemon_pin).
+    d = Daemon(tmp_path_factory.mktemp("mxfd-e2e"), CONFIG, "--audio-pin", "portaudio")
     try:
         ready = d.wait_for("READY=1", 30.0)
         assert ready is not None, "no READY=1\n" + d.output()

@@ -223,16 +223,27 @@ def test_sigterm_silences_the_pin_and_exits_0(daemon: Daemon) -> None:
     assert "stopping (SIGTERM)" in out and "Traceback" not in out, out[-3000:]
 
 
-def test_the_built_in_bank_falls_back_to_portaudio_with_one_warning(jack_server: JackServer, tmp_path: Path) -> None:
-    d = Daemon(tmp_path, CONFIG, "--audio-pin", "jack")
+def test_the_built_in_bank_plays_on_the_jack_pin_at_its_pitch(jack_server: JackServer, tmp_path: Path) -> None:
+    d = Daemon(tmp_path, CONFIG, "--audio-pin", "jack")  # the built-in bank: a SoundFont of its own
+    ear = Ear()
+    kbd = Keyboard(KBD)
     try:
         assert d.wait_for("READY=1", 60.0) is not None, d.output()
-        assert d.status()["audio"]["pin"] == "portaudio"
+        assert d.status()["audio"]["pin"] == "jack"
+        ear.connect(OUT, timeout=15.0)
+        assert wait_until(lambda: connected(kbd.port_name), 5.0), d.output()[-3000:]
+        kbd.send(0xC0, 80)
+        heard = hear_note(ear, kbd)
         assert d.terminate() == 0
         out = d.output()
     finally:
+        kbd.close()
+        ear.close()
         d.close()
-    assert out.count("audio pin jack needs a SoundFont bank") == 1, out
+    assert rms_dbfs(heard) > -40, "no sound"
+    loud = heard[np.abs(heard) > 0][-int(0.3 * ear.rate) :]
+    assert abs(dominant_frequency(loud, ear.rate) - 440.0) < 440.0 * 0.005
+    assert "bank built-in GM" in out and "PortAudio" not in out, out[-3000:]
 
 
 def test_a_bad_audio_pin_is_refused_in_one_line(tmp_path: Path) -> None:

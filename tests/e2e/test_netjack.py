@@ -73,7 +73,7 @@ def master(jack_server: JackServer) -> Iterator[int]:
 @pytest.fixture(scope="module")
 def daemon(master: int, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """``mxfd run`` on server B, started before the keyboard's machine joins (it is plugged in later)."""
-    d = Daemon(tmp_path_factory.mktemp("mxfd-netjack"), CONFIG)
+    d = Daemon(tmp_path_factory.mktemp("mxfd-netjack"), CONFIG, "--audio-pin", "portaudio")
     try:
         assert d.wait_for("READY=1", 30.0) is not None, "no READY=1\n" + d.output()
         yield d

@@ -55,7 +55,7 @@ level = "debug"
 
 
 def start_daemon(tmp: Path, env: dict[str, str], config: str = CONFIG, soundfont: str = "builtin") -> Daemon:
-    d = Daemon(tmp, config, env=env, soundfont=soundfont)
+    d = Daemon(tmp, config, "--audio-pin", "portaudio", env=env, soundfont=soundfont)
     ready = d.wait_for("READY=1", 60.0)
     assert ready is not None, "no READY=1\n" + d.output()
     return d

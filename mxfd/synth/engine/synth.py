@@ -268,9 +268,13 @@ class SoundFontSynth(MiniportSink):
     def stats(self) -> dict[str, object]:
         k = self._a["counters"]
         retiring = self.retiring_voices
+        vi = self._a["vi"]
+        # A note can sound on several voices (layers, stereo pairs): its start order tells them apart.
+        notes = np.unique(vi[L.NOTE_ID][vi[L.STATUS] == L.PLAYING]).size
         return {
             "soundfont": self.font.path,
             "voices": int(k[L.K_SOUNDING]) + retiring,
+            "notes_sounding": int(notes),
             "retiring_voices": retiring,
             "voices_peak": int(k[L.K_VOICES_PEAK]),
             "polyphony": self.polyphony,
@@ -464,3 +468,8 @@ class SoundFontSynth(MiniportSink):
     def arrays(self) -> dict[str, Any]:
         """The engine's arrays by field name (for tests and inspection)."""
         return self._a
+
+    @property
+    def group_slots(self) -> dict[int, int]:
+        """The channel groups that have played, each with its slot (its channels start at slot x 16)."""
+        return dict(self._slots)
