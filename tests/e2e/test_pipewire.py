@@ -54,8 +54,11 @@ level = "debug"
 """
 
 
-def start_daemon(tmp: Path, env: dict[str, str], config: str = CONFIG, soundfont: str = "builtin") -> Daemon:
-    d = Daemon(tmp, config, "--audio-pin", "portaudio", env=env, soundfont=soundfont)
+def start_daemon(
+    tmp: Path, env: dict[str, str], config: str = CONFIG, soundfont: str = "builtin", pin: Optional[str] = "portaudio"
+) -> Daemon:
+    """``mxfd run`` on the rig: through PortAudio unless ``pin`` says otherwise (None: the default choice)."""
+    d = Daemon(tmp, config, *(("--audio-pin", pin) if pin else ()), env=env, soundfont=soundfont)
     ready = d.wait_for("READY=1", 60.0)
     assert ready is not None, "no READY=1\n" + d.output()
     return d
@@ -419,7 +422,7 @@ RATE_HZ = 48000
 
 @pytest.fixture
 def pin_daemon(pipewire: PipeWireRig, compiled_engine: None, tmp_path: Path) -> Iterator[Daemon]:
-    d = start_daemon(tmp_path, pipewire.jack_env(), soundfont=FONT)
+    d = start_daemon(tmp_path, pipewire.jack_env(), soundfont=FONT, pin=None)
     try:
         yield d
     finally:
