@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--max-seconds", type=_positive_float, default=DEFAULT_MAX_RENDER_SECONDS, metavar="S",
                         help=f"refuse a MIDI file longer than this (default {DEFAULT_MAX_RENDER_SECONDS:g} s,"
                         " 2 hours)")
+    render.add_argument("--threads", type=int, choices=(1, 2), metavar="N",
+                        help="1, or 2 to share the voices with a second CPU core "
+                             "(default: 2 where the process may use two cores)")
     render.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_synth_options(render, config_keys=False)
 

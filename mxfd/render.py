@@ -420,7 +420,16 @@ def choice_font(choice: SynthChoice, rate: int) -> Any:
     return load_font(choice.soundfont)
 
 
-def make_synth(choice: SynthChoice, rate: int, polyphony: int, block: int) -> Any:
+def default_threads() -> int:
+    """Render threads by default: two where this process may run on two CPUs or more, else one."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return 2 if cpus >= 2 else 1
+
+
+def make_synth(choice: SynthChoice, rate: int, polyphony: int, block: int, threads: int = 1) -> Any:
     """The synth miniport for ``choice``; a font that cannot be loaded raises RenderError (one line)."""
     from mxfd.synth.engine import SoundFontSynth
 
@@ -432,6 +441,7 @@ def make_synth(choice: SynthChoice, rate: int, polyphony: int, block: int) -> An
         gain_db=choice.gain_db,
         reverb=choice.reverb,
         chorus=choice.chorus,
+        threads=threads,
     )
 
 
@@ -447,13 +457,32 @@ def render_file(
     progress: Optional[Progress] = None,
     output: Optional[OutputFormat] = None,
     synth_choice: SynthChoice = SynthChoice(),
+    threads: int = 1,
 ) -> RenderResult:
     """Render ``song`` to ``out`` (a seekable binary file) through the full render path.
 
-    ``output`` is the file format (WAV when None); ``fmt`` its sample format; ``synth_choice`` the synth.
+    ``output`` is the file format (WAV when None); ``fmt`` its sample format; ``synth_choice`` the synth;
+    ``threads`` 2 shares the voices with a second core (:mod:`mxfd.synth.engine.shared`).
     """
     started = time.monotonic()
-    synth = make_synth(synth_choice, rate, polyphony, block)
+    synth = make_synth(synth_choice, rate, polyphony, block, threads)
+    try:
+        return _render(song, out, synth, rate, block, fmt, progress, output, started)
+    finally:
+        synth.close()
+
+
+def _render(
+    song: Song,
+    out: BinaryIO,
+    synth: Any,
+    rate: int,
+    block: int,
+    fmt: str,
+    progress: Optional[Progress],
+    output: Optional[OutputFormat],
+    started: float,
+) -> RenderResult:
     allocator = Allocator(pool_size=1024, max_pool_size=1024 * 64)
     unpacker = Unpacker(allocator)
     sequencer = Sequencer(allocator, schedule_prefetch=synth.schedule_prefetch)
@@ -668,6 +697,7 @@ def render_one(args: argparse.Namespace, choice: SynthChoice, source: str, desti
                 progress=progress,
                 output=output,
                 synth_choice=choice,
+                threads=getattr(args, "threads", None) or default_threads(),
             )
             os.fsync(f.fileno())
         umask = os.umask(0)

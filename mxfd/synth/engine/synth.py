@@ -52,6 +52,7 @@ from mxfd.synth.engine.channels import (
     reset_group,
     resolve_all,
 )
+from mxfd.synth.engine.shared import VoiceHelper
 from mxfd.synth.master import Master
 from mxfd.synth.miniport import Synth
 from mxfd.synth.sink import SYSEX_KEEP, MiniportSink
@@ -114,6 +115,7 @@ class SoundFontSynth(MiniportSink):
         chorus: bool = True,
         groups: int = 16,
         events_per_block: int = 512,
+        threads: int = 1,
     ) -> None:
         super().__init__(sample_rate, block_frames)
         self.font = font
@@ -134,6 +136,17 @@ class SoundFontSynth(MiniportSink):
         # Scratch of the note-on rewrite for retiring states: no allocation per block.
         self._status_scratch = np.zeros(self._events, np.uint8)
         self._note_on_mask = np.zeros(self._events, np.bool_)
+        #: The offline render's second core (:mod:`~mxfd.synth.engine.shared`); None renders on one thread.
+        self._helper: VoiceHelper | None = None
+        if threads > 1:
+            self._helper = VoiceHelper(self.engine_state, self._a["out"])
+            self._helper.start()
+
+    def close(self) -> None:
+        """Stop the helper thread, if there is one; the synth renders on one thread from then on."""
+        if self._helper is not None:
+            self._helper.stop()
+            self._helper = None
 
     def _new_state(
         self, font: SoundFont, gain_db: float, reverb: bool, chorus: bool
@@ -190,6 +203,10 @@ class SoundFontSynth(MiniportSink):
                 arrays["counters"][k] = old.arrays["counters"][k]
             resolve_all(state)
             self.engine_state, self._a, self.font = state, arrays, font
+            if self._helper is not None:
+                self._helper.stop()
+                self._helper = VoiceHelper(state, arrays["out"])
+                self._helper.start()
             if master is not None:
                 self.master = master
                 self.effects = (reverb, chorus)
@@ -340,7 +357,10 @@ class SoundFontSynth(MiniportSink):
             out[:m] = 0.0  # nothing sounds: no DSP at all
             k[L.K_SOUNDING] = 0
             return m
-        render_block(self.engine_state, n_events, m)
+        if self._helper is not None:
+            self._helper.render_block(n_events, m)
+        else:
+            render_block(self.engine_state, n_events, m)
         if self._retiring:
             self._render_retiring(n_events, m)
         self.master.process(a["out"][:, :m], out[:m])

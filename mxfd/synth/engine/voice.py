@@ -836,11 +836,18 @@ def render_span(v: int, f, i, words, low, out, a: int, b: int) -> bool:  # type:
 
 @_njit
 def render_voices(st, a: int, b: int) -> None:  # type: ignore[no-untyped-def]
-    """Add samples ``[a, b)`` of every voice sounding to the buses; free those that end.
+    """Add samples ``[a, b)`` of every voice sounding to the buses; free those that end."""
+    render_voice_range(st, a, b, 0, st.counters[K_HIGH_WATER], st.out)
+
+
+@_njit
+def render_voice_range(st, a: int, b: int, first: int, end: int, out) -> None:  # type: ignore[no-untyped-def]
+    """Add samples ``[a, b)`` of the voices in slots ``[first, end)`` sounding to ``out``; free those that end.
 
     The state's arrays are taken from it once here and passed down: each attribute read of a structref
     takes a reference to the array (an atomic increment, and a decrement later), and taken per voice and
-    per control period those cost more than the envelopes.
+    per control period those cost more than the envelopes.  A part of the slots is one thread's share
+    (:mod:`mxfd.synth.engine.shared`); each writes only its own voices' columns and its own buses.
     """
     f = st.vf
     i = st.vi
@@ -848,8 +855,7 @@ def render_voices(st, a: int, b: int) -> None:  # type: ignore[no-untyped-def]
     config = st.config
     words = st.words
     low = st.low
-    out = st.out
-    for v in range(st.counters[K_HIGH_WATER]):
+    for v in range(first, end):
         if i[STATUS, v] == PLAYING:
             if not render_voice(v, f, i, env, config, words, low, out, a, b):
                 i[STATUS, v] = FREE  # as free() does
