@@ -27,6 +27,7 @@ from typing import Any, Final, Optional
 import numpy as np
 
 from mxfd.synth.bank import Bank, Patch
+from mxfd.synth.soundfont.zone_cache import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,6 @@ log = logging.getLogger(__name__)
 FORMAT: Final = 1
 _SOURCES: Final = ("bank.py", "drums.py", "tables.py", "bank_cache.py")
 _TUPLES: Final = frozenset(f.name for f in dataclasses.fields(Patch) if "tuple" in str(f.type))
-
-
-def cache_dir() -> Path:
-    """Where banks are kept: ``$XDG_CACHE_HOME/mxfd``, or ``~/.cache/mxfd``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "mxfd"
 
 
 def bank_key(sample_rate: int) -> str:

@@ -49,5 +49,10 @@ class LoadReport:
         if n:
             self.counts[kind] += n
 
+    def merge(self, other: LoadReport) -> None:
+        """Add what ``other`` counted and described (up to :data:`MAX_WARNINGS` descriptions in all)."""
+        self.counts.update(other.counts)
+        self.warnings.extend(other.warnings[: max(MAX_WARNINGS - len(self.warnings), 0)])
+
     def counters(self) -> dict[str, int]:
         return dict(sorted(self.counts.items()))

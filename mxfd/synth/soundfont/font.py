@@ -14,11 +14,13 @@ from __future__ import annotations
 import mmap
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Optional
 
 import numpy as np
 import numpy.typing as npt
 
+from mxfd.synth.soundfont import zone_cache
 from mxfd.synth.soundfont.errors import LoadReport, SoundFontError
 from mxfd.synth.soundfont.modulators import Modulator
 from mxfd.synth.soundfont.records import Hydra, read_hydra
@@ -171,19 +173,31 @@ def load_soundfont(path: str | os.PathLike[str]) -> SoundFont:
             if size == 0:
                 raise SoundFontError(p, "RIFF", "truncated: the file is empty")
             buf = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            status = os.fstat(fh.fileno())
     except OSError as exc:
         raise SoundFontError(p, "file", exc.strerror or str(exc)) from exc
     # The kernel reads ahead around touched pages by default; voices touch samples here and there.
     if hasattr(buf, "madvise") and hasattr(mmap, "MADV_RANDOM"):
         buf.madvise(mmap.MADV_RANDOM)
-    return soundfont_from_buffer(buf, p)
+    return soundfont_from_buffer(buf, p, zone_cache.cache_path(p, status))
 
 
-def soundfont_from_buffer(buf: Buffer, path: str) -> SoundFont:
-    """Load a SoundFont from the whole file's bytes (or mmap); ``path`` names it in messages."""
+def soundfont_from_buffer(buf: Buffer, path: str, cached: Optional[Path] = None) -> SoundFont:
+    """Load a SoundFont from the whole file's bytes (or mmap); ``path`` names it in messages.
+
+    ``cached``: where the file's voice zone tables are kept (:mod:`.zone_cache`); None resolves them here.
+    """
     report = LoadReport(path)
     layout = walk(buf, path)
     hydra = read_hydra(buf, layout, path, report)
     samples = read_samples(buf, layout, hydra, path, report)
-    tables, names, _ = build_tables(hydra, samples, path, report)
+    kept = zone_cache.load(cached, report) if cached is not None else None
+    if kept is not None:
+        tables, names = kept
+    else:
+        fixed = LoadReport(path)
+        tables, names, _ = build_tables(hydra, samples, path, fixed)
+        report.merge(fixed)
+        if cached is not None:
+            zone_cache.save(cached, tables, names, fixed)
     return SoundFont(path, layout, hydra, samples, tables, names, report)
