@@ -11,7 +11,9 @@ Tables:
    channels, re-struck every 0.5 s, 30 s long), rendered by ``mxfd render
    --soundfont FONT --reverb off --chorus off`` and by ``fluidsynth -ni -R 0
    -C 0 -F`` with the same font, each a whole fresh process, best of N, in
-   the same run; and the peak RSS of each.  Target: 1.5x FluidSynth's speed.
+   the same run; and the peak RSS of each.  mxfd with ``--threads 1`` and
+   ``--threads 2`` (its default on two cores), FluidSynth with its default
+   ``synth.cpu-cores=1`` and with 2.  Target: 1.5x FluidSynth's speed.
 3. Start-up: ``mxfd render`` of a one-note file (warm compile cache).
 4. With ``--real``: MIDI files made by others (Debian's planetblupi-music-midi,
    which ``make bench`` installs), rendered by one ``mxfd render --out-dir``
@@ -101,7 +103,10 @@ print(time.perf_counter() - t0, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitc
 
 def run_measured(cmd: list[str]) -> tuple[float, float]:
     """Run ``cmd``; (wall seconds, peak RSS MiB) of that process alone."""
-    done = subprocess.run([sys.executable, "-c", _RUNNER, *cmd], capture_output=True, text=True, check=True)
+    # As installed, mxfd's modules have their bytecode compiled; a shell that forbids writing it would
+    # charge every start the compilation of about fifty modules (0.13 s).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    done = subprocess.run([sys.executable, "-c", _RUNNER, *cmd], capture_output=True, text=True, check=True, env=env)
     wall, rss, code = done.stdout.split()
     if int(code):
         raise RuntimeError(f"{' '.join(cmd)} failed ({code})")
@@ -145,21 +150,27 @@ def main(argv: Optional[list[str]] = None) -> int:
             best = min(run_measured([*mxfd, "render", str(note), out, "--soundfont", font, "--reverb", "off",
                                      "--chorus", "off", "--no-progress"])[0] for _ in range(args.repeat))
             print(f"- {os.path.basename(font)}: {best:.2f} s")
-        print(f"\nDense files ({args.seconds:.0f} s), effects off on both, whole processes, best of {args.repeat}")
-        print("| font | notes | mxfd render s | fluidsynth -F s | speed vs FluidSynth | RSS mxfd / fluidsynth MiB |")
-        print("|---|---|---|---|---|---|")
+        print(f"\nDense files ({args.seconds:.0f} s), effects off on both, whole processes, best of {args.repeat};"
+              " mxfd with one render thread and with two (its default on two cores), FluidSynth with its"
+              " default (one) and with synth.cpu-cores=2")
+        print("| font | notes | mxfd 1 thread s | mxfd 2 threads s | fluidsynth -F s | fluidsynth 2 cores s "
+              "| speed vs FluidSynth (defaults) | RSS mxfd / fluidsynth MiB |")
+        print("|---|---|---|---|---|---|---|---|")
         for font in args.fonts:
             for notes in (64, 256):
                 path = dense_midi(Path(tmp) / f"dense{notes}.mid", notes, args.seconds)
-                ours = min(run_measured([*mxfd, "render", str(path), out, "--soundfont", font, "--reverb", "off",
-                                          "--chorus", "off", "--no-progress"]) for _ in range(args.repeat))
-                theirs = (float("nan"), float("nan"))
+                ours = {t: min(run_measured([*mxfd, "render", str(path), out, "--soundfont", font, "--reverb", "off",
+                                             "--chorus", "off", "--no-progress", "--threads", str(t)])
+                               for _ in range(args.repeat)) for t in (1, 2)}
+                theirs = {c: (float("nan"), float("nan")) for c in (1, 2)}
                 if fluidsynth:
-                    theirs = min(run_measured([fluidsynth, "-ni", "-R", "0", "-C", "0", "-r", str(RATE),
-                                                "-o", "synth.polyphony=256", "-F", out, font, str(path)])
-                                  for _ in range(args.repeat))
-                print(f"| {os.path.basename(font)} | {notes} | {ours[0]:.2f} | {theirs[0]:.2f} | "
-                      f"{theirs[0] / ours[0]:.2f}x | {ours[1]:.0f} / {theirs[1]:.0f} |")
+                    theirs = {c: min(run_measured([fluidsynth, "-ni", "-R", "0", "-C", "0", "-r", str(RATE),
+                                                   "-o", "synth.polyphony=256", "-o", f"synth.cpu-cores={c}",
+                                                   "-F", out, font, str(path)])
+                                     for _ in range(args.repeat)) for c in (1, 2)}
+                print(f"| {os.path.basename(font)} | {notes} | {ours[1][0]:.2f} | {ours[2][0]:.2f} | "
+                      f"{theirs[1][0]:.2f} | {theirs[2][0]:.2f} | {theirs[1][0] / ours[2][0]:.2f}x | "
+                      f"{ours[2][1]:.0f} / {theirs[1][1]:.0f} |")
         if args.real and fluidsynth:
             real_files(mxfd, fluidsynth, args.fonts, Path(tmp))
     return 0

@@ -41,6 +41,18 @@ if TYPE_CHECKING:
 SYSEX_KEEP: Final = 32
 
 
+
+def is_reset_sysex(m: bytearray, n: int) -> bool:
+    """``m[:n]`` is GM System On / GM2 On (F0 7E dd 09 01|03 F7), GS Reset or XG System On, any device id."""
+    if n < 6 or m[0] != 0xF0 or m[n - 1] != 0xF7:
+        return False
+    if n == 6 and m[1] == 0x7E and m[3] == 0x09 and m[4] in (0x01, 0x03):
+        return True
+    if n == 11 and m[1] == 0x41 and m[3] == 0x42 and m[4] == 0x12 and m[5:10] == b"\x40\x00\x7f\x00\x41":
+        return True
+    return n == 9 and m[1] == 0x43 and (m[2] & 0xF0) == 0x10 and m[3:8] == b"\x4c\x00\x00\x7e\x00"
+
+
 class MXFSink(Protocol):
     """Where :meth:`MiniportSink.hand_over` gives its events (another synth)."""
 

@@ -1,4 +1,4 @@
-"""Helpers for synth tests: play timed MIDI bytes into a Synth and render the result."""
+"""Helpers for synth tests: play timed MIDI bytes into the synth miniport (the built-in bank) and render it."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ import numpy.typing as npt
 from mxfd.core.allocator import Allocator
 from mxfd.core.clock import UNITS_PER_SECOND
 from mxfd.core.event import EVENT_INCOMPLETE
-from mxfd.synth import Synth
+from mxfd.synth.builtin_font import builtin_soundfont
+from mxfd.synth.engine import SoundFontSynth as Synth
 
 RATE = 48000
 Audio = npt.NDArray[np.float32]
 
 
 def make_synth(rate: int = RATE, *, effects: bool = False, polyphony: int = 256, block: int = 128) -> Synth:
-    synth = Synth(rate, polyphony=polyphony, block_frames=block, effects=effects)
+    synth = Synth(
+        builtin_soundfont(rate), rate, polyphony=polyphony, block_frames=block, reverb=effects, chorus=effects
+    )
     synth.wave_sink.sync_to_master(0, 0, start=True)
     return synth
 
@@ -129,14 +132,6 @@ def first_sound(x: npt.NDArray[np.float64], threshold: float = 0.0) -> int:
 
 def events_balanced(*allocators: Allocator) -> bool:
     return all(a.is_idle() for a in allocators)
-
-
-def notes_of(synth: Synth) -> list[tuple[int, int, int]]:
-    """(channel index, note, stage) of every voice in the engine."""
-    from mxfd.synth.voices import CHAN, NOTE, STAGE
-
-    v = synth.voices
-    return [(int(v.i[CHAN, k]), int(v.i[NOTE, k]), int(v.i[STAGE, k])) for k in range(v.n)]
 
 
 def steady_jump(x: npt.NDArray[np.float64]) -> float:

@@ -15,7 +15,7 @@ def test_sixty_four_forte_notes_do_not_clip() -> None:
     send(s, a, 0.0, *[program(c, progs[c]) for c in range(8)], *[cc(c, 7, 127) for c in range(8)])
     send(s, a, 0.01, *[note_on(k % 8, 36 + k, 127) for k in range(64)])
     out = render(s, 1.5)
-    assert s.stats()["voices"] == 64
+    assert s.stats()["notes_sounding"] == 64
     assert np.max(np.abs(out)) < 1.0
     pcm16 = np.rint(np.clip(out, -1, 1) * 32767)
     assert np.count_nonzero(np.abs(pcm16) >= 32767) == 0

@@ -51,7 +51,7 @@ C_SIZE: Final = 24
 #: are split on a line's boundary (8 float64s), or the cores would pass lines to and fro all the time.
 SLOTS_PER_LINE: Final = 8
 #: Fewer voices in use than this and the caller renders the span alone.
-MIN_SHARED_VOICES: Final = 16
+MIN_SHARED_VOICES: Final = 8
 
 
 @numba.njit(nogil=True, cache=True)

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-It plays the same part as :class:`mxfd.synth.Synth`, on the same
+It is the synth miniport (``mxfd.Synth``), built on
 :class:`~mxfd.synth.sink.MiniportSink` (event intake from any thread, a
 pending list ordered by sample, states and KS frames).  Per block, the events due in it are written into
 the engine's preallocated event arrays (offset, channel group, bytes; a
@@ -34,7 +34,7 @@ closed on the audio thread.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Optional
 
 import numpy as np
 import numpy.typing as npt
@@ -54,8 +54,7 @@ from mxfd.synth.engine.channels import (
 )
 from mxfd.synth.engine.shared import VoiceHelper
 from mxfd.synth.master import Master
-from mxfd.synth.miniport import Synth
-from mxfd.synth.sink import SYSEX_KEEP, MiniportSink
+from mxfd.synth.sink import SYSEX_KEEP, MiniportSink, is_reset_sysex
 from mxfd.synth.soundfont.font import SoundFont
 
 if TYPE_CHECKING:
@@ -105,7 +104,7 @@ class SoundFontSynth(MiniportSink):
 
     def __init__(
         self,
-        font: SoundFont,
+        font: Optional[SoundFont] = None,
         sample_rate: int = 48000,
         *,
         polyphony: int = 256,
@@ -118,6 +117,10 @@ class SoundFontSynth(MiniportSink):
         threads: int = 1,
     ) -> None:
         super().__init__(sample_rate, block_frames)
+        if font is None:
+            from mxfd.synth.builtin_font import builtin_soundfont
+
+            font = builtin_soundfont(sample_rate)
         self.font = font
         self.polyphony = int(polyphony)
         self._chunk = max(int(block_frames), 16)
@@ -477,7 +480,7 @@ class SoundFontSynth(MiniportSink):
         self._sysex_owner = None
         total = self._sysex_len
         self._sysex_len = 0
-        if total <= SYSEX_KEEP and Synth._is_reset(keep, total):
+        if total <= SYSEX_KEEP and is_reset_sysex(keep, total):
             return self._put(offset, base, bytes((SYSTEM_RESET,)), 0, 1, row)
         part = gs_rhythm_part(keep, total) if total <= SYSEX_KEEP else None
         if part is not None:
