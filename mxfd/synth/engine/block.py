@@ -43,6 +43,13 @@ def render_block(st, n_events: int, n: int) -> int:  # type: ignore[no-untyped-d
             break
         apply_message(st.ev_base[e], st.ev_length[e], st.ev_data[e], st)
         e += 1
+    return settle(st)
+
+
+@numba.njit(nogil=True, cache=True)
+def settle(st) -> int:  # type: ignore[no-untyped-def]
+    """After a block: the high-water mark down to the last voice in use, and the voices sounding counted."""
+    counters = st.counters
     high = counters[K_HIGH_WATER]
     while high > 0 and st.vi[STATUS, high - 1] != PLAYING:
         high -= 1

@@ -36,6 +36,7 @@ import numpy.typing as npt
 from mxfd.synth.engine import layout as L
 from mxfd.synth.engine import voice as vc
 from mxfd.synth.engine.atomics import load_acquire, spin_pause, store_release
+from mxfd.synth.engine.block import settle
 from mxfd.synth.engine.channels import apply_message
 
 # the handshake's fields
@@ -126,18 +127,7 @@ def render_block_shared(st, n_events: int, n: int, ctl, out2) -> int:  # type: i
         e += 1
     if shared:
         out[:, :n] += out2[:, :n]
-    high = counters[L.K_HIGH_WATER]
-    while high > 0 and st.vi[L.STATUS, high - 1] != L.PLAYING:
-        high -= 1
-    counters[L.K_HIGH_WATER] = high
-    sounding = 0
-    for v in range(high):
-        if st.vi[L.STATUS, v] == L.PLAYING:
-            sounding += 1
-    counters[L.K_SOUNDING] = sounding
-    if sounding > counters[L.K_VOICES_PEAK]:
-        counters[L.K_VOICES_PEAK] = sounding
-    return sounding
+    return settle(st)
 
 
 class VoiceHelper:
