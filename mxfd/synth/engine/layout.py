@@ -156,6 +156,8 @@ K_NO_PRESET = 2  # note-ons on a channel whose preset the font lacks
 K_VOICES_PEAK = 3
 K_SOUNDING = 4  # voices sounding after the last block
 K_HIGH_WATER = 5  # one past the highest voice slot in use
+#: Below this high-water mark a span is rendered by one thread (:mod:`.shared`: the handshake costs more).
+MIN_SHARED_VOICES: Final = 8
 K_NEXT_NOTE_ID = 6
 K_IGNORED = 7  # messages the engine does not act on
 K_MALFORMED = 8

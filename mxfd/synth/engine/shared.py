@@ -51,8 +51,6 @@ C_SIZE: Final = 24
 #: Voice fields are rows and voices columns, so neighbouring slots share cache lines: the two shares
 #: are split on a line's boundary (8 float64s), or the cores would pass lines to and fro all the time.
 SLOTS_PER_LINE: Final = 8
-#: Fewer voices in use than this and the caller renders the span alone.
-MIN_SHARED_VOICES: Final = 8
 
 
 @numba.njit(nogil=True, cache=True)
@@ -90,7 +88,7 @@ def post(ctl, a: int, b: int, first: int, end: int, stop: int) -> int:  # type: 
 @numba.njit(nogil=True, cache=True)
 def _render_span(st, a: int, b: int, ctl, out2) -> bool:  # type: ignore[no-untyped-def]
     high = st.counters[L.K_HIGH_WATER]
-    if high < MIN_SHARED_VOICES:
+    if high < L.MIN_SHARED_VOICES:
         vc.render_voices(st, a, b)
         return False
     mid = (high // 2 + SLOTS_PER_LINE - 1) // SLOTS_PER_LINE * SLOTS_PER_LINE

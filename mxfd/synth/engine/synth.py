@@ -52,13 +52,12 @@ from mxfd.synth.engine.channels import (
     reset_group,
     resolve_all,
 )
-from mxfd.synth.engine.shared import VoiceHelper
 from mxfd.synth.master import Master
 from mxfd.synth.sink import SYSEX_KEEP, MiniportSink, is_reset_sysex
 from mxfd.synth.soundfont.font import SoundFont
 
 if TYPE_CHECKING:
-    pass
+    from mxfd.synth.engine.shared import VoiceHelper
 
 #: FluidSynth's default synth.gain: a font sounds as loud here as there.
 FLUIDSYNTH_GAIN: Final = 0.2
@@ -139,17 +138,24 @@ class SoundFontSynth(MiniportSink):
         # Scratch of the note-on rewrite for retiring states: no allocation per block.
         self._status_scratch = np.zeros(self._events, np.uint8)
         self._note_on_mask = np.zeros(self._events, np.bool_)
-        #: The offline render's second core (:mod:`~mxfd.synth.engine.shared`); None renders on one thread.
+        #: The offline render's second core (:mod:`~mxfd.synth.engine.shared`), started with the first block
+        #: that has voices to share (a short or sparse file never pays for it); None renders on one thread.
+        self._threads = int(threads)
         self._helper: VoiceHelper | None = None
-        if threads > 1:
-            self._helper = VoiceHelper(self.engine_state, self._a["out"])
-            self._helper.start()
 
     def close(self) -> None:
         """Stop the helper thread, if there is one; the synth renders on one thread from then on."""
+        self._threads = 1
         if self._helper is not None:
             self._helper.stop()
             self._helper = None
+
+    def _start_helper(self) -> VoiceHelper:
+        from mxfd.synth.engine import shared  # only a render on two threads needs it
+
+        self._helper = shared.VoiceHelper(self.engine_state, self._a["out"])
+        self._helper.start()
+        return self._helper
 
     def _new_state(
         self, font: SoundFont, gain_db: float, reverb: bool, chorus: bool
@@ -208,8 +214,7 @@ class SoundFontSynth(MiniportSink):
             self.engine_state, self._a, self.font = state, arrays, font
             if self._helper is not None:
                 self._helper.stop()
-                self._helper = VoiceHelper(state, arrays["out"])
-                self._helper.start()
+                self._start_helper()
             if master is not None:
                 self.master = master
                 self.effects = (reverb, chorus)
@@ -360,8 +365,11 @@ class SoundFontSynth(MiniportSink):
             out[:m] = 0.0  # nothing sounds: no DSP at all
             k[L.K_SOUNDING] = 0
             return m
-        if self._helper is not None:
-            self._helper.render_block(n_events, m)
+        helper = self._helper
+        if helper is None and self._threads > 1 and k[L.K_HIGH_WATER] >= L.MIN_SHARED_VOICES:
+            helper = self._start_helper()
+        if helper is not None:
+            helper.render_block(n_events, m)
         else:
             render_block(self.engine_state, n_events, m)
         if self._retiring:

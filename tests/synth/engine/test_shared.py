@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import gc
+import threading
 
 import numpy as np
 import numpy.typing as npt
 
 from mxfd.synth.engine import SoundFontSynth
 from mxfd.synth.engine.block import render_block
-from mxfd.synth.engine.shared import MIN_SHARED_VOICES, VoiceHelper
+from mxfd.synth.engine.layout import MIN_SHARED_VOICES
+from mxfd.synth.engine.shared import VoiceHelper
 from tests.synth.engine.helpers import RATE, synth
 
 BLOCK = 256
@@ -95,6 +97,31 @@ def test_a_helper_dropped_without_stop_ends_its_thread() -> None:
     gc.collect()
     thread.join(10.0)
     assert not thread.is_alive()
+
+
+def _helpers() -> int:
+    return sum(t.name == "mxfd-voice-helper" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_synth_on_two_threads_starts_its_helper_only_for_voices_to_share() -> None:
+    from mxfd.core.allocator import Allocator
+
+    before = _helpers()
+    s = SoundFontSynth(synth().font, RATE, block_frames=BLOCK, reverb=False, chorus=False, threads=2)
+    s.wave_sink.sync_to_master(0, 0, start=True)
+    out = np.zeros((BLOCK, 2), np.float32)
+    alloc = Allocator()
+    s.put_message(alloc.make_event(bytes([0x90, 60, 100]), 0))
+    for _ in range(20):
+        s.render(out)
+    assert _helpers() == before  # one note: one thread
+    for k in range(2 * MIN_SHARED_VOICES):
+        s.put_message(alloc.make_event(bytes([0x91 + k % 8, 40 + k, 100]), 0))
+    for _ in range(20):
+        s.render(out)
+    assert _helpers() == before + 1
+    s.close()
+    assert _helpers() == before
 
 
 def test_a_synth_closed_renders_on_one_thread() -> None:
