@@ -501,21 +501,25 @@ def test_capture_and_thru_allocate_nothing_in_steady_state() -> None:
             rig.position += PERIOD
 
     cycle(4000)  # the synth's first blocks fill caches once (numba's dispatch, the clock's filters)
-    gc.collect()
+    # What is held at the moment of a snapshot (the latest clock reading, objects numba's dispatch
+    # keeps for a while: 7 to 30 KiB, whatever the number of cycles between snapshots) is not churn.
+    # Churn grows with the events in every window; so the quietest of three windows is judged.
+    windows: list[tuple[int, list[str]]] = []
     tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    cycle(4000)  # 8000 events: one object kept per event would be 256 KB
-    gc.collect()
-    after = tracemalloc.take_snapshot()
+    for _ in range(3):
+        gc.collect()
+        before = tracemalloc.take_snapshot()
+        cycle(4000)  # 8000 events: one object kept per event would be 256 KB
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+        grown = [
+            s
+            for s in after.compare_to(before, "lineno")
+            if "/mxfd/" in s.traceback[0].filename and s.size_diff > 0
+        ]
+        windows.append((sum(s.size_diff for s in grown), [str(s) for s in grown]))
     tracemalloc.stop()
-    grown = [
-        s
-        for s in after.compare_to(before, "lineno")
-        if "/mxfd/" in s.traceback[0].filename and s.size_diff > 0
-    ]
-    # What is kept at the moment of a snapshot (the latest clock reading, a boxed count) is not churn:
-    # it stays in the same few KB however many events pass (0.2 bytes a cycle, measured over 20000).
-    assert sum(s.size_diff for s in grown) < 32768, [str(s) for s in grown]
+    assert min(windows)[0] < 32768, windows
 
 
 def test_status_names_the_bank_in_use() -> None:

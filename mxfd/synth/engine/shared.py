@@ -4,8 +4,10 @@ Theory of operation
 -------------------
 ``mxfd render`` has a length, not a deadline, and the machine usually has a
 second core idle.  :class:`VoiceHelper` starts one thread that runs a
-compiled loop (:func:`helper_loop`) for the whole render and never comes
-back to Python until it is stopped.  :func:`render_block_shared` is
+compiled loop (:func:`helper_loop`) and never comes back to Python until it
+is stopped; the synth starts it with the first block that has
+:data:`~mxfd.synth.engine.layout.MIN_SHARED_VOICES` voices in use, and from
+then on it spins, a core's worth of CPU time, until the render ends.  :func:`render_block_shared` is
 :func:`~mxfd.synth.engine.block.render_block` with each span between two
 events shared out by voice slot: the caller renders the lower half of the
 slots into the state's buses, the helper the upper half into buses of its own, and the caller
