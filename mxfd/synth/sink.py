@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 SYSEX_KEEP: Final = 32
 
 
-
 def is_reset_sysex(m: bytearray, n: int) -> bool:
     """``m[:n]`` is GM System On / GM2 On (F0 7E dd 09 01|03 F7), GS Reset or XG System On, any device id."""
     if n < 6 or m[0] != 0xF0 or m[n - 1] != 0xF7:

@@ -56,10 +56,9 @@ SLOTS_PER_LINE: Final = 8
 
 
 @numba.njit(nogil=True, cache=True)
-def helper_loop(st, ctl, out) -> int:  # type: ignore[no-untyped-def]
-    """Render each posted span's share of the voices into ``out`` until told to stop; spans rendered."""
+def helper_loop(st, ctl, out) -> None:  # type: ignore[no-untyped-def]
+    """Render each posted span's share of the voices into ``out`` until told to stop."""
     seen = load_acquire(ctl, C_DONE)
-    spans = 0
     while True:
         posted = load_acquire(ctl, C_POSTED)
         if posted == seen:
@@ -68,9 +67,8 @@ def helper_loop(st, ctl, out) -> int:  # type: ignore[no-untyped-def]
         seen = posted
         if ctl[C_STOP]:
             store_release(ctl, C_DONE, posted)
-            return spans
+            return
         vc.render_voice_range(st, ctl[C_FROM], ctl[C_TO], ctl[C_FIRST], ctl[C_END], out)
-        spans += 1
         store_release(ctl, C_DONE, posted)
 
 
