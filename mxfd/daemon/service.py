@@ -155,6 +155,9 @@ def setup_logging(level: str, verbose: int) -> None:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else getattr(logging, level.upper()))
+    # The compiler's own debug records are its trace of every pass (thousands of lines a function):
+    # a daemon's debug log is about the daemon.
+    logging.getLogger("numba").setLevel(max(root.level, logging.INFO))
 
 
 # -- the daemon ---------------------------------------------------------------------------------
@@ -242,6 +245,7 @@ class Daemon:
         self.wakeup.set()
 
     def run(self) -> int:
+        from mxfd.daemon.compile_watch import CompileWatch
         from mxfd.daemon.engine import Engine
 
         t0 = time.monotonic()
@@ -287,6 +291,9 @@ class Daemon:
             engine.render_latency_100ns / 10_000,
         )
         self.notifier.notify("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
+        watch = CompileWatch()
+        watch.install()
+        engine.register_status("compiler", watch.status)
         self._loop(status)
         return self._shutdown()
 

@@ -350,6 +350,9 @@ class JackPinOutput:
     def _void_until(self, deadline: float) -> None:
         """Render the plane into the void on a timer while no server plays it (the pin is closed)."""
         n = self.period
+        # The frame count as JACK's callback passes it (uint32): the one signature of run_cycle that
+        # start-up compiled or loaded, so the first server restart does not compile another for seconds.
+        frames = np.uint32(n)
         period_s = n / self.rate
         left, right = self._void[0, :n], self._void[1, :n]
         due = time.monotonic()
@@ -360,7 +363,7 @@ class JackPinOutput:
                 due = now  # asleep for a second (suspend?): no catching up in a burst
             while due <= now:
                 frame = self.synth.ring.position
-                run_cycle(self.synth.plane, n, left, right)
+                run_cycle(self.synth.plane, frames, left, right)
                 self._feed_once(frame + n)
                 countdown -= 1
                 if countdown <= 0 and self._on_sync is not None:

@@ -133,11 +133,14 @@ class Daemon:
         return self.proc.returncode
 
     def close(self) -> None:
+        """Stop the daemon; a compile after its start-up (a stall of seconds, see compile_watch) fails the test."""
         self.terminate()
         self._closed = True
         self._reader.join(5.0)  # it sees the flag within its 0.2 s receive timeout
+        compiles = [x for x in self.output().splitlines() if "after start-up in" in x and "compiled" in x]
         self.notify.close()
         self.log.close()
+        assert not compiles, "the daemon compiled after start-up:\n" + "\n".join(compiles)
 
 
 CONFIG = """

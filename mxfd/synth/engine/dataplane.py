@@ -199,6 +199,18 @@ def new_dataplane(engine: Any, master: Master, *, frames: int, groups: int, ring
     return dp, arrays
 
 
+def load_control_calls(dp: DataPlane, engine: Any) -> None:
+    """Load (or, on a first start, compile) every signature the control plane calls these with, now.
+
+    A signature first needed later (a bank reload, the void rendering while no server plays the
+    pin) would compile then, holding the GIL for a second or more while the daemon runs.
+    """
+    plane, state = numba.typeof(dp), numba.typeof(engine)  # type: ignore[no-untyped-call]
+    buffer = types.Array(types.float32, 1, "C")
+    offer.compile((plane, state))
+    run_cycle.compile((plane, types.uint32, buffer, buffer))
+
+
 @numba.njit(cache=True)
 def offer(dp, engine) -> None:  # type: ignore[no-untyped-def]
     """Put ``engine`` in ``next`` for a :data:`BANK` record to swap in (the control plane; then push the record)."""

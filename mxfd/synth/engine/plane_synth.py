@@ -47,6 +47,7 @@ from mxfd.synth.engine.dataplane import (
     P_BANK,
     SOUND_OFF,
     EventRing,
+    load_control_calls,
     new_dataplane,
     offer,
     pack,
@@ -67,6 +68,7 @@ class PlaneSynth(SoundFontSynth):
             self.engine_state, self.master, frames=self._chunk, groups=self._groups, ring_records=RING_RECORDS
         )
         self.ring = EventRing(self.plane_arrays)
+        load_control_calls(self.plane, self.engine_state)
         #: every engine state the plane may reach, by the number of its offer (see the module docstring)
         self._states: dict[int, Retiring] = {0: Retiring(self.engine_state, self._a, self.font)}
         self._unreached: set[int] = set()
