@@ -378,8 +378,11 @@ class AudioOutput:
         first played frame on.  ``device_latency_s`` is PortAudio's
         ``outputBufferDacTime - currentTime`` for the latest played frame (on
         JACK the playback port's latency) and ``latency_frames`` what the
-        queue adds on top (``periods × period``).  ``message`` says why the
-        state is what it is; ``last_error`` why the last worker ended.
+        queue adds on top (``periods × period``).  ``clock_steps`` counts the
+        times the clock mapping re-anchored instead of slewing (an xrun, or the
+        callbacks' schedule moved: see :mod:`mxfd.core.cycle_clock`).
+        ``message`` says why the state is what it is; ``last_error`` why the
+        last worker ended.
         """
         c = self._counters()
         f = self._framing
@@ -411,6 +414,8 @@ class AudioOutput:
             "last_error": self.last_error,
             "worker_pid": self.worker_pid,
             "render_scheduling": self.render_scheduling,
+            "worker_scheduling": info.get("callback_scheduling"),
+            "clock_steps": self.clock.steps,
         }
 
     def wake_latencies_ns(self) -> npt.NDArray[np.int64]:
@@ -798,6 +803,9 @@ class AudioOutput:
                                     f"period {self.period} ({ports})",
                                 )
                                 self._first_outcome.set()
+                                scheduling = str(msg.get("callback_scheduling"))
+                                log.log(logging.INFO if scheduling.startswith("normal") else logging.DEBUG,
+                                        "audio worker's callback thread: %s", scheduling)
                             elif msg.get("event") == "error":
                                 error = str(msg.get("message"))
                     else:

@@ -66,6 +66,10 @@ from typing import Any, NoReturn, Optional
 PR_SET_PDEATHSIG = 1
 SHM_DIR = "/dev/shm"
 POLL_S = 0.05  # how often the main thread checks the stream and the lifeline
+#: The callback thread's SCHED_FIFO priority where it has none of its own (mxfd.io.sched.RT_PRIORITY's).
+CALLBACK_RT_PRIORITY = 1
+#: Longest wait for the first callback before reporting ready.
+SCHEDULING_WAIT_S = 0.5
 
 EXIT_STOPPED = 0
 EXIT_NO_DEVICE = 2
@@ -131,6 +135,8 @@ class Worker:
         self.period: int = cfg["period"]
         self.channels: int = cfg["channels"]
         self.primed = False  # a frame has been played: from now on an empty ring is an underrun
+        #: How the callback's thread runs, once it has been called (see _realtime_callback_thread).
+        self.scheduling: Optional[str] = None
         self.fence = threading.Lock()  # held; see mxfd.io.shm_frames on memory ordering
         self.fence.acquire()
 
@@ -188,6 +194,8 @@ class Worker:
     def callback(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         """Play the next ready frame, or silence; bounded work only."""
         now = time.monotonic_ns()
+        if self.scheduling is None:
+            self.scheduling = _realtime_callback_thread()
         q = self.q
         q[self.i_callbacks] += 1
         if status and self.primed and status.output_underflow:
@@ -255,8 +263,12 @@ class Worker:
                 rate_note = f" (the device runs at {info['default_samplerate']:g} Hz, {cfg['rate']} Hz was asked)"
             self.fail(EXIT_NO_DEVICE, f"cannot open audio output {info['name']!r} on {hostapi}: {e}{rate_note}")
         client = _jack_client_name(lib) if "JACK" in hostapi else None
+        waited = time.monotonic() + SCHEDULING_WAIT_S
+        while self.scheduling is None and time.monotonic() < waited:
+            time.sleep(0.005)  # the first callback says how its thread runs
         self.report(
             "ready",
+            callback_scheduling=self.scheduling or "not called yet",
             device=info["name"],
             index=info["index"],
             hostapi=hostapi,
@@ -282,6 +294,24 @@ class Worker:
             except sd.PortAudioError as e:
                 print(f"audio worker: closing the stream failed: {e}", file=sys.stderr)
         os._exit(EXIT_STOPPED)
+
+
+def _realtime_callback_thread() -> str:
+    """Put the calling thread (PortAudio's callback thread) in SCHED_FIFO 1 if it is an ordinary one.
+
+    PortAudio's ALSA host API starts its callback thread as an ordinary one: on a busy machine it
+    wakes late, and the sound server (pipewire-alsa, a PulseAudio plug-in) plays a gap that neither
+    side reports.  A thread a sound server made real-time already (JACK's) keeps its own priority.
+    """
+    policy = os.sched_getscheduler(0)
+    if policy != os.SCHED_OTHER:
+        name = {os.SCHED_FIFO: "SCHED_FIFO", os.SCHED_RR: "SCHED_RR"}.get(policy, f"policy {policy}")
+        return f"{name} {os.sched_getparam(0).sched_priority} (its own)"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(CALLBACK_RT_PRIORITY))
+    except OSError as e:  # no CAP_SYS_NICE nor RLIMIT_RTPRIO, or systemd's RestrictRealtime=yes
+        return f"normal ({e.strerror or e})"
+    return f"SCHED_FIFO {CALLBACK_RT_PRIORITY}"
 
 
 def _plausible_latency(seconds: float) -> Optional[float]:

@@ -165,7 +165,7 @@ def jack_daemon(pipewire: PipeWireRig, tmp_path: Path) -> Iterator[Daemon]:
         d.close()
 
 
-# -- the JACK pin under PipeWire's JACK ------------------------------------------------------------
+# -- the PortAudio pin under PipeWire's JACK (pw-jack) ---------------------------------------------
 
 
 def test_a_jack_keyboard_on_pipewire_is_heard_on_the_speakers_at_440_hz_through_mxfds_own_jack_ports(
@@ -192,12 +192,27 @@ def lost_input(d: Daemon) -> int:
     return int(d.status()["input_lost"]["cycles"])
 
 
+def upsets(d: Optional[Daemon]) -> tuple[int, int, int, int]:
+    """What the daemon counts that moves or loses a note.
+
+    Output misses, lost input cycles, events rendered after their frame (the synth's, the pin
+    ring's), and re-anchorings of the output's clock mapping (a note timed across one moves).
+    """
+    if d is None:
+        return (0, 0, 0, 0)
+    st = d.status()
+    audio = st["audio"]
+    late = int(st["synth"].get("late_events", 0)) + int((audio.get("ring") or {}).get("late", 0))
+    return (output_misses(d), int(st["input_lost"]["cycles"]), late, int(audio.get("clock_steps") or 0))
+
+
 def key_to_sound_ms(peer: JackPeer, notes: int = 10, d: Optional[Daemon] = None) -> list[float]:
     """Milliseconds from each note-on's JACK frame to the first sample the ear hears of it.
 
-    A note whose take was disturbed (an underrun of mxfd's queue puts a period of silence in, an xrun
-    of the ear takes one out, cycles the daemon's JACK reader missed lose its events) is played again,
-    up to three times as many as there are notes.
+    A note whose take was disturbed is played again, up to three times as many as there are notes:
+    an underrun of mxfd's queue puts a period of silence in, an xrun of the ear takes one out,
+    cycles the daemon's JACK reader missed lose its events, and an event the render reached only
+    after its frame (the render thread held up; the synth counts it late) sounds late.
     """
     lost_before = lost_input(d) if d is not None else 0
     latencies: list[float] = []
@@ -211,8 +226,8 @@ def key_to_sound_ms(peer: JackPeer, notes: int = 10, d: Optional[Daemon] = None)
             disturbed += 1
             silent = wait_until(lambda: recent_dbfs(peer, 0.2) < SILENT_DBFS, 3.0)
         assert silent, f"not silent: {recent_dbfs(peer):.1f} dBFS\n" + (diagnose(d) if d is not None else "")
-        missed = output_misses(d) if d is not None else 0
-        lost_before = lost_input(d) if d is not None else 0
+        before = upsets(d)
+        lost_before = before[1]
         mark = peer.mark()
         at = peer.ear_frame(peer.send(KBD, 0x90, A4, 110))
         time.sleep(0.15)
@@ -220,9 +235,7 @@ def key_to_sound_ms(peer: JackPeer, notes: int = 10, d: Optional[Daemon] = None)
         heard = peer.since(mark)
         sounding = np.flatnonzero(np.abs(heard) > 1e-3)
         # Judged for disturbance first: a note-on in a cycle PipeWire ran without mxfd is never heard.
-        if peer.disturbances(mark) or (
-            d is not None and (output_misses(d) != missed or lost_input(d) != lost_before)
-        ):
+        if peer.disturbances(mark) or upsets(d) != before:
             disturbed += 1
             assert disturbed <= 3 * notes, f"{disturbed} notes disturbed by underruns or xruns, {len(latencies)} not"
             continue
@@ -385,11 +398,12 @@ def test_without_jack_mxfd_plays_through_alsas_default_into_pipewire_and_play_ke
         # Each note's start after an earlier one's, as the ear heard them in time, in a take where nothing
         # came near the two starts (``calm.undisturbed_pairs``, as on jackd); each pitch where nothing
         # spliced the frames it is read from.  An underrun (the render thread late for a burst of ALSA's
-        # requests) puts a period of silence in somewhere: such a take is played again.
+        # requests) puts a period of silence in somewhere, a late event sounds late: such a take is
+        # played again.
         melody = Melody(notes, peer.rate)
         takes = []
         for _ in (plays := calm.Takes(peer.disturbance_count)):
-            underruns = d.status()["audio"]["underruns"]
+            before = upsets(d)
             mark = peer.mark()
             played = subprocess.run(
                 [sys.executable, "-m", "mxfd", "play", "--socket", d.socket_path, path],
@@ -402,11 +416,12 @@ def test_without_jack_mxfd_plays_through_alsas_default_into_pipewire_and_play_ke
             marks = peer.disturbances(mark)
             found = onsets(x, peer.rate)
             assert len(found) == len(notes), f"heard {len(found)} note starts, expected {len(notes)}: {found}"
-            late = d.status()["audio"]["underruns"] - underruns
-            takes.append(f"onsets {found}, disturbed at {marks}, {late} underruns")
-            if not late and melody.judge(x, found, marks, lambda fs, m=mark: peer.time_of(*(m + f for f in fs))):
+            upset = upsets(d)
+            takes.append(f"onsets {found}, disturbed at {marks}, misses/lost/late/steps {before} -> {upset}")
+            if upset == before and melody.judge(x, found, marks, lambda fs, m=mark: peer.time_of(*(m + f for f in fs))):
                 break
         assert melody.done, "every take was disturbed:\n" + "\n".join(takes) + "\n" + plays.report()
+        print("\n".join(takes))  # shown with a failure below
         melody.assert_on_time()
     finally:
         d.close()
