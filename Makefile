@@ -31,10 +31,12 @@ lint: venv
 	$(VENV)/bin/ruff check mxfd tests benchmarks
 	$(VENV)/bin/mypy
 
+# The jackd suite, then the PipeWire one in a run of its own: one sound server per run.
 test: system venv lint
 	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m pipewire
 
-# The end-to-end tests on a headless PipeWire (tests/pipewire.py starts it), apart from `make test`.
+# The end-to-end tests on a headless PipeWire alone (tests/pipewire.py starts it).
 test-pipewire: system venv
 	$(VENV)/bin/pytest -q -m pipewire
 
