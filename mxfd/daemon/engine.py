@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 ::
 
-    MIDI backends ─(hot-plug)─▶ CaptureStream per source ─▶ buffers ─┬─▶ subscribers (recorders)
+    MIDI backends ─(hot-plug)─▶ CaptureStream per source ─▶ Router ──┬─▶ subscribers (recorders)
                                                                      ├─▶ history ring (5 min)
                                                                      └─▶ thru RenderStream ─┐
     clients ─▶ PlaybackStream per client ──────────────────────────────────────────────────┤
@@ -73,8 +73,9 @@ record of the ring, held notes sounding on); the built-in bank, which is
 not on the compiled engine, is refused there and the log says so.
 
 *Threads.*  Capture runs on the adapters' threads and touches only its own
-stream, the subscribers (which must be quick), the history ring (a lock)
-and its thru stream (the sequencer's lock).  Stream sets are immutable
+stream and, through the :class:`~mxfd.daemon.router.Router`, the
+subscribers (which must be quick), the history ring (a lock) and its thru
+stream (the sequencer's lock).  Stream sets are immutable
 tuples swapped whole, so the render thread reads them without a lock.
 """
 
@@ -82,7 +83,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -91,11 +91,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from mxfd.core.allocator import AllocatorExhausted
 from mxfd.core.clock import UNITS_PER_SECOND, ReferenceTime, master_time
-from mxfd.core.wire import BadBufferError
 from mxfd.daemon.bank import BankError, bank_key, bank_name, choose_bank, describe_bank, yielding_gil
 from mxfd.daemon.config import Config
+from mxfd.daemon.router import CaptureCallback, InputRecord, Router, Subscription
 from mxfd.daemon.streams import CaptureStream, PlaybackStream, RenderStream
 from mxfd.daemon.timeline import Timeline
 from mxfd.io.base import CaptureTarget, MidiBackend, PlayedRing, ReaderProgress, ThruQueue, Wake
@@ -116,10 +115,6 @@ READER_POLL_S = 0.0002
 FADE_OUT_S = 0.03
 #: Seconds between two panic log lines: a client asking again and again is counted, not logged each time.
 PANIC_LOG_INTERVAL_S = 1.0
-#: The history ring never holds more buffers than this, whatever its length in time.
-HISTORY_MAX_BUFFERS = 500_000
-
-CaptureCallback = Callable[[str, int, bytes], None]
 
 
 def pin_choice(config: Config, jack_answers: Callable[[], Optional[str]]) -> tuple[bool, str]:
@@ -181,88 +176,6 @@ def audio_device(text: str) -> Optional[int | str]:
     return int(text) if text.isdigit() else text
 
 
-class Subscription:
-    """A capture subscriber: ``callback(source_name, start_time, data)`` for matching sources."""
-
-    def __init__(self, engine: "Engine", callback: CaptureCallback, pattern: Optional[str]) -> None:
-        self._engine = engine
-        self.callback = callback
-        self.pattern = pattern
-        self._regex = re.compile(pattern) if pattern is not None else None
-        self._matches: dict[str, bool] = {}
-        self.errors = 0
-
-    def matches(self, name: str) -> bool:
-        if self._regex is None:
-            return True
-        hit = self._matches.get(name)
-        if hit is None:
-            hit = self._matches[name] = self._regex.search(name) is not None
-        return hit
-
-    def close(self) -> None:
-        self._engine._unsubscribe(self)
-
-
-class History:
-    """The always-on capture ring: the last ``seconds`` of buffers of every source."""
-
-    def __init__(self, seconds: float) -> None:
-        self.horizon = int(seconds * UNITS_PER_SECOND)
-        self._ring: deque[tuple[int, str, bytes]] = deque()
-        self._lock = threading.Lock()
-        self.trimmed = 0
-
-    def append(self, name: str, start_time: int, data: bytes) -> None:
-        with self._lock:
-            ring = self._ring
-            ring.append((start_time, name, data))
-            oldest = start_time - self.horizon
-            while ring and (ring[0][0] < oldest or len(ring) > HISTORY_MAX_BUFFERS):
-                ring.popleft()
-                self.trimmed += 1
-
-    def since(self, seconds: float, now: int) -> list[tuple[str, int, bytes]]:
-        first = now - int(min(seconds, self.horizon / UNITS_PER_SECOND) * UNITS_PER_SECOND)
-        with self._lock:
-            items = [x for x in self._ring if x[0] >= first]
-        items.sort(key=lambda x: x[0])
-        return [(name, start, data) for start, name, data in items]
-
-    def __len__(self) -> int:
-        return len(self._ring)
-
-
-class InputRecord:
-    """What ``status`` shows of an input, kept after it is gone."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.connected = False
-        self.events = 0
-        self.dropped = 0
-        self.channel_group = 0
-        self.thru = False
-        self.connects = 0
-        self.stream: Optional[CaptureStream] = None
-
-    def as_dict(self) -> dict[str, Any]:
-        s = self.stream
-        events = self.events + (s.events if s is not None else 0)
-        dropped = self.dropped + (s.dropped if s is not None else 0)
-        if s is not None and s.thru is not None:
-            dropped += s.thru.dropped
-        return {
-            "name": self.name,
-            "connected": self.connected,
-            "events": events,
-            "dropped": dropped,
-            "channel_group": self.channel_group if self.connected else None,
-            "thru": self.thru,
-            "connects": self.connects,
-        }
-
-
 class Engine:
     """The daemon's transport graph around one synth and one audio output."""
 
@@ -308,7 +221,6 @@ class Engine:
         self._prefetch = int(synth.schedule_prefetch)
         self._lock = threading.RLock()
         self._render_streams: tuple[RenderStream, ...] = ()
-        self._subs: tuple[Subscription, ...] = ()
         self._inputs: dict[str, InputRecord] = {}
         self._captures: dict[int, CaptureStream] = {}
         self._groups_used: set[int] = set()
@@ -324,13 +236,13 @@ class Engine:
         #: (sample position, group): second releases of closed sources' groups.
         self._deferred: list[tuple[int, int]] = []
         self._status_parts: dict[str, Callable[[], dict[str, Any]]] = {}
-        self._history = History(config.record.history_seconds)
+        #: Where each captured buffer goes: the history ring, the subscribers, thru.
+        self.router = Router(config.record.history_seconds, self._thru_latency)
         self.hotplug: Any = None
         self.backends: list[MidiBackend] = []
         self.wake = Wake()
-        #: Drops by reason (thru pool full, subscriber errors, ...).
-        self.dropped: dict[str, int] = {"thru_pool": 0, "thru_malformed": 0, "thru_error": 0, "subscriber_error": 0}
-        self.buffers_captured = 0
+        #: Drops by reason (the router's: thru pool full, subscriber errors, ...).
+        self.dropped = self.router.dropped
         self.renders = 0
         #: Panics asked for, and how many voices the last one silenced (set on the render thread).
         self.panics = 0
@@ -358,18 +270,11 @@ class Engine:
 
     def subscribe_capture(self, callback: CaptureCallback, pattern: Optional[str] = None) -> Subscription:
         """Call ``callback(source, start_time, data)`` with every capture buffer of matching inputs."""
-        sub = Subscription(self, callback, pattern)
-        with self._lock:
-            self._subs = (*self._subs, sub)
-        return sub
-
-    def _unsubscribe(self, sub: Subscription) -> None:
-        with self._lock:
-            self._subs = tuple(s for s in self._subs if s is not sub)
+        return self.router.subscribe(callback, pattern)
 
     def history(self, seconds: float) -> list[tuple[str, int, bytes]]:
         """The last ``seconds`` (up to the ring's length) of captured input, in time order."""
-        return self._history.since(seconds, master_time())
+        return self.router.ring.since(seconds, master_time())
 
     def request_reload(self, done: Callable[[dict[str, Any]], None]) -> None:
         """Have the daemon re-read its config as SIGHUP does; ``done(report)`` is called when it is over.
@@ -392,7 +297,7 @@ class Engine:
         """A capture stream for the new source ``name`` (thru as the config says)."""
         with self._lock:
             group = self._take_group()
-            stream = CaptureStream(name, group, self._on_capture_buffer)
+            stream = CaptureStream(name, group, self.router.route)
             stream.frame_accurate = bool(getattr(backend, "frame_accurate", False))
             rec = self._inputs.get(name)
             if rec is None:
@@ -448,45 +353,6 @@ class Engine:
             stream.stop()
             self._release_group(stream.channel_group)
         log.info("client stream %r closed (%d pending events returned)", stream.name, pending)
-
-    def _on_capture_buffer(self, stream: CaptureStream, start_time: int, data: bytes) -> None:
-        """A completed capture buffer (on the capture thread): recorders, history, thru.
-
-        Never raises: the packer offers a buffer whose consumer raised again
-        later, and the history and the recorders, which already have it,
-        would get it twice.  What thru cannot play is counted and logged.
-        """
-        self.buffers_captured += 1
-        name = stream.name
-        self._history.append(name, start_time, data)
-        for sub in self._subs:
-            if sub.matches(name):
-                try:
-                    sub.callback(name, start_time, data)
-                except Exception:
-                    sub.errors += 1
-                    self.dropped["subscriber_error"] += 1
-                    if sub.errors == 1:
-                        log.exception("capture subscriber failed (counted from now on)")
-        thru = stream.thru
-        if thru is not None:
-            latency = self.frame_latency_100ns if stream.frame_accurate else self.render_latency_100ns
-            try:
-                thru.submit(data, start_time + latency)
-            except AllocatorExhausted:
-                thru.dropped += 1
-                self.dropped["thru_pool"] += 1
-            except BadBufferError as e:
-                # e.g. a data byte with bit 7 set from a misbehaving device: recorded as it came, not played
-                thru.dropped += 1
-                n = self.dropped["thru_malformed"] = self.dropped["thru_malformed"] + 1
-                if n & (n - 1) == 0:  # the 1st, 2nd, 4th...: a babbling device must not flood the log
-                    log.warning("%s: input thru cannot play (%s); recorded, not played (%d so far)", name, e, n)
-            except Exception:
-                thru.dropped += 1
-                n = self.dropped["thru_error"] = self.dropped["thru_error"] + 1
-                if n & (n - 1) == 0:
-                    log.exception("%s: thru failed (%d times so far)", name, n)
 
     # -- channel groups and render-thread control ----------------------------------------
 
@@ -797,6 +663,10 @@ class Engine:
             t.device_frames,
         )
 
+    def _thru_latency(self, frame_accurate: bool) -> int:
+        """What thru adds to a captured buffer's time (100 ns): less for input stamped at its frame."""
+        return self.frame_latency_100ns if frame_accurate else self.render_latency_100ns
+
     @property
     def render_latency_100ns(self) -> int:
         """Thru latency for input stamped on arrival (rtmidi, raw devices, clients), master-clock units."""
@@ -1007,7 +877,7 @@ class Engine:
         """
         old = self.config
         self.config = config
-        self._history.horizon = int(config.record.history_seconds * UNITS_PER_SECOND)
+        self.router.ring.horizon = int(config.record.history_seconds * UNITS_PER_SECOND)
         audio_changed = old.audio != config.audio or old.synth.polyphony != config.synth.polyphony
         geometry = (config.audio.rate, config.audio.period, config.synth.polyphony)
         new_synth = (old.audio.rate, old.audio.period, old.synth.polyphony) != geometry or (
@@ -1181,10 +1051,10 @@ class Engine:
             "bank_info": self.bank_info(),
             "events": {
                 "in": sum(r["events"] for r in self.inputs()),
-                "capture_buffers": self.buffers_captured,
+                "capture_buffers": self.router.buffers,
                 "dropped": dict(self.dropped),
             },
-            "history": {"buffers": len(self._history), "seconds": self._history.horizon / UNITS_PER_SECOND},
+            "history": self.router.status(),
             "renders": self.renders,
             "panics": self.panics,
         }
@@ -1196,4 +1066,4 @@ class Engine:
         return out
 
 
-__all__ = ["Engine", "History", "InputRecord", "Subscription", "audio_device", "pin_choice"]
+__all__ = ["Engine", "audio_device", "pin_choice"]

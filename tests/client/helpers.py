@@ -11,7 +11,7 @@ in ``tests/e2e/test_client.py``.
 Both engines keep one contract, :class:`mxfd.client.server.EngineLike`, and
 mypy checks it (``_keeps_the_contract`` below; this file is in mypy's
 ``files``).  What the contract cannot say in types is shared code: history
-is the daemon's own :class:`~mxfd.daemon.engine.History` ring.
+is the daemon's own :class:`~mxfd.daemon.router.History` ring.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from mxfd.core.event import KernelEvent
 from mxfd.core.mxf import KSState
 from mxfd.core.sequencer import Sequencer
 from mxfd.core.unpacker import Unpacker
-from mxfd.daemon.engine import History
+from mxfd.daemon.router import History
 
 LATENCY = 50_000  # 5 ms
 

@@ -398,10 +398,10 @@ def test_history_returns_the_last_seconds_of_input_in_time_order() -> None:
     rig.play(a, bytes([0x90, 60, 100]), 0)
     rig.play(b, bytes([0x90, 62, 100]), 48000 * 1)
     rig.play(a, bytes([0x90, 64, 100]), 48000 * 3)  # the first is now older than the ring's 2 s
-    items = e._history.since(10, rig.time_of(48000 * 3))
+    items = e.router.ring.since(10, rig.time_of(48000 * 3))
     assert [n for n, _t, _d in items] == ["b:out", "a:out"]
     assert items[0][1] < items[1][1]
-    assert e._history.since(0.5, rig.time_of(48000 * 3)) == items[1:]
+    assert e.router.ring.since(0.5, rig.time_of(48000 * 3)) == items[1:]
 
 
 def test_thru_can_be_turned_off_per_source_and_recorders_still_hear_it() -> None:
