@@ -16,7 +16,7 @@ from __future__ import annotations
 import numba
 
 from mxfd.synth.engine import voice as vc
-from mxfd.synth.engine.channels import apply_message
+from mxfd.synth.engine.channels import apply_message, must_apply_in_place
 from mxfd.synth.engine.layout import K_HIGH_WATER, K_SOUNDING, K_VOICES_PEAK, PLAYING, STATUS
 
 
@@ -34,6 +34,11 @@ def render_block(st, n_events: int, n: int) -> int:  # type: ignore[no-untyped-d
     e = 0
     while True:
         nxt = n
+        while e < n_events and st.ev_offset[e] > pos and not must_apply_in_place(
+            st.ev_base[e], st.ev_length[e], st.ev_data[e], st
+        ):
+            apply_message(st.ev_base[e], st.ev_length[e], st.ev_data[e], st)  # nothing sounding hears it
+            e += 1
         if e < n_events:
             nxt = min(max(st.ev_offset[e], pos), n)
         if nxt > pos:

@@ -196,6 +196,27 @@ def resolve_all(st) -> None:  # type: ignore[no-untyped-def]
 
 
 @_njit
+def must_apply_in_place(base: int, length: int, data, st) -> bool:  # type: ignore[no-untyped-def]
+    """Whether a message must be applied at its own sample, between two spans of the voices.
+
+    One that starts a voice (a note-on) or changes one that sounds must.  A channel message for a
+    channel with no voice in use changes only that channel's state, which no voice reads before
+    the channel's next note-on, which is applied in place: it may go in with the span's start, so
+    a stream of controllers for silent channels does not split every voice's render into pieces.
+    """
+    if length < 1:
+        return True
+    status = data[0]
+    if st.status_kind[status] != KIND_CHANNEL or status & 0xF0 == NOTE_ON:
+        return True  # System Reset, a channel type, SysEx: the whole group or more
+    c = base + (status & 0x0F)
+    for v in range(st.counters[K_HIGH_WATER]):
+        if st.vi[STATUS, v] == PLAYING and st.vi[CHANNEL, v] == c:
+            return True
+    return False
+
+
+@_njit
 def _refresh_channel(c: int, st) -> None:  # type: ignore[no-untyped-def]
     """A controller of channel ``c`` changed: re-run its voices' modulators."""
     for v in range(st.counters[K_HIGH_WATER]):

@@ -15,7 +15,7 @@ from mxfd.core.allocator import Allocator
 from mxfd.core.clock import UNITS_PER_SECOND
 from mxfd.render import SynthChoice, load_song, render_file
 from tests.core.helpers import core_growth
-from tests.synth.engine.helpers import RATE, TIMGM, synth
+from tests.synth.engine.helpers import RATE, TIMGM, run, synth
 from tests.test_render import read_wav
 
 SYNTH_FILES = os.path.join(os.path.dirname(os.path.abspath(mxfd.synth.__file__)), "*")
@@ -78,3 +78,19 @@ def test_a_block_with_no_voice_sounding_costs_next_to_nothing() -> None:
     per_block = (time.perf_counter() - t0) / n
     assert not out.any()
     assert per_block < 0.01 * 128 / RATE, f"{per_block * 1e6:.1f} us per idle block"
+
+
+def test_controllers_for_a_silent_channel_leave_the_sounding_voices_exactly_as_they_were() -> None:
+    # Applied with the span's start rather than between two spans: no sounding voice can tell.
+    note = [(0, bytes([0x90, 60, 100])), (9000, bytes([0x80, 60, 0]))]
+    stream = [(t, bytes([0xB1, 1, t % 128])) for t in range(5, 12000, 7)]  # mod wheel on channel 2, silent
+    alone = run(synth(), 0.25, note)
+    streamed = run(synth(), 0.25, note + stream)
+    assert np.abs(alone).max() > 0.01
+    assert np.array_equal(alone, streamed)
+
+
+def test_a_controller_for_a_silent_channel_still_reaches_its_next_note() -> None:
+    quiet = run(synth(), 0.1, [(40, bytes([0xB1, 7, 0])), (90, bytes([0x91, 60, 100]))])  # volume 0, then a note
+    loud = run(synth(), 0.1, [(90, bytes([0x91, 60, 100]))])
+    assert np.abs(loud).max() > 0.01 and np.abs(quiet).max() < 1e-4
