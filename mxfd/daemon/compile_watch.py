@@ -49,8 +49,11 @@ class CompileWatch(event.Listener):
         self._depth.n = depth + 1
 
     def on_end(self, ev: Any) -> None:
-        self._depth.n -= 1
-        if self._depth.n:
+        depth = getattr(self._depth, "n", 0)
+        if depth == 0:
+            return  # a compile that began before install(): not this watch's
+        self._depth.n = depth - 1
+        if depth > 1:
             return
         took = time.monotonic() - self._depth.started
         data = ev.data or {}

@@ -38,8 +38,8 @@ import numpy.typing as npt
 from mxfd.synth.engine import layout as L
 from mxfd.synth.engine import voice as vc
 from mxfd.synth.engine.atomics import load_acquire, spin_pause, store_release
-from mxfd.synth.engine.block import settle
-from mxfd.synth.engine.channels import apply_message, must_apply_in_place
+from mxfd.synth.engine.block import next_split, settle
+from mxfd.synth.engine.channels import apply_message
 
 # the handshake's fields
 C_POSTED: Final = 0  # sequence number of the last span posted by the caller
@@ -113,14 +113,7 @@ def render_block_shared(st, n_events: int, n: int, ctl, out2) -> int:  # type: i
     pos = 0
     e = 0
     while True:
-        nxt = n
-        while e < n_events and st.ev_offset[e] > pos and not must_apply_in_place(
-            st.ev_base[e], st.ev_length[e], st.ev_data[e], st
-        ):
-            apply_message(st.ev_base[e], st.ev_length[e], st.ev_data[e], st)  # nothing sounding hears it
-            e += 1
-        if e < n_events:
-            nxt = min(max(st.ev_offset[e], pos), n)
+        e, nxt = next_split(st, e, n_events, pos, n)
         if nxt > pos:
             shared |= _render_span(st, pos, nxt, ctl, out2)
             pos = nxt
