@@ -15,6 +15,7 @@ zone lookup are the soundfont package's own functions, compiled (its
 from mxfd.synth.engine import cache
 
 cache.check()  # before any compiled module is imported  # noqa: E402
+cache.load_without_registries()
 
 from mxfd.synth.engine.synth import FLUIDSYNTH_GAIN, SoundFontSynth  # noqa: E402
 

@@ -10,6 +10,10 @@ compiled with it, is built from (and the numba version);
 when the hash differs from the one stored beside the cache, the engine's
 cache files are deleted, so the next render compiles afresh (about a
 minute) and stores a consistent cache.
+
+:func:`load_without_registries` makes a warm start cheaper: numba
+refreshes its whole compiler (every typing and lowering registry) before
+it even looks in the cache, which only a compile needs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-from typing import Final
+from typing import Any, Final
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _SYNTH = os.path.dirname(_HERE)
@@ -73,3 +77,42 @@ def check() -> bool:
     except OSError:
         pass
     return True
+
+
+_lazy_loading = False
+
+
+def load_without_registries() -> None:
+    """Load cached machine code without first loading numba's compiler registries.
+
+    Before every cache load numba refreshes its target context, which imports
+    and installs every typing and lowering registry it has: at a warm start
+    that was 0.15 s and 7 MiB of the daemon's, for code that only a compile
+    runs.  Linking cached object code needs only numba's runtime (NRT), so a
+    load here initialises that and reads the cache; on a miss numba's own
+    load runs (with its refresh), and the compile that follows refreshes
+    too.  If numba's cache class no longer has the shape this relies on,
+    numba is left as it is.
+    """
+    global _lazy_loading
+    if _lazy_loading:
+        return
+    from numba.core import caching
+    from numba.core.runtime import nrt
+
+    cache_class: Any = caching.Cache
+    if not all(hasattr(cache_class, name) for name in ("load_overload", "_load_overload",
+                                                         "_guard_against_spurious_io_errors")):
+        return
+    numba_load = cache_class.load_overload
+
+    def load_overload(self: Any, sig: Any, target_context: Any) -> Any:
+        nrt.rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            loaded = self._load_overload(sig, target_context)
+            if loaded is not None:
+                return loaded
+        return numba_load(self, sig, target_context)
+
+    cache_class.load_overload = load_overload
+    _lazy_loading = True

@@ -32,3 +32,29 @@ def test_cached_code_from_other_sources_is_deleted_and_the_stamp_renewed(
     (engine / "block.render_block-3.py311.nbi").write_bytes(b"new")
     assert cache.check() is False  # same sources: the cache stays
     assert (engine / "block.render_block-3.py311.nbi").exists()
+
+
+#: Modules only numba's compiler registries import (``CPUContext.load_additional_registries``).
+_REGISTRY_ONLY = ("numba.typed.typeddict", "numba.np.random.generator_core")
+
+_LOAD_AND_COMPILE = f"""
+import sys
+import numpy as np
+from mxfd.synth.engine import SoundFontSynth
+from mxfd.synth.engine.block import render_block
+from mxfd.synth.soundfont import load_soundfont
+s = SoundFontSynth(load_soundfont("/usr/share/sounds/sf2/TimGM6mb.sf2"), 48000, reverb=False, chorus=False)
+render_block(s.engine_state, 0, 128)
+print(sum(m in sys.modules for m in {_REGISTRY_ONLY!r}))
+import numba
+print(numba.njit(lambda a: a.sum())(np.ones(3)))  # a compile still finds every registry
+"""
+
+
+def test_cached_code_loads_without_the_compiler_registries_and_a_compile_still_works() -> None:
+    import subprocess
+    import sys
+
+    for _ in range(2):  # the first may compile (a cold cache), which loads the registries
+        done = subprocess.run([sys.executable, "-c", _LOAD_AND_COMPILE], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["0", "3.0"], done.stdout + done.stderr
