@@ -58,6 +58,7 @@ from mxfd.core.unpacker import Unpacker
 from mxfd.core.wire import MAX_BUFFER_SIZE, encode_buffer, event_size
 from mxfd.limits import DEFAULT_MAX_RENDER_SECONDS, MAX_POLYPHONY, RENDER_BLOCK
 from mxfd.midifile import MidiFileError, read_midi_file
+from mxfd.synth.resident import release_compiler_pages
 
 #: Records per DMUS_EVENTHEADER buffer, and the longest time span one buffer covers.
 RECORDS_PER_BUFFER = 128
@@ -466,6 +467,7 @@ def render_file(
     """
     started = time.monotonic()
     synth = make_synth(synth_choice, rate, polyphony, block, threads)
+    release_compiler_pages()  # before the samples the first notes touch come in (mxfd.synth.resident)
     try:
         return _render(song, out, synth, rate, block, fmt, progress, output, started)
     finally:
@@ -498,6 +500,7 @@ def _render(
     buffers = song.buffers
     nb = 0
     total = 0
+    compiler_released = False
     while total < limit:
         clock.now = sink.sample_to_ref(total)  # master time moves with the samples rendered
         now = clock()
@@ -512,6 +515,11 @@ def _render(
         frame = synth.render_frame(frames)
         if frame is None:
             raise RuntimeError("the frame allocator has no free frame")
+        if not compiler_released and not synth.idle:
+            # Every compiled function the render calls is loaded by now (the first loads, and the
+            # helper thread's start, map some of the compiler's pages back).
+            release_compiler_pages()
+            compiler_released = True
         audio = frames.audio_view(frame, 2)
         n = min(block, limit - total)
         ended = nb >= len(buffers) and sequencer.held == 0 and synth.idle

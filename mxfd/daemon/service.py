@@ -247,6 +247,7 @@ class Daemon:
     def run(self) -> int:
         from mxfd.daemon.compile_watch import CompileWatch
         from mxfd.daemon.engine import Engine
+        from mxfd.synth.resident import release_compiler_pages
 
         t0 = time.monotonic()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -294,6 +295,9 @@ class Daemon:
         watch = CompileWatch()
         watch.install()
         engine.register_status("compiler", watch.status)
+        given_back = release_compiler_pages()
+        if given_back:
+            log.info("gave back %.0f MiB of the compiler's code pages", given_back / 1024)
         self._loop(status)
         return self._shutdown()
 

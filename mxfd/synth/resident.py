@@ -1,0 +1,104 @@
+"""The compiler's pages, given back once the daemon is ready.
+
+numba's compiler is LLVM, one 170 MB library (llvmlite's ``libllvmlite.so``).
+Loading it faults in about 55 MiB of its code and read-only data (the
+static initialisers spread across the library, and the kernel mapping the
+pages around each fault), which then stay in the daemon's resident set.
+Once start-up has loaded every compiled function, none of that code runs
+again: a compile after READY is the exception, and the compile watch
+(:mod:`mxfd.daemon.compile_watch`) says each one.
+
+Those pages are unmodified copies of the file, so the daemon unmaps them
+(``madvise(MADV_DONTNEED)``) and loses nothing: a page touched again is
+mapped back from the page cache, where the pages stay.  Only mappings that
+cannot be written and hold no copied-on-write page qualify (a relocated
+read-only segment holds such copies, and unmapping those would lose the
+relocations).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from dataclasses import dataclass
+from typing import Final, Iterator
+
+log = logging.getLogger(__name__)
+
+#: The file name of the compiler library whose pages are given back.
+COMPILER_LIBRARY: Final = "libllvmlite.so"
+MADV_DONTNEED: Final = 4
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One mapping of ``/proc/PID/smaps``: what :func:`reclaimable` needs of it."""
+
+    start: int
+    end: int
+    perms: str
+    path: str
+    rss_kib: int
+    anonymous_kib: int
+
+
+def parse_smaps(text: str) -> Iterator[Mapping]:
+    """The mappings of an smaps listing, in order."""
+    head: list[str] | None = None
+    fields: dict[str, int] = {}
+
+    def done() -> Mapping:
+        assert head is not None
+        start, end = (int(x, 16) for x in head[0].split("-"))
+        path = head[5] if len(head) > 5 else ""
+        return Mapping(start, end, head[1], path, fields.get("Rss", 0), fields.get("Anonymous", 0))
+
+    for line in text.splitlines():
+        first, _, rest = line.partition(" ")
+        if first.endswith(":"):  # "Rss:   1234 kB"; VmFlags' value is not a number
+            value = rest.split()
+            if value and value[0].isdigit():
+                fields[first[:-1]] = int(value[0])
+        elif "-" in first:  # "7f..-7f.. r-xp offset dev inode path": a new mapping
+            if head is not None:
+                yield done()
+            head = line.split()
+            fields = {}
+    if head is not None:
+        yield done()
+
+
+def reclaimable(mappings: Iterator[Mapping], library: str = COMPILER_LIBRARY) -> list[Mapping]:
+    """``library``'s resident mappings that cannot be written and hold only the file's own pages."""
+    return [
+        m
+        for m in mappings
+        if os.path.basename(m.path) == library and "w" not in m.perms and m.anonymous_kib == 0 and m.rss_kib
+    ]
+
+
+def _own_mappings() -> Iterator[Mapping]:
+    with open("/proc/self/smaps", encoding="utf-8", errors="replace") as fh:
+        return parse_smaps(fh.read())
+
+
+def release_compiler_pages() -> int:
+    """Unmap the compiler library's clean resident pages from this process; the KiB given back.
+
+    Returns 0 where there is nothing to give back (no smaps, no such library); a refusal of
+    ``madvise`` is logged and the rest still go.
+    """
+    try:
+        targets = reclaimable(_own_mappings())
+    except OSError as exc:
+        log.info("resident pages: /proc/self/smaps unreadable (%s); the compiler's pages stay", exc)
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    for m in targets:
+        if libc.madvise(m.start, m.end - m.start, MADV_DONTNEED) != 0:
+            err = ctypes.get_errno()
+            log.warning("resident pages: madvise of %s at %#x failed: %s", m.path, m.start, os.strerror(err))
+    after = {m.start: m.rss_kib for m in reclaimable(_own_mappings())}
+    return sum(m.rss_kib - after.get(m.start, 0) for m in targets)
