@@ -236,6 +236,28 @@ def proc_cpu_rss(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def memory(pid: int) -> tuple[float, float, float]:
+    """(RSS, PSS, resident JACK shared memory) of ``pid`` in MiB.
+
+    Every JACK client maps (and locks) the server's port buffers, about 100 MiB with jackd's defaults:
+    the same pages in every client and in jackd, counted in each one's RSS.
+    """
+    rss = pss = shm = 0
+    in_jack = False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            first = line.split(" ", 1)[0]
+            if "-" in first and not first.endswith(":"):
+                in_jack = "/dev/shm/jack" in line
+            elif first == "Rss:":
+                kib = int(line.split()[1])
+                rss += kib
+                shm += kib if in_jack else 0
+            elif first == "Pss:":
+                pss += int(line.split()[1])
+    return rss / 1024, pss / 1024, shm / 1024
+
+
 def children(pid: int) -> list[int]:
     """Child processes of ``pid``, whichever of its threads started them."""
     out: list[int] = []
@@ -299,6 +321,8 @@ def main() -> int:
     latency_ms = ""
     sf2 = next((p for p in SOUNDFONTS if os.path.exists(p)), None)
     daemon_pin: Optional[tuple[float, float, float]] = None
+    builtin_idle: Optional[tuple[float, float, float, float, float]] = None
+    fluid_memory: Optional[tuple[float, float, float]] = None
     try:
         for reader in ("jack-client", "rtmidi"):
             config = f'[midi]\napi = "jack"\njack_reader = "{reader}"\n{NOT_THE_PROBE}'
@@ -326,6 +350,16 @@ def main() -> int:
                 daemon_pin = (cpu + kcpu, rss + krss, ready)
             finally:
                 d.close()
+        # The built-in bank on the pin: the daemon's footprint with no soundfont's samples in it.
+        config = f'[midi]\napi = "jack"\n{NOT_THE_PROBE}[audio]\npin = "jack"\n[synth]\nsoundfont = "builtin"\n'
+        d = Mxfd(tmp, config, env)
+        try:
+            ready = d.wait_ready()
+            time.sleep(2.0)
+            cpu, _, kcpu, _ = idle_cost(d.proc.pid, a.idle)
+            builtin_idle = (cpu + kcpu, *memory(d.proc.pid), ready)
+        finally:
+            d.close()
         for _ in range(max(0, a.starts - 2)):
             d = Mxfd(tmp, f'[midi]\napi = "jack"\n{NOT_THE_PROBE}', env)
             try:
@@ -364,6 +398,7 @@ def main() -> int:
                 rows.append((label, probe_runs(label, *ports, env, a.runs, a.verbose)))
                 fs_cpu, fs_rss, _, _ = idle_cost(fs.pid, a.idle)
                 fluid_idle = (fs_cpu, fs_rss)
+                fluid_memory = memory(fs.pid)
             finally:
                 assert fs.stdin is not None
                 fs.stdin.close()
@@ -393,6 +428,18 @@ def main() -> int:
               f"{pin_status}")
     if fluid_idle is not None:
         print(f"FluidSynth idle over {a.idle:g} s: {fluid_idle[0]:.1f}% CPU, {fluid_idle[1]:.0f} MiB RSS")
+    if builtin_idle is not None:
+        print("\nIdle footprint, MiB (JACK shm: the server's port buffers every client maps)")
+        print("| | CPU % | RSS | PSS | of which JACK shm | RSS without it |")
+        print("|---|---|---|---|---|---|")
+        cpu, rss, pss, shm, ready = builtin_idle
+        print(f"| mxfd run, built-in bank (ready in {ready:.2f} s) | {cpu:.1f} | {rss:.0f} | {pss:.0f} | {shm:.0f} "
+              f"| {rss - shm:.0f} |")
+        if fluid_idle is not None and fluid_memory is not None:
+            rss, pss, shm = fluid_memory
+            print(f"| FluidSynth ({os.path.basename(sf2 or '')}) | {fluid_idle[0]:.1f} | {rss:.0f} | {pss:.0f} "
+                  f"| {shm:.0f} | {rss - shm:.0f} |")
+        print("(targets: CPU no more than FluidSynth's; RSS under 220 MiB)")
     print()
     print(f"Start-up to READY=1 ({len(starts)} starts): median {statistics.median(starts):.2f} s, "
           f"max {max(starts):.2f} s (target < 2 s)")  # fmt: skip
