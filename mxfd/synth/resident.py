@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 from dataclasses import dataclass
 from typing import Final, Iterator
 
@@ -43,30 +44,23 @@ class Mapping:
     anonymous_kib: int
 
 
-def parse_smaps(text: str) -> Iterator[Mapping]:
-    """The mappings of an smaps listing, in order."""
-    head: list[str] | None = None
-    fields: dict[str, int] = {}
+#: A mapping's first line: "7f..-7f.. r-xp 00365000 fe:00 5324866    /path" (the path may be absent).
+_HEADER: Final = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+ *(.*)$", re.M)
+_RSS: Final = re.compile(r"^Rss: +(\d+) kB", re.M)
+_ANONYMOUS: Final = re.compile(r"^Anonymous: +(\d+) kB", re.M)
 
-    def done() -> Mapping:
-        assert head is not None
-        start, end = (int(x, 16) for x in head[0].split("-"))
-        path = head[5] if len(head) > 5 else ""
-        return Mapping(start, end, head[1], path, fields.get("Rss", 0), fields.get("Anonymous", 0))
 
-    for line in text.splitlines():
-        first, _, rest = line.partition(" ")
-        if first.endswith(":"):  # "Rss:   1234 kB"; VmFlags' value is not a number
-            value = rest.split()
-            if value and value[0].isdigit():
-                fields[first[:-1]] = int(value[0])
-        elif "-" in first:  # "7f..-7f.. r-xp offset dev inode path": a new mapping
-            if head is not None:
-                yield done()
-            head = line.split()
-            fields = {}
-    if head is not None:
-        yield done()
+def parse_smaps(text: str, path_contains: str = "") -> Iterator[Mapping]:
+    """The mappings of an smaps listing, in order; only those whose path contains ``path_contains``."""
+    headers = list(_HEADER.finditer(text))
+    for n, h in enumerate(headers):
+        if path_contains not in h.group(4):
+            continue
+        end = headers[n + 1].start() if n + 1 < len(headers) else len(text)
+        rss = _RSS.search(text, h.end(), end)
+        anonymous = _ANONYMOUS.search(text, h.end(), end)
+        yield Mapping(int(h.group(1), 16), int(h.group(2), 16), h.group(3), h.group(4).strip(),
+                      int(rss.group(1)) if rss else 0, int(anonymous.group(1)) if anonymous else 0)  # fmt: skip
 
 
 def reclaimable(mappings: Iterator[Mapping], library: str = COMPILER_LIBRARY) -> list[Mapping]:
@@ -78,9 +72,9 @@ def reclaimable(mappings: Iterator[Mapping], library: str = COMPILER_LIBRARY) ->
     ]
 
 
-def _own_mappings() -> Iterator[Mapping]:
+def _own_mappings(path_contains: str = COMPILER_LIBRARY) -> Iterator[Mapping]:
     with open("/proc/self/smaps", encoding="utf-8", errors="replace") as fh:
-        return parse_smaps(fh.read())
+        return parse_smaps(fh.read(), path_contains)
 
 
 def release_compiler_pages() -> int:
@@ -96,9 +90,11 @@ def release_compiler_pages() -> int:
         return 0
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    given = 0
     for m in targets:
-        if libc.madvise(m.start, m.end - m.start, MADV_DONTNEED) != 0:
+        if libc.madvise(m.start, m.end - m.start, MADV_DONTNEED) == 0:
+            given += m.rss_kib  # all of a mapping's pages go: none is locked or copied
+        else:
             err = ctypes.get_errno()
             log.warning("resident pages: madvise of %s at %#x failed: %s", m.path, m.start, os.strerror(err))
-    after = {m.start: m.rss_kib for m in reclaimable(_own_mappings())}
-    return sum(m.rss_kib - after.get(m.start, 0) for m in targets)
+    return given
