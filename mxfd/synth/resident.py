@@ -1,14 +1,15 @@
-"""The compiler's pages, given back once the daemon is ready.
+"""The compiler's pages, given back once everything compiled is loaded.
 
 numba's compiler is LLVM, one 170 MB library (llvmlite's ``libllvmlite.so``).
 Loading it faults in about 55 MiB of its code and read-only data (the
 static initialisers spread across the library, and the kernel mapping the
-pages around each fault), which then stay in the daemon's resident set.
+pages around each fault), which then stay in the process's resident set.
 Once start-up has loaded every compiled function, none of that code runs
-again: a compile after READY is the exception, and the compile watch
-(:mod:`mxfd.daemon.compile_watch`) says each one.
+again: in the daemon a compile after READY is the exception, and the
+compile watch (:mod:`mxfd.daemon.compile_watch`) says each one.
 
-Those pages are unmodified copies of the file, so the daemon unmaps them
+Those pages are unmodified copies of the file, so the daemon (after READY)
+and ``mxfd render`` (once its synth is built and first sounds) unmap them
 (``madvise(MADV_DONTNEED)``) and loses nothing: a page touched again is
 mapped back from the page cache, where the pages stay.  Only mappings that
 cannot be written and hold no copied-on-write page qualify (a relocated
