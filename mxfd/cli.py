@@ -73,8 +73,9 @@ def add_synth_options(p: argparse.ArgumentParser, *, config_keys: bool) -> None:
     def default(key: str, value: str) -> str:
         return f"[synth] {key}, else {value}" if config_keys else value
 
-    p.add_argument("--soundfont", metavar="PATH",
-                   help='SoundFont 2 or 3 file, or "builtin" for the built-in bank (default: '
+    p.add_argument("--soundfont", metavar="PATH", action="append",
+                   help='SoundFont 2 or 3 file, or "builtin" for the built-in bank; given more than once, a stack '
+                        "searched in that order for each bank:program (default: "
                         + default("soundfont", "the system's General MIDI soundfont, "
                                   "/usr/share/sounds/sf2/default-GM.sf2 and the other usual paths, else builtin") + ")")
     p.add_argument("--gain", type=_ranged(float, MIN_GAIN_DB, MAX_GAIN_DB, "--gain"), metavar="DB",
@@ -187,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_options(render, config_keys=False)
 
     instruments = sub.add_parser("instruments", help="list the presets of a SoundFont or of the built-in bank")
-    instruments.add_argument("--soundfont", metavar="PATH",
-                             help="an SF2 or SF3 file, or builtin (default: the system's General MIDI SoundFont, "
+    instruments.add_argument("--soundfont", metavar="PATH", action="append",
+                             help="an SF2 or SF3 file, or builtin; more than once, a stack "
+                                  "(default: the system's General MIDI SoundFont, "
                                   "/usr/share/sounds/sf2/default-GM.sf2 and the other usual paths, else builtin)")
     instruments.add_argument("--json", action="store_true", help="machine-readable output")
     return p

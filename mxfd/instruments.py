@@ -1,6 +1,7 @@
 """``mxfd instruments``: the presets a user can choose, from a SoundFont or the built-in bank.
 
-The font is the one ``--soundfont`` names, else the one ``mxfd render``
+The font is the one ``--soundfont`` names (given more than once, the stack
+they make, each preset from the first font that has it), else the one ``mxfd render``
 uses by default (:func:`~mxfd.synth.soundfont.resolve_soundfont`:
 the system's General MIDI font, else the built-in bank).  Each preset is
 listed as ``BANK-PROGRAM NAME``, as FluidSynth's ``inst`` command lists them,
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 from mxfd.synth.soundfont import BUILTIN, PERCUSSION_BANK, PresetInfo, SoundFontError, load_soundfont, resolve_soundfont
 
@@ -28,11 +29,31 @@ def builtin_presets() -> tuple[PresetInfo, ...]:
     return (*melodic, PresetInfo(PERCUSSION_BANK, 0, BUILTIN_KIT_NAME))
 
 
-def list_instruments(choice: str | None) -> dict[str, Any]:
+def list_instruments(choice: str | Sequence[str] | None) -> dict[str, Any]:
     """The listing of the font ``choice`` names (None: the default one), as ``--json`` prints it.
+
+    Several entries are a stack, as ``[synth] soundfont`` lists them: each bank:program is listed once,
+    from the first font that has it, and its row says which (``soundfont``).
 
     Raises :class:`SoundFontError` for a file that cannot be loaded.
     """
+    entries = [choice] if choice is None or isinstance(choice, str) else list(choice)
+    listings = [_listing(entry) for entry in entries]
+    if len(listings) == 1:
+        return listings[0]
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
+    for listing in listings:
+        for row in listing["presets"]:
+            rows.setdefault((row["bank"], row["program"]), {**row, "soundfont": listing["soundfont"]})
+    return {
+        "soundfont": listings[0]["soundfont"],
+        "soundfonts": [listing["soundfont"] for listing in listings],
+        "name": " + ".join(listing["name"] for listing in listings),
+        "presets": [rows[key] for key in sorted(rows)],
+    }
+
+
+def _listing(choice: str | None) -> dict[str, Any]:
     path = resolve_soundfont(choice)
     if path is None:
         return {"soundfont": BUILTIN, "name": "built-in GM", "presets": _rows(builtin_presets())}
@@ -47,7 +68,8 @@ def _rows(presets: tuple[PresetInfo, ...]) -> list[dict[str, Any]]:
 
 def format_listing(listing: dict[str, Any]) -> str:
     presets = listing["presets"]
-    lines = [f"{listing['name']} ({listing['soundfont']}): {len(presets)} presets"]
+    where = " + ".join(listing.get("soundfonts", [listing["soundfont"]]))
+    lines = [f"{listing['name']} ({where}): {len(presets)} presets"]
     lines += [f"{p['bank']:03d}-{p['program']:03d} {p['name']}" for p in presets]
     return "\n".join(lines)
 

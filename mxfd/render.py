@@ -35,7 +35,6 @@ tail have died away, so it ends in silence.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import os
 import signal
@@ -45,7 +44,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, Any, BinaryIO, Optional, TypeVar
+from typing import IO, Any, BinaryIO, Optional, Sequence, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -387,6 +386,9 @@ class SynthChoice:
     reverb: bool = True
     chorus: bool = True
     font: Any = None  # ``soundfont`` already loaded (a SoundFont), or None to load it
+    #: With more than one font: every font of the stack in the order it is searched (None: the built-in bank);
+    #: ``soundfont`` is the first and ``font`` plays them all.
+    stack: tuple[Optional[str], ...] = ()
 
 
 def choose_soundfont(value: Optional[str]) -> Optional[str]:
@@ -419,6 +421,17 @@ def choice_font(choice: SynthChoice, rate: int) -> Any:
 
         return builtin_soundfont(rate)
     return load_font(choice.soundfont)
+
+
+def stacked_choice(
+    members: Sequence[tuple[Optional[str], Any]], gain_db: float, reverb: bool, chorus: bool
+) -> SynthChoice:
+    """The choice playing the loaded ``members`` (path or None for the built-in bank, font) as one stack."""
+    from mxfd.synth.soundfont.stack import stack_soundfonts
+
+    paths = tuple(path for path, _ in members)
+    font = stack_soundfonts([font for _, font in members])
+    return SynthChoice(paths[0], gain_db, reverb, chorus, font, paths if len(paths) > 1 else ())
 
 
 def default_threads() -> int:
@@ -586,16 +599,19 @@ def main(args: argparse.Namespace) -> int:
     if args.polyphony > MAX_POLYPHONY:
         print(f"{prog}: --polyphony must be at most {MAX_POLYPHONY}, got {args.polyphony}", file=sys.stderr)
         return 2
-    choice = SynthChoice(
-        choose_soundfont(getattr(args, "soundfont", None)),
-        getattr(args, "gain", 0.0),
-        getattr(args, "reverb", "on") == "on",
-        getattr(args, "chorus", "on") == "on",
-    )
+    entries = getattr(args, "soundfont", None) or [None]
     try:
         jobs = render_jobs(args.paths, getattr(args, "out_dir", None))
         # once for every file of a batch, and before any output is opened: a bad font is bad input
-        choice = dataclasses.replace(choice, font=choice_font(choice, args.rate))
+        members = []
+        for path in map(choose_soundfont, entries):
+            members.append((path, choice_font(SynthChoice(path), args.rate)))
+        choice = stacked_choice(
+            members,
+            getattr(args, "gain", 0.0),
+            getattr(args, "reverb", "on") == "on",
+            getattr(args, "chorus", "on") == "on",
+        )
     except RenderError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

@@ -54,7 +54,9 @@ def test_run_takes_the_synth_flags_of_render_and_leaves_what_is_not_given_to_the
     assert (a.soundfont, a.gain, a.reverb, a.chorus) == (None, None, None, None)
     argv = ["run", "--soundfont", "builtin", "--gain", "-6", "--reverb", "off", "--chorus", "on"]
     a = build_parser().parse_args(argv)
-    assert (a.soundfont, a.gain, a.reverb, a.chorus) == ("builtin", -6.0, "off", "on")
+    assert (a.soundfont, a.gain, a.reverb, a.chorus) == (["builtin"], -6.0, "off", "on")
+    a = build_parser().parse_args(["run", "--soundfont", "/a.sf2", "--soundfont", "builtin"])
+    assert a.soundfont == ["/a.sf2", "builtin"]  # a stack, in the order given
     r = build_parser().parse_args(["render", "in.mid", "out.wav"])
     assert (r.soundfont, r.gain, r.reverb, r.chorus) == (None, 0.0, "on", "on")
     for flag in ("--soundfont", "--gain", "--reverb", "--chorus"):  # one definition serves both
@@ -72,6 +74,8 @@ def test_run_loads_the_synth_flags_over_the_config(tmp_path: Path) -> None:
     assert (c.soundfont, c.gain, c.reverb, c.chorus) == (("/x.sf2",), -3.0, True, False)
     args = build_parser().parse_args(["run", "--config", str(cfg), "--soundfont", "/y.sf2", "--reverb", "off"])
     assert (load_config(args).synth.soundfont, load_config(args).synth.reverb) == (("/y.sf2",), False)
+    args = build_parser().parse_args(["run", "--config", str(cfg), "--soundfont", "/y.sf2", "--soundfont", "builtin"])
+    assert load_config(args).synth.soundfont == ("/y.sf2", "builtin")
 
 
 @pytest.mark.parametrize("command", ["run", "render"])

@@ -38,6 +38,22 @@ def test_the_command_prints_one_line_a_preset_and_json_on_request() -> None:
     assert json.loads(as_json.stdout)["presets"] == list_instruments(TIMGM)["presets"]
 
 
+def test_a_stack_lists_each_bank_program_once_from_the_first_font_that_has_it() -> None:
+    out = mxfd("--soundfont", "builtin", "--soundfont", TIMGM, "--json")
+    assert out.returncode == 0, out.stderr
+    listing = json.loads(out.stdout)
+    assert listing["soundfonts"] == ["builtin", TIMGM]
+    rows = {(p["bank"], p["program"]): p for p in listing["presets"]}
+    assert rows[(0, 0)] == {"bank": 0, "program": 0, "name": "Acoustic Grand Piano", "soundfont": "builtin"}
+    timgm_only = {(p["bank"], p["program"]) for p in list_instruments(TIMGM)["presets"]} - {
+        (p.bank, p.program) for p in builtin_presets()
+    }
+    assert (128, 8) in timgm_only and all(rows[k]["soundfont"] == TIMGM for k in timgm_only)
+    assert len(rows) == 129 + len(timgm_only)
+    text = mxfd("--soundfont", "builtin", "--soundfont", TIMGM).stdout.splitlines()
+    assert text[0].endswith(f"(builtin + {TIMGM}): {len(rows)} presets")
+
+
 def test_builtin_is_chosen_by_name() -> None:
     out = mxfd("--soundfont", "builtin", "--json")
     assert json.loads(out.stdout)["soundfont"] == "builtin"

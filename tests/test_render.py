@@ -479,3 +479,25 @@ def test_a_batch_that_would_write_one_output_twice_or_names_no_job_is_refused(
     (tmp_path / "file").write_bytes(b"")
     assert cli(["render", "--out-dir", str(tmp_path / "file"), str(a)]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_soundfont_given_twice_is_a_stack_each_preset_from_the_first_font_that_has_it(tmp_path: Path) -> None:
+    # channel 10 plays the kit the drum channel selects: TimGM6mb's Standard kit in both renders
+    path = midi_file(tmp_path / "n.mid", [(0, 1, 0, 60), (0, 1, 9, 38)])
+    effects = ["--reverb", "off", "--chorus", "off", "--no-progress", "--format", "float"]
+    alone, stacked = tmp_path / "alone.wav", tmp_path / "stacked.wav"
+    assert run(str(path), str(alone), "--soundfont", TIMGM, *effects) == 0
+    assert run(str(path), str(stacked), "--soundfont", TIMGM, "--soundfont", "builtin", *effects) == 0
+    assert stacked.read_bytes() == alone.read_bytes()
+    below = tmp_path / "below.wav"
+    assert run(str(path), str(below), "--soundfont", "builtin", "--soundfont", TIMGM, *effects) == 0
+    assert below.read_bytes() != alone.read_bytes()  # the built-in bank's piano and kit now
+
+
+def test_a_font_of_a_stack_that_does_not_load_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = midi_file(tmp_path / "n.mid", [(0, 1, 0, 60)])
+    assert run(str(path), str(tmp_path / "o.wav"), "--soundfont", TIMGM, "--soundfont", "/no/such.sf2") == 2
+    assert "/no/such.sf2" in one_line_error(capsys)
+    assert not (tmp_path / "o.wav").exists()

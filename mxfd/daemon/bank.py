@@ -1,14 +1,13 @@
 """The daemon's bank: the SoundFont (or the built-in bank) ``[synth]`` asks for, loaded off the audio thread.
 
-``[synth] soundfont`` is one entry or a list; entries are tried in order and
-the first that loads is played (FluidSynth stacks every font of its list and
-looks each bank:program up through the stack; here the first font that
-loads is the whole bank).  No entry: the system's General MIDI font
-(:func:`~mxfd.synth.soundfont.resolve_soundfont`), else the built-in bank;
-``"builtin"`` is the built-in bank.  An entry named in the config or on the
-command line that cannot be loaded is an error (:class:`BankError`, one
-line); the system's font failing to load only costs a warning, and the
-built-in bank plays.
+``[synth] soundfont`` is one entry or a list.  A list is a stack, as
+FluidSynth's loaded fonts are: each bank:program is played from the first
+entry that has it (:mod:`~mxfd.synth.soundfont.stack`).  An entry that does
+not load is skipped with a warning; when none loads it is an error
+(:class:`BankError`, one line).  No entry: the system's General MIDI font
+(:func:`~mxfd.synth.soundfont.resolve_soundfont`), else the built-in bank,
+so the system's font failing to load only costs a warning; ``"builtin"`` is
+the built-in bank, in a stack as anywhere.
 
 :func:`bank_key` says whether a reload asks for another bank without loading
 anything: the entries, the gain and effects, and each file's identity on
@@ -27,7 +26,6 @@ thread never waits longer than that.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sys
 import time
@@ -35,7 +33,7 @@ from types import FrameType
 from typing import Any, Iterator, Optional
 
 from mxfd.daemon.config import SynthConfig
-from mxfd.render import BadSoundFont, SynthChoice, choice_font, choose_soundfont, load_font
+from mxfd.render import BadSoundFont, SynthChoice, choice_font, choose_soundfont, stacked_choice
 
 #: The name status gives the built-in bank (its own name, as ``mxfd instruments`` shows it).
 BUILTIN_NAME = "built-in GM"
@@ -48,7 +46,7 @@ class BankError(Exception):
 
 
 def choose_bank(synth: SynthConfig, rate: int) -> tuple[SynthChoice, list[str]]:
-    """The bank for ``synth`` with its font loaded, and one line per entry skipped because it did not load.
+    """The bank for ``synth`` with its fonts loaded, and one line per entry skipped because it did not load.
 
     The built-in bank is a font too, built for ``rate`` (once: then it is mapped from the cache).
 
@@ -56,24 +54,22 @@ def choose_bank(synth: SynthConfig, rate: int) -> tuple[SynthChoice, list[str]]:
     """
     entries: tuple[Optional[str], ...] = synth.soundfont or (None,)
     skipped: list[str] = []
+    members: list[tuple[Optional[str], Any]] = []
     for entry in entries:
         path = choose_soundfont(entry)
-        if path is None:
-            return _builtin(synth, rate), skipped
         try:
-            font = load_font(path)
+            members.append((path, choice_font(SynthChoice(path), rate)))
         except BadSoundFont as exc:
             skipped.append(str(exc))
-            continue
-        return SynthChoice(path, synth.gain, synth.reverb, synth.chorus, font), skipped
+    if members:
+        return stacked_choice(members, synth.gain, synth.reverb, synth.chorus), skipped
     if not synth.soundfont:  # the system's font, which nobody asked for by name
         return _builtin(synth, rate), skipped
     raise BankError("; ".join(skipped))
 
 
 def _builtin(synth: SynthConfig, rate: int) -> SynthChoice:
-    choice = SynthChoice(None, synth.gain, synth.reverb, synth.chorus)
-    return dataclasses.replace(choice, font=choice_font(choice, rate))
+    return stacked_choice([(None, choice_font(SynthChoice(None), rate))], synth.gain, synth.reverb, synth.chorus)
 
 
 @contextlib.contextmanager
@@ -116,16 +112,26 @@ def bank_key(synth: SynthConfig) -> tuple[Any, ...]:
 
 
 def bank_name(choice: SynthChoice) -> str:
-    """The bank as status and the log name it: the font's path, or the built-in bank's name."""
-    return choice.soundfont if choice.soundfont is not None else BUILTIN_NAME
+    """The bank as status and the log name it: the font's path, or the built-in bank's name; a stack's, joined."""
+    return " + ".join(_name(path) for path in choice.stack or (choice.soundfont,))
+
+
+def _name(path: Optional[str]) -> str:
+    return path if path is not None else BUILTIN_NAME
 
 
 def describe_bank(choice: SynthChoice) -> str:
-    """The bank for a log line: the path and the font's own name, or the built-in bank's name."""
-    if choice.soundfont is None:
+    """The bank for a log line: each font's path and its own name, or the built-in bank's name."""
+    members = getattr(choice.font, "members", (choice.font,))
+    paths = choice.stack or (choice.soundfont,)
+    return " + ".join(_described(path, font) for path, font in zip(paths, members, strict=True))
+
+
+def _described(path: Optional[str], font: Any) -> str:
+    if path is None:
         return BUILTIN_NAME
-    name = str(getattr(choice.font, "name", "") or "")
-    return f"{choice.soundfont} ({name})" if name else str(choice.soundfont)
+    name = str(getattr(font, "name", "") or "")
+    return f"{path} ({name})" if name else path
 
 
 __all__ = [

@@ -19,7 +19,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from mxfd.client.client import default_socket_path
 from mxfd.limits import MAX_GAIN_DB, MAX_POLYPHONY, MIN_GAIN_DB
@@ -113,7 +113,7 @@ class ThruConfig:
 @dataclass(frozen=True)
 class SynthConfig:
     polyphony: int = 256
-    #: Fonts to try in order, the first that loads is played; () the system's General MIDI font, else
+    #: Fonts stacked in order, each bank:program from the first that has it; () the system's General MIDI font, else
     #: the built-in bank; an entry ``"builtin"`` chooses the built-in bank (see :mod:`mxfd.daemon.bank`).
     soundfont: tuple[str, ...] = ()
     #: Output gain in dB (0: a font as loud as FluidSynth plays it at its default gain).
@@ -453,22 +453,24 @@ def apply_overrides(
     audio_pin: Optional[str] = None,
     rate: Optional[int] = None,
     period: Optional[int] = None,
-    soundfont: Optional[str] = None,
+    soundfont: Union[str, Sequence[str], None] = None,
     gain: Optional[float] = None,
     reverb: Optional[bool] = None,
     chorus: Optional[bool] = None,
 ) -> Config:
     """Command-line flags win over the file; they pass the same checks.
 
-    A relative ``soundfont`` path is taken from the current directory (the file's must be absolute).
+    ``soundfont`` is one entry or several (a stack, in the order given); a relative path is taken from the
+    current directory (the file's must be absolute).
     """
     midi = config.midi
     audio = config.audio
     synth: dict[str, Any] = {}
     if soundfont is not None:
-        if soundfont.strip() and soundfont.strip() != "builtin" and not soundfont.startswith("~"):
-            soundfont = os.path.abspath(soundfont)
-        synth["soundfont"] = _checked("--", "soundfont", soundfont.strip(), SCHEMA["synth"]["soundfont"])
+        entries = [e.strip() for e in ([soundfont] if isinstance(soundfont, str) else soundfont)]
+        entries = [os.path.abspath(e) if e and e != "builtin" and not e.startswith("~") else e for e in entries]
+        value = entries[0] if len(entries) == 1 else entries
+        synth["soundfont"] = _checked("--", "soundfont", value, SCHEMA["synth"]["soundfont"])
     if gain is not None:
         synth["gain"] = _checked("--", "gain", gain, SCHEMA["synth"]["gain"])
     for key, on in (("reverb", reverb), ("chorus", chorus)):

@@ -1006,10 +1006,11 @@ class Engine:
         return out
 
     def bank_info(self) -> dict[str, Any]:
-        """The bank in use: its font (None: the built-in bank), its own name, gain, effects and reloads."""
+        """The bank in use: its font (None: the built-in bank), its stack, name, gain, effects, reloads."""
         font = self.bank.font
         return {
             "soundfont": self.bank.soundfont,
+            "soundfonts": list(self.bank.stack or (self.bank.soundfont,)),
             "name": str(getattr(font, "name", "") or "") if font is not None else bank_name(self.bank),
             "gain_db": self.bank.gain_db,
             "reverb": self.bank.reverb,

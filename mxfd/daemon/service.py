@@ -337,7 +337,7 @@ class Daemon:
                 log.warning("[client] settings take effect when mxfd is restarted; the socket stays as it is")
             flag = getattr(self.args, "soundfont", None)
             if flag is not None:
-                log.info("mxfd run --soundfont %s wins over [synth] soundfont of the config", flag)
+                log.info("mxfd run --soundfont %s wins over [synth] soundfont of the config", " ".join(flag))
             # No collection during a reload: loading a soundfont makes hundreds of thousands of objects, and
             # the collections they trigger (or a gc.unfreeze() and a full one) hold the GIL for tens of ms, a
             # gap in the sound.  What the reload makes is frozen as it is; what it drops is freed by reference

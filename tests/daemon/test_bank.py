@@ -1,4 +1,4 @@
-"""The daemon's bank: the first entry of ``[synth] soundfont`` that loads, the system's font, or the built-in one."""
+"""The daemon's bank: the entries of ``[synth] soundfont`` that load, stacked; the system's font; or the built-in."""
 
 from __future__ import annotations
 
@@ -21,13 +21,21 @@ def bad_font(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_the_first_entry_that_loads_is_played_and_each_one_skipped_says_why(tmp_path: Path) -> None:
+def test_every_entry_that_loads_joins_the_stack_in_order_and_each_one_skipped_says_why(tmp_path: Path) -> None:
     broken = bad_font(tmp_path)
     choice, skipped = choose_bank(SynthConfig(soundfont=(broken, "/no/such.sf2", TIMGM, "builtin")), RATE)
-    assert choice.soundfont == TIMGM and choice.font is not None and choice.font.path == TIMGM
+    assert choice.soundfont == TIMGM and choice.stack == (TIMGM, None)
+    assert [m.path for m in choice.font.members] == [TIMGM, choice.font.members[1].path]
     assert len(skipped) == 2 and broken in skipped[0] and "/no/such.sf2" in skipped[1]
     assert all("\n" not in line for line in skipped)
-    assert bank_name(choice) == TIMGM
+    assert bank_name(choice) == f"{TIMGM} + {BUILTIN_NAME}"
+    assert describe_bank(choice) == f"{TIMGM} ({choice.font.members[0].name}) + {BUILTIN_NAME}"
+
+
+def test_one_entry_that_loads_is_the_bank_itself(tmp_path: Path) -> None:
+    choice, skipped = choose_bank(SynthConfig(soundfont=(bad_font(tmp_path), TIMGM)), RATE)
+    assert choice.soundfont == TIMGM and choice.stack == () and choice.font.path == TIMGM
+    assert len(skipped) == 1 and bank_name(choice) == TIMGM
     assert describe_bank(choice) == f"{TIMGM} ({choice.font.name})"
 
 

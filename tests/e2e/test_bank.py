@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.e2e.ears import Ear, Keyboard, dominant_frequency, rms_dbfs, wait_until
-from tests.e2e.test_daemon import A4, CONFIG, KBD, OUT, Daemon, connected, hear_note, mxfd, recent_dbfs
+from tests.e2e.test_daemon import A4, CONFIG, KBD, OUT, Daemon, connected, hear_note, mxfd, recent_dbfs, settle
 from tests.jackserver import JackServer
 
 pytestmark = pytest.mark.e2e
@@ -171,3 +171,40 @@ def test_a_soundfont_that_does_not_load_on_reload_keeps_the_bank_and_reports_why
     out = mxfd(d, "reload")
     assert out.returncode == 0 and f"bank loaded: {FLUIDR3}" in out.stdout, (out.stdout, out.stderr)
     assert d.status()["bank_info"]["reload_error"] is None
+
+
+def harmonic_db(heard: np.ndarray, rate: int, f0: float, n: int) -> float:
+    """The level of harmonic ``n`` of ``f0`` against the fundamental, in dB."""
+    loud = heard[np.abs(heard) > 0][-int(0.4 * rate) :]
+    spectrum = np.abs(np.fft.rfft(loud * np.hanning(len(loud))))
+    freqs = np.fft.rfftfreq(len(loud), 1.0 / rate)
+
+    def peak(f: float) -> float:
+        return float(spectrum[(freqs > f * 0.97) & (freqs < f * 1.03)].max())
+
+    return 20.0 * float(np.log10(peak(n * f0) / peak(f0)))
+
+
+def test_a_list_of_soundfonts_is_a_stack_each_preset_from_the_first_font_that_has_it(
+    rig_on: list[Rig], tmp_path: Path
+) -> None:
+    config = CONFIG + f'[synth]\nsoundfont = ["{TIMGM}", "{FLUIDR3}"]\n[audio]\npin = "jack"\n'
+    rig = Rig(tmp_path, config, soundfont=None)
+    rig_on.append(rig)
+    d, ear, kbd = rig.daemon, rig.ear, rig.keyboard
+    ready = next(line for line in d.output().splitlines() if " ready in " in line)
+    assert f"bank {TIMGM} (" in ready and f" + {FLUIDR3} (" in ready
+    info = d.status()["bank_info"]
+    assert info["soundfonts"] == [TIMGM, FLUIDR3] and d.status()["bank"] == f"{TIMGM} + {FLUIDR3}"
+    # 8:80 is FluidR3_GM's Sine Wave; TimGM6mb has no bank 8, and its 0:80, where a missing bank falls
+    # back to, is a square lead with a third harmonic about 10 dB down
+    kbd.send(0xB0, 0, 8)
+    kbd.send(0xC0, 80)
+    sine = hear_note(ear, kbd)
+    settle(ear)
+    kbd.send(0xB0, 0, 0)
+    kbd.send(0xC0, 80)
+    square = hear_note(ear, kbd)
+    assert rms_dbfs(sine) > -50 and rms_dbfs(square) > -50, "no sound"
+    assert harmonic_db(square, ear.rate, 440.0, 3) > -20.0
+    assert harmonic_db(sine, ear.rate, 440.0, 3) < -40.0

@@ -5,9 +5,9 @@ One concept per module, in the order a load runs: :mod:`.riff` (chunks),
 mmap of ``smpl``/``sm24`` and the sample headers), :mod:`.generators` and
 :mod:`.modulators` (the spec's tables and rules), :mod:`.zones` (voice zone
 tables built at load time for compiled lookup), :mod:`.units` (unit
-conversions), :mod:`.font` (:func:`load_soundfont`) and :mod:`.search`
-(which font to use by default).  Nothing here depends on the rest of the
-synth.
+conversions), :mod:`.font` (:func:`load_soundfont`), :mod:`.stack`
+(several fonts played as one) and :mod:`.search` (which font to use by
+default).  Nothing here depends on the rest of the synth.
 """
 
 from mxfd.synth.soundfont.errors import LoadReport, SoundFontError

@@ -94,6 +94,8 @@ class SoundFont:
             PresetInfo(k // KEYS, k % KEYS, n) for k, n in zip(keys, names, strict=True)
         )
         self._select = np.zeros(max(tables.max_voices, 1), np.int32)
+        #: The file's identity when its sample data is a mapping of the file (``load_soundfont``), else None.
+        self.file_status: Optional[os.stat_result] = None
 
     @property
     def name(self) -> str:
@@ -179,7 +181,9 @@ def load_soundfont(path: str | os.PathLike[str]) -> SoundFont:
     # The kernel reads ahead around touched pages by default; voices touch samples here and there.
     if hasattr(buf, "madvise") and hasattr(mmap, "MADV_RANDOM"):
         buf.madvise(mmap.MADV_RANDOM)
-    return soundfont_from_buffer(buf, p, zone_cache.cache_path(p, status))
+    font = soundfont_from_buffer(buf, p, zone_cache.cache_path(p, status))
+    font.file_status = status
+    return font
 
 
 def soundfont_from_buffer(buf: Buffer, path: str, cached: Optional[Path] = None) -> SoundFont:
