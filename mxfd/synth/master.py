@@ -156,7 +156,7 @@ class Master:
             r.allpasses, r.ap_len, r.ap_pos, r.state, self.chorus is not None, c.line, c.state,
         )  # fmt: skip
 
-    def process(self, bus: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> None:
+    def process(self, bus: npt.NDArray[np.float64], out: npt.NDArray[np.float32]) -> None:
         """Mix the ``(4, m)`` bus into ``out`` (``(m, 2)`` float32 frames)."""
         master_process(bus, out, bus.shape[1], *self.arguments())
 

@@ -25,7 +25,7 @@ from mxfd.synth.engine.layout import K_HIGH_WATER, K_SOUNDING, K_VOICES_PEAK, PL
 
 @numba.njit(nogil=True, cache=True)
 def render_block(st, n_events: int, n: int) -> int:  # type: ignore[no-untyped-def]
-    """Render ``n`` frames into ``out[:, :n]`` (float32, 4 buses), applying ``n_events`` events; voices sounding."""
+    """Render ``n`` frames into ``out[:, :n]`` (float64, 4 buses), applying ``n_events`` events; voices sounding."""
     counters = st.counters
     out = st.out
     if counters[K_HIGH_WATER] == 0 and n_events == 0:

@@ -129,7 +129,7 @@ def render_block_shared(st, n_events: int, n: int, ctl, out2) -> int:  # type: i
 class VoiceHelper:
     """The helper thread of one engine state, from :meth:`start` until :meth:`stop` (or the state's end)."""
 
-    def __init__(self, state: L.EngineState, buses: npt.NDArray[np.float32]) -> None:
+    def __init__(self, state: L.EngineState, buses: npt.NDArray[np.float64]) -> None:
         self.state = state
         self.ctl = np.zeros(C_SIZE, np.int64)
         self.out = np.zeros_like(buses)
