@@ -120,7 +120,7 @@ class _Track:
 
 class _Parser:
     def __init__(self, data: bytes, path: str) -> None:
-        self.data = data
+        self.data = data if type(data) is bytes else bytes(data)  # a slice of it is then a message
         self.path = path
         self.skipped: dict[str, int] = {}
 
@@ -214,13 +214,19 @@ class _Parser:
     def _track(self, number: int, pos: int, end: int) -> _Track:
         data = self.data
         out = _Track()
+        events = out.events
         tick = 0
         group = 1
         running = 0
         sysex: tuple[int, bytearray] | None = None  # an F0 message waiting for its F7 packets
         while pos < end:
-            delta, pos = self._vlq(pos, end, "a delta time", number)
-            tick += delta
+            b = data[pos]
+            if b < 0x80:  # most delta times are one byte
+                tick += b
+                pos += 1
+            else:
+                delta, pos = self._vlq(pos, end, "a delta time", number)
+                tick += delta
             if pos >= end:
                 raise self.fail(f"track {number} ends at byte {end} after a delta time, where an event was expected")
             at = pos
@@ -291,14 +297,16 @@ class _Parser:
                     f" ({need} data bytes expected)"
                 )
             body = data[pos : pos + need]
-            for k, b in enumerate(body):
-                if b >= 0x80:
-                    raise self.fail(
-                        f"track {number}, byte {pos + k}: {_NAMES[running >> 4]} data byte {b:#04x}"
-                        " (data bytes are below 0x80)"
-                    )
+            if max(body) >= 0x80:
+                k = next(k for k, b in enumerate(body) if b >= 0x80)
+                raise self.fail(
+                    f"track {number}, byte {pos + k}: {_NAMES[running >> 4]} data byte {body[k]:#04x}"
+                    " (data bytes are below 0x80)"
+                )
+            # with its status byte in the file the message is one slice of it; under running status, two
+            message = data[at : pos + need] if at + 1 == pos else bytes((running,)) + body
             pos += need
-            out.events.append((tick, group, bytes((running,)) + body))
+            events.append((tick, group, message))
         if sysex is not None:
             self._skip("SysEx without its end (F7)")
         out.end = tick
@@ -307,21 +315,27 @@ class _Parser:
     def _flatten(
         self, fmt: int, tracks: list[_Track], smpte: tuple[int, int] | None, division: int
     ) -> MidiSong:
-        raw: list[tuple[int, int, int, int, bytes]] = []  # (tick, track, order, group, message)
         tempos: list[tuple[int, int, int]] = []  # (tick, track, tempo)
         end_tick = 0
-        offset = 0
+        offsets: list[int] = []  # each track's first tick
         for ti, track in enumerate(tracks):
-            if fmt == 2:  # independent patterns, one after the other
-                offset = end_tick
-            for si, (tick, group, msg) in enumerate(track.events):
-                raw.append((tick + offset, ti, si, group, msg))
-            tempos.extend((tick + offset, ti, tempo) for tick, tempo in track.tempos)
-            end_tick = max(end_tick, track.end + offset)
-        if not raw:
+            offsets.append(end_tick if fmt == 2 else 0)  # format 2: independent patterns, one after the other
+            tempos.extend((tick + offsets[ti], ti, tempo) for tick, tempo in track.tempos)
+            end_tick = max(end_tick, track.end + offsets[ti])
+        ordered: list[tuple[int, int, bytes]]  # (tick, group, message) in time order, ties in track order
+        if len(tracks) == 1:
+            ordered = tracks[0].events  # a track's events are in time order already
+        else:
+            raw = [  # (tick, track, order, group, message)
+                (tick + offsets[ti], ti, si, group, msg)
+                for ti, track in enumerate(tracks)
+                for si, (tick, group, msg) in enumerate(track.events)
+            ]
+            raw.sort()  # (tick, track, order) is unique: the group and message are never compared
+            ordered = [(tick, group, msg) for tick, _, _, group, msg in raw]
+        if not ordered:
             left = f" ({sum(self.skipped.values())} left out)" if self.skipped else ""
             raise self.fail(f"no MIDI events in its {len(tracks)} track(s){left}")
-        raw.sort(key=lambda r: (r[0], r[1], r[2]))
         if smpte is not None:
             num, den = smpte
             fps = 256 - (division >> 8)
@@ -349,12 +363,18 @@ class _Parser:
                 return (micro_ticks * 10 + division // 2) // division
 
         records: list[tuple[int, int, bytes]] = []
-        for tick, _, _, group, msg in raw:
-            t = units(tick)
-            for piece in split_message(msg):
-                records.append((t, group, piece))
+        last = -1
+        t = 0
+        for tick, group, msg in ordered:
+            if tick != last:  # a chord's notes share their tick
+                t = units(tick)
+                last = tick
+            if len(msg) <= MAX_EVENT_SIZE:
+                records.append((t, group, msg))
+            else:
+                records.extend((t, group, piece) for piece in split_message(msg))
         end = max(units(end_tick), records[-1][0])
-        return MidiSong(records, end / UNITS_PER_SECOND, fmt, label, len(raw), self.skipped)
+        return MidiSong(records, end / UNITS_PER_SECOND, fmt, label, len(ordered), self.skipped)
 
 
 __all__ = ["MidiFileError", "MidiSong", "parse_midi", "read_midi_file", "split_message"]

@@ -67,12 +67,14 @@ def event_size(cb_event: int) -> int:
     return (EVENT_HEADER_SIZE + cb_event + 7) & ~7
 
 
+_STRUCTURED_KINDS: Final = frozenset((KIND_CHANNEL, KIND_COMMON, KIND_REALTIME, KIND_UNDEFINED))
+_PADDING: Final = tuple(bytes(k) for k in range(8))
+
+
 def structured_flag(message: bytes | bytearray | memoryview) -> int:
     """DMUS_EVENT_STRUCTURED for channel, common and real-time messages; 0 otherwise."""
     kind = STATUS_KIND[message[0]] if len(message) else 0
-    if kind in (KIND_CHANNEL, KIND_COMMON, KIND_REALTIME, KIND_UNDEFINED):
-        return DMUS_EVENT_STRUCTURED
-    return 0
+    return DMUS_EVENT_STRUCTURED if kind in _STRUCTURED_KINDS else 0
 
 
 def iter_records(data: bytes | bytearray | memoryview) -> Iterator[tuple[int, int, int, int, int]]:
@@ -150,12 +152,12 @@ def encode_buffer(records: Iterable[Record] | Sequence[Record]) -> tuple[int, by
             raise ValueError(f"message of {n} bytes: records carry 1..{MAX_EVENT_SIZE} bytes")
         if not 0 <= group <= MAX_CHANNEL_GROUP:
             raise ValueError(f"channel group {group} outside 0..{MAX_CHANNEL_GROUP}")
-        flags = structured_flag(message)
+        flags = DMUS_EVENT_STRUCTURED if STATUS_KIND[message[0]] in _STRUCTURED_KINDS else 0
         if flags and n > MAX_STRUCTURED_SIZE:
             raise ValueError(f"a {n}-byte message starting {message[0]:#04x} is not a short message")
         out += HEADER.pack(n, group, pres_time - start, flags)
         out += message
-        out += bytes(qword_align(len(out)) - len(out))
+        out += _PADDING[-(EVENT_HEADER_SIZE + n) & 7]  # every record starts on a QWORD, so pad this one
     if len(out) > MAX_BUFFER_SIZE:
         raise ValueError(f"{len(out)} bytes exceed the {MAX_BUFFER_SIZE}-byte buffer limit")
     return (start if start is not None else 0), bytes(out)

@@ -64,6 +64,8 @@ FLUIDSYNTH_GAIN: Final = 0.2
 _EVENT_FIELDS: Final = ("ev_offset", "ev_base", "ev_length", "ev_data")
 NOTE_ON: Final = 0x90
 NOTE_OFF: Final = 0x80
+#: First bytes of a record of at most three bytes that is not a short message for the engine.
+_NOT_SHORT: Final = frozenset((midi.SYSEX, SET_CHANNEL_TYPE))
 
 
 class Retiring:
@@ -127,6 +129,7 @@ class SoundFontSynth(MiniportSink):
         self._events = int(events_per_block)
         self.effects = (reverb, chorus)
         self.engine_state, self._a = self._new_state(font, gain_db, reverb, chorus)
+        self._bind_event_rows()
         reset_all(self.engine_state)
         self.master = self._new_master(reverb, chorus)
         self._slots: dict[int, int] = {}
@@ -173,6 +176,15 @@ class SoundFontSynth(MiniportSink):
         arrays["config"][L.G_CHORUS] = 1.0 if chorus else 0.0
         return state, arrays
 
+    def _bind_event_rows(self) -> None:
+        # The event arrays as memoryviews: an item stored through one costs half a numpy scalar store,
+        # and every event the render applies is stored field by field.
+        a = self._a
+        self._ev_offset = memoryview(a["ev_offset"])
+        self._ev_base = memoryview(a["ev_base"])
+        self._ev_length = memoryview(a["ev_length"])
+        self._ev_bytes = memoryview(a["ev_data"].reshape(-1))
+
     def _new_master(self, reverb: bool, chorus: bool) -> Master:
         master = Master(self.sample_rate, self._chunk, reverb or chorus)
         if not reverb:
@@ -212,6 +224,7 @@ class SoundFontSynth(MiniportSink):
                 arrays["counters"][k] = old.arrays["counters"][k]
             resolve_all(state)
             self.engine_state, self._a, self.font = state, arrays, font
+            self._bind_event_rows()
             if self._helper is not None:
                 self._helper.stop()
                 self._start_helper()
@@ -345,20 +358,39 @@ class SoundFontSynth(MiniportSink):
         n_events = 0
         if run:
             pending_at = self._pending_at
-            capacity = len(a["ev_offset"])
-            while self._head < len(pending_at) and pending_at[self._head] < t0 + m:
-                at = pending_at[self._head]
+            pending = self._pending
+            head = self._head
+            capacity = len(self._ev_offset)
+            end = t0 + m
+            # The events taken go back to their allocator in chains, one lock each, not one per event.
+            done: Optional[KernelEvent] = None
+            while head < len(pending_at) and pending_at[head] < end:
+                at = pending_at[head]
                 if n_events + 3 > capacity:  # room for a raw run's messages is checked as they are split
                     m = max(at - t0, 1) if at > t0 else m
                     break
-                evt = self._pending[self._head]
-                self._head += 1
-                n_events = self._encode(evt, at - t0, n_events, capacity)
-                self.events_applied += 1
-                evt.allocator.put_message(evt)
-            if self._head > 64 and self._head * 2 > len(pending_at):
-                del self._pending[: self._head]
-                del pending_at[: self._head]
+                evt = pending[head]
+                head += 1
+                n = evt.cb_event
+                if 0 < n <= 3 and self._sysex_owner is None and not evt.flags & EVENT_INCOMPLETE and (
+                    evt.buf[0] not in _NOT_SHORT
+                ):
+                    n_events = self._put(at - t0, self._slot(evt.channel_group) * CHANNELS_PER_GROUP, evt.buf, 0, n,
+                                         n_events)
+                else:
+                    n_events = self._encode(evt, at - t0, n_events, capacity)
+                if done is not None and done.allocator is not evt.allocator:
+                    done.allocator.put_message(done)
+                    done = None
+                evt.next_evt = done
+                done = evt
+            if done is not None:
+                done.allocator.put_message(done)
+            self.events_applied += head - self._head
+            self._head = head
+            if head > 64 and head * 2 > len(pending_at):
+                del pending[:head]
+                del pending_at[:head]
                 self._head = 0
         k = a["counters"]
         if n_events == 0 and k[L.K_HIGH_WATER] == 0 and not self.master.tail_active and not self._retiring:
@@ -412,14 +444,14 @@ class SoundFontSynth(MiniportSink):
         return slot
 
     def _put(self, offset: int, base: int, data: bytes | bytearray, start: int, length: int, row: int) -> int:
-        a = self._a
-        a["ev_offset"][row] = offset
-        a["ev_base"][row] = base
-        a["ev_length"][row] = length
-        d = a["ev_data"][row]
-        d[0] = data[start]
-        d[1] = data[start + 1] if length > 1 else 0
-        d[2] = data[start + 2] if length > 2 else 0
+        self._ev_offset[row] = offset
+        self._ev_base[row] = base
+        self._ev_length[row] = length
+        d = self._ev_bytes
+        j = 3 * row
+        d[j] = data[start]
+        d[j + 1] = data[start + 1] if length > 1 else 0
+        d[j + 2] = data[start + 2] if length > 2 else 0
         return row + 1
 
     def _encode(self, e: KernelEvent, offset: int, row: int, capacity: int) -> int:
