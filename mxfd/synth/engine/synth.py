@@ -180,10 +180,10 @@ class SoundFontSynth(MiniportSink):
         # The event arrays as memoryviews: an item stored through one costs half a numpy scalar store,
         # and every event the render applies is stored field by field.
         a = self._a
-        self._ev_offset = memoryview(a["ev_offset"])
-        self._ev_base = memoryview(a["ev_base"])
-        self._ev_length = memoryview(a["ev_length"])
-        self._ev_bytes = memoryview(a["ev_data"].reshape(-1))
+        self._ev_offset = a["ev_offset"].data
+        self._ev_base = a["ev_base"].data
+        self._ev_length = a["ev_length"].data
+        self._ev_bytes = a["ev_data"].reshape(-1).data
 
     def _new_master(self, reverb: bool, chorus: bool) -> Master:
         master = Master(self.sample_rate, self._chunk, reverb or chorus)
