@@ -152,7 +152,7 @@ def encode_buffer(records: Iterable[Record] | Sequence[Record]) -> tuple[int, by
             raise ValueError(f"message of {n} bytes: records carry 1..{MAX_EVENT_SIZE} bytes")
         if not 0 <= group <= MAX_CHANNEL_GROUP:
             raise ValueError(f"channel group {group} outside 0..{MAX_CHANNEL_GROUP}")
-        flags = DMUS_EVENT_STRUCTURED if STATUS_KIND[message[0]] in _STRUCTURED_KINDS else 0
+        flags = structured_flag(message)
         if flags and n > MAX_STRUCTURED_SIZE:
             raise ValueError(f"a {n}-byte message starting {message[0]:#04x} is not a short message")
         out += HEADER.pack(n, group, pres_time - start, flags)

@@ -64,8 +64,6 @@ FLUIDSYNTH_GAIN: Final = 0.2
 _EVENT_FIELDS: Final = ("ev_offset", "ev_base", "ev_length", "ev_data")
 NOTE_ON: Final = 0x90
 NOTE_OFF: Final = 0x80
-#: First bytes of a record of at most three bytes that is not a short message for the engine.
-_NOT_SHORT: Final = frozenset((midi.SYSEX, SET_CHANNEL_TYPE))
 
 
 class Retiring:
@@ -371,14 +369,7 @@ class SoundFontSynth(MiniportSink):
                     break
                 evt = pending[head]
                 head += 1
-                n = evt.cb_event
-                if 0 < n <= 3 and self._sysex_owner is None and not evt.flags & EVENT_INCOMPLETE and (
-                    evt.buf[0] not in _NOT_SHORT
-                ):
-                    n_events = self._put(at - t0, self._slot(evt.channel_group) * CHANNELS_PER_GROUP, evt.buf, 0, n,
-                                         n_events)
-                else:
-                    n_events = self._encode(evt, at - t0, n_events, capacity)
+                n_events = self._encode(evt, at - t0, n_events, capacity)
                 if done is not None and done.allocator is not evt.allocator:
                     done.allocator.put_message(done)
                     done = None
